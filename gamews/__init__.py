@@ -1,0 +1,1 @@
+"""gamews: a Twisted service that lets game servers talk live with web browsers."""

@@ -1,0 +1,1 @@
+"""Game-server log sources and parsers."""

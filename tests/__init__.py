@@ -1,0 +1,1 @@
+"""gamews test suite."""
