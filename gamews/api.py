@@ -1,0 +1,285 @@
+"""The public surface of gamews: everything a plugin imports comes from here.
+
+The contract is the one of the SourceMod WebSocket plugin gamews descends from,
+in Pythonic form:
+
+=====================================  =========================================
+seed native                            gamews
+=====================================  =========================================
+``Websocket_Open(ip, port, inc, err,   ``context.open(path, incoming=, error=,
+close)``                               closed=)`` or ``registry.open(endpoint,
+                                       path, ...)`` → :class:`IListener`
+incoming child callback                ``incoming(child: IConnection)``
+``Websocket_HookChild(child, recv,     ``child.hook(on_message=, on_disconnect=,
+disc, err)``                           on_error=, on_open=)``
+``Websocket_Send(child, type, data)``  ``child.send_text(str)`` /
+                                       ``child.send_binary(bytes)``
+``Websocket_GetReadyState(child)``     ``child.ready_state`` (:class:`ReadyState`)
+``Websocket_UnhookChild(child)``       ``child.unhook()``
+``Websocket_Close(listener)``           ``listener.close()`` → ``Deferred``
+=====================================  =========================================
+
+Plugins provide :class:`IGamewsPlugin` and are found with Twisted's plugin
+system (a module in a ``twisted/plugins/`` directory on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from twisted.plugin import IPlugin
+from zope.interface import Attribute, Interface
+
+from gamews.errors import ConfigError, EndpointConflictError
+
+if TYPE_CHECKING:
+    from twisted.application.service import IService
+    from twisted.internet.defer import Deferred
+    from twisted.internet.interfaces import IAddress
+    from twisted.python.failure import Failure
+    from twisted.web.resource import IResource
+
+__all__ = [
+    "ChildCallback",
+    "ConfigError",
+    "ConnectionRequest",
+    "DisconnectCallback",
+    "EndpointConflictError",
+    "ErrorCallback",
+    "IChildHandler",
+    "IConnection",
+    "IGamewsPlugin",
+    "IListener",
+    "IListenerHandler",
+    "IMount",
+    "IPluginContext",
+    "IncomingCallback",
+    "MessageCallback",
+    "ReadyState",
+    "WebSocketError",
+]
+
+
+class ReadyState(enum.IntEnum):
+    """A child connection's state; the values match the browser's ``WebSocket.readyState``."""
+
+    CONNECTING = 0
+    """Offered to plugins; the opening handshake has not been answered yet."""
+    OPEN = 1
+    """Handshake done; messages flow both ways."""
+    CLOSING = 2
+    """A close frame has been sent or received; nothing more can be sent."""
+    CLOSED = 3
+    """The TCP connection is gone."""
+
+
+class WebSocketError(Exception):
+    """A child connection ended abnormally: ``code`` is the RFC 6455 close code
+    (1002 protocol error, 1007 invalid UTF-8, 1009 too big, 1006 dropped, …)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ConnectionRequest:
+    """What a browser asked for in its opening handshake."""
+
+    path: str
+    """The URL path, such as ``/chat``."""
+    query: Mapping[str, list[str]]
+    """Query parameters, each name mapped to all its values."""
+    headers: Mapping[str, str]
+    """HTTP request headers with lower-case names."""
+    peer: str
+    """The peer's address as text: ``tcp4:127.0.0.1:51234`` or ``unix``."""
+    peer_host: str
+    """The peer's IP address (after trusted proxies), used for per-IP limits."""
+    origin: str | None
+    """The ``Origin`` header, if the client sent one (browsers always do)."""
+    protocols: tuple[str, ...] = field(default=())
+    """The subprotocols the client offered, in its order of preference."""
+
+
+IncomingCallback: TypeAlias = "Callable[[IConnection], Deferred[None] | None]"
+ChildCallback: TypeAlias = "Callable[[IConnection], object]"
+MessageCallback: TypeAlias = "Callable[[IConnection, str | bytes], object]"
+DisconnectCallback: TypeAlias = "Callable[[IConnection, int | None, str], object]"
+ErrorCallback: TypeAlias = "Callable[[IConnection, Failure], object]"
+
+
+class IConnection(Interface):
+    """A child WebSocket connection as one plugin sees it.
+
+    Every plugin listening on a path gets its own ``IConnection`` for each
+    child; ``id`` is the same in all of them. Hooks and unhooks are per plugin;
+    the child is closed (1000) when the last plugin that hooked it unhooks.
+    """
+
+    id: int = Attribute("An integer unique to this child within the process.")
+    request: ConnectionRequest = Attribute("The opening handshake (path, query, headers, peer).")
+    ready_state: ReadyState = Attribute("The child's current :class:`ReadyState`.")
+    subprotocol: str | None = Attribute("The subprotocol chosen for this child, if any.")
+    hooked: bool = Attribute("Whether this plugin holds the child.")
+
+    def hook(
+        on_message: MessageCallback | None = None,
+        on_disconnect: DisconnectCallback | None = None,
+        on_error: ErrorCallback | None = None,
+        on_open: ChildCallback | None = None,
+        *,
+        handler: IChildHandler | None = None,
+    ) -> None:
+        """Hold this child and receive its events (callbacks, or ``handler``).
+
+        Text messages arrive as ``str``, binary ones as ``bytes``, fragmented
+        messages whole. ``on_open`` runs when the handshake completes;
+        ``on_error`` gets a :class:`WebSocketError` failure when the child ends
+        abnormally, followed by ``on_disconnect(child, code, reason)``, which
+        always runs once. Hooking again replaces this plugin's callbacks.
+        """
+
+    def unhook() -> None:
+        """Stop this plugin's callbacks; the child is closed when nobody holds it."""
+
+    def select_subprotocol(name: str) -> None:
+        """Answer the handshake with ``name``, one of ``request.protocols``.
+
+        Only while CONNECTING; raises ``ValueError`` if ``name`` was not offered
+        or another plugin already chose a different one.
+        """
+
+    def reject(status: int = 403, reason: str = "") -> None:
+        """Refuse the child before the handshake completes with HTTP ``status`` (4xx)."""
+
+    def send_text(text: str) -> bool:
+        """Send a text message; ``False`` if the child is not OPEN.
+
+        Raises ``ValueError`` above the configured maximum message size.
+        """
+
+    def send_binary(data: bytes) -> bool:
+        """Send a binary message, byte-exact; ``False`` if the child is not OPEN."""
+
+    def close(code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (or refuse the child if still CONNECTING)."""
+
+
+class IChildHandler(Interface):
+    """An object form of :meth:`IConnection.hook`'s callbacks."""
+
+    def on_open(child: IConnection) -> object:
+        """The handshake completed."""
+
+    def on_message(child: IConnection, data: str | bytes) -> object:
+        """A whole message arrived: ``str`` for text, ``bytes`` for binary."""
+
+    def on_error(child: IConnection, failure: Failure) -> object:
+        """The child ended abnormally; ``failure.value`` is a :class:`WebSocketError`."""
+
+    def on_disconnect(child: IConnection, code: int | None, reason: str) -> object:
+        """The child is gone (always called once per hook)."""
+
+
+class IListenerHandler(Interface):
+    """An object form of the callbacks given to ``open``."""
+
+    def incoming(child: IConnection) -> Deferred[None] | None:
+        """A child asks to connect: hook it, reject it, or ignore it.
+
+        May return a Deferred (for instance to check a token); the handshake is
+        answered once every plugin on the path has decided. A child that no
+        plugin hooks is refused with 403.
+        """
+
+    def error(listener: IListener, failure: Failure) -> object:
+        """The listening port could not be opened, or failed."""
+
+    def closed(listener: IListener) -> object:
+        """The listening port went away while this listener was still open."""
+
+
+class IListener(Interface):
+    """One plugin's handle on a listening WebSocket path (seed: the master socket)."""
+
+    endpoint: str = Attribute("The endpoint description as given to ``open``.")
+    path: str = Attribute("The URL path, such as ``/echo``.")
+    owner: str = Attribute("The name of the plugin that opened it.")
+    active: bool = Attribute("False once closed.")
+
+    def when_listening() -> Deferred[IAddress]:
+        """Fire with the port's address once it listens (or fail if it cannot)."""
+
+    def connections() -> list[IConnection]:
+        """This plugin's view of the children it holds."""
+
+    def close() -> Deferred[None]:
+        """Stop this plugin's callbacks at once and release the port.
+
+        The port stays open while other handles use it; the Deferred returned
+        by the last close fires when the port has stopped listening.
+        """
+
+
+class IMount(Interface):
+    """A plain HTTP resource (a page, a static directory) mounted on a shared port."""
+
+    endpoint: str = Attribute("The endpoint description.")
+    path: str = Attribute("The URL path it is mounted at.")
+
+    def when_listening() -> Deferred[IAddress]:
+        """Fire with the port's address once it listens."""
+
+    def close() -> Deferred[None]:
+        """Unmount it and release the port (as :meth:`IListener.close`)."""
+
+
+class IPluginContext(Interface):
+    """What gamews hands a plugin when it builds the plugin's service."""
+
+    name: str = Attribute("The plugin's name.")
+    endpoints: tuple[str, ...] = Attribute("The web endpoints gamews listens on (``--listen``).")
+    config: Mapping[str, Any] = Attribute("The plugin's own ``[plugin.NAME]`` table, or ``{}``.")
+    reactor: Any = Attribute("The reactor (or a test's fake) to use for time and I/O.")
+
+    def open(
+        path: str,
+        *,
+        endpoint: str | None = None,
+        incoming: IncomingCallback | None = None,
+        error: Callable[[IListener, Failure], object] | None = None,
+        closed: Callable[[IListener], object] | None = None,
+        handler: IListenerHandler | None = None,
+    ) -> IListener:
+        """Listen for WebSocket children on ``path`` of ``endpoint``.
+
+        ``endpoint`` defaults to the first of :attr:`endpoints`. Give callbacks
+        or a ``handler`` object. Raises ``ValueError`` for a bad endpoint and
+        :class:`EndpointConflictError` for options that clash with an open port.
+        """
+
+    def mount(path: str, resource: IResource, *, endpoint: str | None = None) -> IMount:
+        """Serve a plain HTTP ``resource`` at ``path`` on the shared port.
+
+        A ``path`` ending in ``/`` also serves everything below it.
+        """
+
+
+class IGamewsPlugin(IPlugin):
+    """A gamews plugin, found with ``twisted.plugin.getPlugins(IGamewsPlugin)``.
+
+    Ship an instance in a module under ``twisted/plugins/`` of your package;
+    enable it by name in the config's ``plugins`` list.
+    """
+
+    name: str = Attribute("A short unique name, such as ``echo``.")
+    description: str = Attribute("One line saying what the plugin does.")
+
+    def make_service(context: IPluginContext) -> IService:
+        """Build the plugin's service; it opens listeners when started and
+        closes them (returning a Deferred) when stopped."""

@@ -1,0 +1,89 @@
+"""The index page gamews serves at ``/`` of each web port."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from typing import TYPE_CHECKING
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from gamews.api import IGamewsPlugin
+
+if TYPE_CHECKING:
+    from gamews.registry import Registry
+
+__all__ = ["IndexPage"]
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>gamews</title>
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto;
+        padding: 0 1rem; color: #1d2330; background: #f6f7fb; }}
+h1 {{ margin-bottom: 0; }} .sub {{ color: #5a6275; margin-top: 0; }}
+table {{ border-collapse: collapse; width: 100%; background: #fff; }}
+td, th {{ text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #e3e6ee; }}
+code {{ background: #eef0f6; padding: 0 .25rem; border-radius: 3px; }}
+#echo {{ background: #fff; padding: 1rem; margin-top: 1.5rem; border: 1px solid #e3e6ee; }}
+#log {{ white-space: pre-wrap; font-family: ui-monospace, monospace; min-height: 3rem; }}
+</style></head><body>
+<h1>gamews</h1>
+<p class="sub">WebSockets between game servers and browsers.</p>
+<h2>Plugins</h2>
+<table><tr><th>plugin</th><th>what it does</th></tr>{plugins}</table>
+<h2>WebSocket paths on this port</h2>
+<table><tr><th>path</th><th>held by</th></tr>{paths}</table>
+{echo}
+</body></html>
+"""
+
+_ECHO = """<div id="echo"><strong>Echo test</strong>
+<form id="f"><input id="msg" value="hello gamews" size="30"> <button>send</button></form>
+<div id="log"></div></div>
+<script>
+const log = (t) => document.getElementById('log').textContent += t + '\\n';
+const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '{path}';
+const ws = new WebSocket(url);
+ws.onopen = () => log('open ' + url);
+ws.onmessage = (e) => log('< ' + e.data);
+ws.onclose = (e) => log('closed ' + e.code);
+document.getElementById('f').onsubmit = (e) => {{
+  e.preventDefault(); const m = document.getElementById('msg').value; ws.send(m); log('> ' + m);
+}};
+</script>"""
+
+
+class IndexPage(Resource):
+    """Lists the running plugins and the WebSocket paths of the port it is served on."""
+
+    isLeaf = True
+
+    def __init__(self, registry: Registry, plugins: Sequence[IGamewsPlugin]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._registry = registry
+        self._plugins = plugins
+
+    def render_GET(self, request: Request) -> bytes:
+        here = request.getHost()
+        rows = "".join(
+            f"<tr><td><code>{escape(p.name)}</code></td><td>{escape(p.description)}</td></tr>"
+            for p in self._plugins
+        )
+        routes: dict[str, list[str]] = {}
+        for port in self._registry.ports():
+            address = port.listening_port.getHost() if port.listening_port else None
+            if address != here:
+                continue
+            for path, route in port.routes.items():
+                routes[path] = sorted({lst.owner for lst in route.listeners()})
+        paths = "".join(
+            f"<tr><td><code>{escape(path)}</code></td><td>{escape(', '.join(owners))}</td></tr>"
+            for path, owners in sorted(routes.items())
+        ) or "<tr><td colspan=2>none</td></tr>"
+        echo = _ECHO.format(path="/echo") if "/echo" in routes else ""
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        return _PAGE.format(plugins=rows, paths=paths, echo=echo).encode("utf-8")

@@ -1,0 +1,66 @@
+"""The smallest gamews plugin: echo every message back to its sender.
+
+It shows the whole plugin contract in a few lines: a plugin object providing
+:class:`gamews.api.IGamewsPlugin` (found through ``twisted/plugins/``), whose
+service opens a listener when started and closes it when stopped; each
+incoming child is hooked and its messages sent back, text as text and binary
+as binary.
+
+Config (optional)::
+
+    [plugin.echo]
+    path = "/echo"
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred, DeferredList
+from zope.interface import implementer
+
+from gamews.api import IConnection, IGamewsPlugin, IListener, IPluginContext
+
+__all__ = ["EchoPlugin", "EchoService"]
+
+
+class EchoService(Service):
+    """Listens on ``path`` of every web endpoint and echoes each message."""
+
+    def __init__(self, context: IPluginContext) -> None:
+        self.context = context
+        self.path = str(context.config.get("path", "/echo"))
+        self.listeners: list[IListener] = []
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self.listeners = [
+            self.context.open(self.path, endpoint=endpoint, incoming=self.incoming)
+            for endpoint in self.context.endpoints
+        ]
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        listeners, self.listeners = self.listeners, []
+        return DeferredList([lst.close() for lst in listeners]).addCallback(lambda _: None)
+
+    def incoming(self, child: IConnection) -> None:
+        """Hold every child that asks."""
+        child.hook(on_message=self.message)
+
+    def message(self, child: IConnection, data: str | bytes) -> None:
+        """Send ``data`` back as it came."""
+        if isinstance(data, str):
+            child.send_text(data)
+        else:
+            child.send_binary(data)
+
+
+@implementer(IGamewsPlugin)
+class EchoPlugin:
+    """Echoes every message back (``/echo``)."""
+
+    name = "echo"
+    description = "Sends every message back to its sender (the smallest plugin)."
+
+    def make_service(self, context: IPluginContext) -> IService:
+        return EchoService(context)

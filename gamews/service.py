@@ -1,0 +1,173 @@
+"""The gamews application service: the registry, the plugins and their pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.plugin import getPlugins
+from twisted.python.failure import Failure
+from twisted.web.resource import IResource
+from zope.interface import implementer
+
+from gamews.api import (
+    IGamewsPlugin,
+    IListener,
+    IListenerHandler,
+    IMount,
+    IncomingCallback,
+    IPluginContext,
+)
+from gamews.config import GamewsConfig
+from gamews.errors import ConfigError
+from gamews.index import IndexPage
+from gamews.registry import Listener, Mount, Registry
+
+__all__ = ["GamewsService", "PluginContext", "available_plugins", "select_plugins"]
+
+log = Logger(namespace="gamews.service")
+
+
+def available_plugins() -> dict[str, IGamewsPlugin]:
+    """Every gamews plugin Twisted's plugin system finds, by name."""
+    found: dict[str, IGamewsPlugin] = {}
+    for plugin in getPlugins(IGamewsPlugin):
+        name = getattr(plugin, "name", None)
+        if not isinstance(name, str) or not name:
+            log.warn("ignoring a gamews plugin without a name: {plugin!r}", plugin=plugin)
+        elif name in found:
+            log.warn("two gamews plugins are named {name}; keeping the first", name=name)
+        else:
+            found[name] = plugin
+    return found
+
+
+def select_plugins(names: tuple[str, ...], found: Mapping[str, IGamewsPlugin]) -> list[
+        IGamewsPlugin]:
+    """The plugins named in the config, or a :class:`ConfigError` naming a missing one."""
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ConfigError("plugins", f"no plugin named {missing[0]!r} is installed "
+                                     f"(found: {', '.join(sorted(found)) or 'none'})")
+    return [found[n] for n in names]
+
+
+@implementer(IPluginContext)
+class PluginContext:
+    """What one plugin gets from gamews; remembers the plugin's handles so
+    that whatever it leaves open is closed when it stops."""
+
+    def __init__(self, name: str, registry: Registry, endpoints: tuple[str, ...],
+                 config: Mapping[str, Any]) -> None:
+        self.name = name
+        self.registry = registry
+        self.endpoints = endpoints
+        self.config = config
+        self.reactor = registry.reactor
+        self._handles: list[Listener | Mount] = []
+
+    def open(
+        self,
+        path: str,
+        *,
+        endpoint: str | None = None,
+        incoming: IncomingCallback | None = None,
+        error: Callable[[IListener, Failure], object] | None = None,
+        closed: Callable[[IListener], object] | None = None,
+        handler: IListenerHandler | None = None,
+    ) -> IListener:
+        listener = self.registry.open(
+            endpoint or self.endpoints[0], path, owner=self.name,
+            incoming=incoming, error=error, closed=closed, handler=handler,
+        )
+        self._handles.append(listener)
+        return listener
+
+    def mount(self, path: str, resource: IResource, *, endpoint: str | None = None) -> IMount:
+        mount = self.registry.mount(endpoint or self.endpoints[0], path, resource,
+                                    owner=self.name)
+        self._handles.append(mount)
+        return mount
+
+    def close_all(self) -> Deferred[None]:
+        """Close every handle the plugin still holds."""
+        handles, self._handles = self._handles, []
+        return DeferredList([h.close() for h in handles]).addCallback(lambda _: None)
+
+
+class _PluginHost(Service):
+    """Runs one plugin's service, keeping its failures away from everyone else."""
+
+    def __init__(self, plugin: IGamewsPlugin, context: PluginContext) -> None:
+        self.plugin = plugin
+        self.context = context
+        self.setName(f"plugin:{plugin.name}")  # type: ignore[no-untyped-call]
+        self.service: IService | None = None
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        try:
+            self.service = self.plugin.make_service(self.context)
+            self.service.startService()
+        except Exception:
+            log.failure("plugin {plugin} failed to start", plugin=self.plugin.name)
+            self.service = None
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        service, self.service = self.service, None
+        stopped: Deferred[None] = (
+            maybeDeferred(service.stopService) if service is not None else succeed(None)
+        )
+
+        def failed(failure: Failure) -> None:
+            log.failure("plugin {plugin} failed to stop", failure, plugin=self.plugin.name)
+
+        return stopped.addErrback(failed).addBoth(lambda _: self.context.close_all())
+
+
+class GamewsService(MultiService):
+    """One gamews instance: the shared-port registry with its plugins.
+
+    Start order: index pages, then each plugin. Stop order: every child
+    connection is closed with 1001 (going away), then the plugins stop, then
+    every port stops listening.
+    """
+
+    def __init__(self, config: GamewsConfig, plugins: list[IGamewsPlugin], *,
+                 reactor: Any = None) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.config = config
+        self.registry = Registry(config.websocket, reactor=reactor,
+                                 shutdown_timeout=config.shutdown_timeout)
+        self.plugins = plugins
+        self._index_mounts: list[Mount] = []
+        for plugin in plugins:
+            context = PluginContext(plugin.name, self.registry, config.listen,
+                                    config.plugin_config.get(plugin.name, {}))
+            _PluginHost(plugin, context).setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def startService(self) -> None:
+        page = IndexPage(self.registry, self.plugins)
+        for endpoint in self.config.listen:
+            self._index_mounts.append(self.registry.mount(endpoint, "/", page, owner="gamews"))
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[None]:
+        registry = self.registry
+        registry.shutting_down = True
+        going_away = registry.close_children(registry.children(), 1001, "server shutting down")
+
+        def stop_plugins(_: object) -> Deferred[None]:
+            d: Deferred[None] = maybeDeferred(super(GamewsService, self).stopService)
+            return d
+
+        def unmount(_: object) -> Deferred[None]:
+            mounts, self._index_mounts = self._index_mounts, []
+            return DeferredList([m.close() for m in mounts]).addCallback(lambda _: None)
+
+        return (going_away.addCallback(stop_plugins).addCallback(unmount)
+                .addCallback(lambda _: registry.shutdown()))

@@ -1,0 +1,95 @@
+"""``twistd gamews``: command-line options and the service they build."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, ClassVar
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from gamews.api import IGamewsPlugin
+from gamews.config import DEFAULT_LISTEN, GamewsConfig, load_config
+from gamews.errors import ConfigError
+from gamews.registry import normalize_endpoint
+from gamews.service import GamewsService, available_plugins, select_plugins
+
+__all__ = ["Options", "makeService"]
+
+_LATER = {
+    "demo": "the demo game",
+    "manhole": "the SSH manhole",
+    "metrics": "the metrics endpoint",
+}
+
+
+class Options(usage.Options):
+    """Options of ``twistd gamews``."""
+
+    synopsis = "[options]"
+    longdesc = ("Serve WebSockets for game-server plugins. With no options, listen on "
+                f"{DEFAULT_LISTEN} and run the echo plugin (/echo) and an index page (/).")
+    optParameters: ClassVar[list[list[str | None]]] = [
+        ["config", "c", None, "A TOML config file."],
+    ]
+    optFlags: ClassVar[list[list[str | None]]] = [
+        ["demo", None, "Run the built-in demo game (not available yet)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self["listen"] = []
+        self.config: GamewsConfig = GamewsConfig()
+        self.plugins: list[IGamewsPlugin] = []
+
+    def opt_listen(self, description: str) -> None:
+        """Listen on an endpoint (strports syntax; repeatable)
+        [default: tcp:8080:interface=127.0.0.1]."""
+        try:
+            normalize_endpoint(description)
+        except ValueError as e:
+            raise usage.UsageError(f"--listen: {e}") from None
+        self["listen"].append(description)
+
+    opt_l = opt_listen
+
+    def opt_manhole(self, description: str) -> None:
+        """Run an SSH manhole on an endpoint (not available yet)."""
+        raise usage.UsageError(f"--manhole: {_LATER['manhole']} is not available in this "
+                               "version of gamews yet")
+
+    def opt_metrics(self, description: str) -> None:
+        """Serve metrics on an endpoint (not available yet)."""
+        raise usage.UsageError(f"--metrics: {_LATER['metrics']} is not available in this "
+                               "version of gamews yet")
+
+    def parseOptions(self, options: Any = None) -> None:
+        """Parse, printing a bad option or config as one line (not a usage dump)."""
+        try:
+            super().parseOptions(options)  # type: ignore[no-untyped-call]
+        except usage.UsageError as e:
+            sys.stderr.write(f"twistd gamews: error: {e}\n")
+            raise SystemExit(2) from None
+
+    def postOptions(self) -> None:
+        if self["demo"]:
+            raise usage.UsageError(f"--demo: {_LATER['demo']} is not available in this "
+                                   "version of gamews yet")
+        try:
+            config = load_config(self["config"]) if self["config"] else GamewsConfig()
+            if self["listen"]:
+                config = config.with_listen(tuple(self["listen"]))
+            for i, endpoint in enumerate(config.listen):
+                try:
+                    normalize_endpoint(endpoint)
+                except ValueError as e:
+                    raise ConfigError(f"listen[{i}]", str(e)) from None
+            self.plugins = select_plugins(config.plugins, available_plugins())
+        except ConfigError as e:
+            raise usage.UsageError(f"config: {e}") from None
+        self.config = config
+
+
+def makeService(options: Options) -> IService:
+    """Build the gamews service from parsed :class:`Options`."""
+    return GamewsService(options.config, options.plugins)

@@ -1,0 +1,407 @@
+"""The Autobahn protocol behind every child connection, and the child handles
+plugins hold (:class:`ConnectionHandle`, one per plugin per child)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gamews.api import (
+    ChildCallback,
+    ConnectionRequest,
+    DisconnectCallback,
+    ErrorCallback,
+    IChildHandler,
+    IConnection,
+    MessageCallback,
+    ReadyState,
+    WebSocketError,
+)
+from gamews.config import WebSocketLimits
+from gamews.isolation import call_plugin
+
+if TYPE_CHECKING:
+    from autobahn.websocket.types import ConnectionRequest as AutobahnRequest
+
+__all__ = ["Child", "ConnectionHandle", "GamewsServerFactory", "GamewsServerProtocol", "Route"]
+
+log = Logger(namespace="gamews.websocket")
+
+_LOST = Failure(ConnectionDone())
+_SENDABLE_CODES = frozenset({1000, 1001, 1008, 1011})
+_ERROR_CODES = frozenset({1002, 1003, 1006, 1007, 1008, 1009, 1010, 1011})
+_ids = itertools.count(1)
+
+
+class ListenerLike(Protocol):
+    """What a child needs of a listener (the registry's ``Listener``)."""
+
+    owner: str
+
+    @property
+    def active(self) -> bool: ...
+
+    def offer(self, child: IConnection) -> Deferred[None] | None: ...
+
+
+class Route(Protocol):
+    """What a child needs of the path it arrived on (the registry's route)."""
+
+    limits: WebSocketLimits
+
+    def listeners(self) -> list[ListenerLike]: ...
+
+    def admit(self, child: Child) -> tuple[int, str] | None: ...
+
+    def release(self, child: Child) -> None: ...
+
+
+@dataclass
+class _Hook:
+    handle: ConnectionHandle
+    on_message: MessageCallback | None
+    on_disconnect: DisconnectCallback | None
+    on_error: ErrorCallback | None
+    on_open: ChildCallback | None
+
+
+def peer_host(address: IAddress) -> str:
+    """The host part of a transport address (``unix`` for UNIX sockets)."""
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else "unix"
+
+
+class Child:
+    """The state of one child connection shared by every plugin's handle."""
+
+    def __init__(self, protocol: GamewsServerProtocol, route: Route) -> None:
+        self.id = next(_ids)
+        self.protocol = protocol
+        self.route = route
+        self.request: ConnectionRequest | None = None
+        self.subprotocol: str | None = None
+        self._subprotocol_owner: str | None = None
+        self._rejection: tuple[int, str] | None = None
+        self._handles: dict[ListenerLike, ConnectionHandle] = {}
+        self._hooks: dict[ListenerLike, _Hook] = {}
+        self.lost = False
+        self.admitted = False
+        self._lost_waiters: list[Deferred[None]] = []
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def ready_state(self) -> ReadyState:
+        """The RFC 6455 ready state, read from the protocol."""
+        if self.lost:
+            return ReadyState.CLOSED
+        state = self.protocol.state
+        if state == WebSocketServerProtocol.STATE_OPEN:
+            return ReadyState.OPEN
+        if state == WebSocketServerProtocol.STATE_CLOSING:
+            return ReadyState.CLOSING
+        if state == WebSocketServerProtocol.STATE_CLOSED:
+            return ReadyState.CLOSED
+        return ReadyState.CONNECTING
+
+    def holders(self) -> list[str]:
+        """Names of the plugins holding this child."""
+        return [listener.owner for listener in self._hooks]
+
+    def handle_for(self, listener: ListenerLike) -> ConnectionHandle:
+        """The handle ``listener``'s plugin sees for this child."""
+        handle = self._handles.get(listener)
+        if handle is None:
+            handle = self._handles[listener] = ConnectionHandle(self, listener)
+        return handle
+
+    # -- the handshake ---------------------------------------------------------
+
+    def offer(self, request: AutobahnRequest) -> Deferred[str | None] | str | None:
+        """Offer the child to every plugin on its path, then answer the handshake."""
+        transport = self.protocol.transport
+        assert transport is not None
+        host = peer_host(transport.getPeer())
+        if self.route.limits.trusted_proxies and "x-forwarded-for" in request.headers:
+            host = str(request.peer)
+        self.request = ConnectionRequest(
+            path=request.path,
+            query={k: list(v) for k, v in request.params.items()},
+            headers=dict(request.headers),
+            peer=str(request.peer),
+            peer_host=host,
+            origin=request.headers.get("origin"),
+            protocols=tuple(request.protocols),
+        )
+        denied = self.route.admit(self)
+        if denied is not None:
+            raise ConnectionDeny(*denied)
+        self.admitted = True
+        waits: list[Deferred[None]] = []
+        for listener in self.route.listeners():
+            waiting = listener.offer(self.handle_for(listener))
+            if waiting is not None:
+                waits.append(waiting)
+        if waits:
+            decided: Deferred[str | None] = DeferredList(waits).addCallback(
+                lambda _: self._decide()
+            )
+            return decided
+        return self._decide()
+
+    def _decide(self) -> str | None:
+        if self._rejection is not None:
+            raise ConnectionDeny(*self._rejection)
+        if not self._hooks:
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "no plugin accepted the connection")
+        return self.subprotocol
+
+    def select_subprotocol(self, listener: ListenerLike, name: str) -> None:
+        if self.ready_state is not ReadyState.CONNECTING or self.request is None:
+            raise ValueError("a subprotocol can only be chosen while CONNECTING")
+        if name not in self.request.protocols:
+            raise ValueError(f"subprotocol {name!r} was not offered by the client")
+        if self.subprotocol is not None and self.subprotocol != name:
+            raise ValueError(
+                f"subprotocol {self.subprotocol!r} was already chosen by {self._subprotocol_owner}"
+            )
+        self.subprotocol, self._subprotocol_owner = name, listener.owner
+
+    def reject(self, status: int, reason: str) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError("a rejection needs an HTTP status 400-599")
+        if self.ready_state is not ReadyState.CONNECTING:
+            raise ValueError("only a CONNECTING child can be rejected; close it instead")
+        if self._rejection is None:
+            self._rejection = (status, reason or "rejected")
+
+    # -- hooks ---------------------------------------------------------------
+
+    def hook(self, listener: ListenerLike, hook: _Hook) -> None:
+        if self.ready_state in (ReadyState.CLOSING, ReadyState.CLOSED):
+            raise ValueError("cannot hook a closing or closed child")
+        self._hooks[listener] = hook
+
+    def is_hooked(self, listener: ListenerLike) -> bool:
+        return listener in self._hooks
+
+    def unhook(self, listener: ListenerLike) -> None:
+        """Drop ``listener``'s hook; close (1000) when nobody holds the child."""
+        if self._hooks.pop(listener, None) is None:
+            return
+        if not self._hooks and self.ready_state is ReadyState.OPEN:
+            self.close(1000, "no plugin holds this connection")
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake (1000, 1001, 1008, 1011 or 3000-4999),
+        or drop a child still CONNECTING."""
+        if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
+            raise ValueError(f"close code {code} cannot be sent (use 1000 or 3000-4999)")
+        state = self.ready_state
+        if state is ReadyState.OPEN:
+            raw = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+            self.protocol.sendCloseFrame(code, raw or None)
+        elif state is ReadyState.CONNECTING and self.protocol.transport is not None:
+            self.protocol.transport.loseConnection()
+
+    def on_lost(self, waiter: Deferred[None]) -> None:
+        """Fire ``waiter`` once the connection is gone."""
+        if self.lost:
+            waiter.callback(None)
+        else:
+            self._lost_waiters.append(waiter)
+
+    def _each_hook(self) -> list[tuple[ListenerLike, _Hook]]:
+        return [(lst, h) for lst, h in list(self._hooks.items()) if lst.active]
+
+    def _dispatch(self, name: str, pick: Callable[[_Hook], Any], *args: Any) -> None:
+        for listener, hook in self._each_hook():
+            fn = pick(hook)
+            if fn is not None and self._hooks.get(listener) is hook:
+                call_plugin(listener.owner, name, fn, hook.handle, *args)
+
+    def opened(self) -> None:
+        self._dispatch("on_open", lambda h: h.on_open)
+
+    def message(self, data: str | bytes) -> None:
+        self._dispatch("on_message", lambda h: h.on_message, data)
+
+    def closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
+        """The connection is gone: tell every holder once, then forget them."""
+        self.lost = True
+        local = self.protocol.localCloseCode
+        if not was_clean or code in _ERROR_CODES or local in _ERROR_CODES:
+            err_code = local if isinstance(local, int) and local in _ERROR_CODES else (code or 1006)
+            text = reason or self.protocol.localCloseReason or self.protocol.wasNotCleanReason
+            failure = Failure(WebSocketError(err_code, str(text or "connection lost")))
+            self._dispatch("on_error", lambda h: h.on_error, failure)
+        self._dispatch("on_disconnect", lambda h: h.on_disconnect, code, reason or "")
+        self._hooks.clear()
+        waiters, self._lost_waiters = self._lost_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+
+@implementer(IConnection)
+class ConnectionHandle:
+    """One plugin's view of a child connection (see :class:`gamews.api.IConnection`)."""
+
+    def __init__(self, child: Child, listener: ListenerLike) -> None:
+        self._child = child
+        self._listener = listener
+
+    def __repr__(self) -> str:
+        req = self._child.request
+        return (f"<ConnectionHandle #{self.id} {req.path if req else '?'} "
+                f"{req.peer if req else '?'} {self.ready_state.name} for {self._listener.owner}>")
+
+    @property
+    def id(self) -> int:
+        return self._child.id
+
+    @property
+    def request(self) -> ConnectionRequest:
+        assert self._child.request is not None
+        return self._child.request
+
+    @property
+    def ready_state(self) -> ReadyState:
+        return self._child.ready_state
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._child.subprotocol
+
+    @property
+    def hooked(self) -> bool:
+        return self._child.is_hooked(self._listener)
+
+    def hook(
+        self,
+        on_message: MessageCallback | None = None,
+        on_disconnect: DisconnectCallback | None = None,
+        on_error: ErrorCallback | None = None,
+        on_open: ChildCallback | None = None,
+        *,
+        handler: IChildHandler | None = None,
+    ) -> None:
+        if handler is not None:
+            if any(f is not None for f in (on_message, on_disconnect, on_error, on_open)):
+                raise TypeError("give callbacks or a handler, not both")
+            on_message, on_disconnect = handler.on_message, handler.on_disconnect
+            on_error, on_open = handler.on_error, handler.on_open
+        if not self._listener.active:
+            raise ValueError("this plugin's listener is closed")
+        self._child.hook(self._listener, _Hook(self, on_message, on_disconnect, on_error, on_open))
+
+    def unhook(self) -> None:
+        self._child.unhook(self._listener)
+
+    def select_subprotocol(self, name: str) -> None:
+        self._child.select_subprotocol(self._listener, name)
+
+    def reject(self, status: int = 403, reason: str = "") -> None:
+        self._child.reject(status, reason)
+
+    def _send(self, payload: bytes, is_binary: bool) -> bool:
+        limit = self._child.route.limits.max_message_size
+        if len(payload) > limit:
+            raise ValueError(f"message of {len(payload)} bytes exceeds the limit of {limit}")
+        if self.ready_state is not ReadyState.OPEN:
+            return False
+        self._child.protocol.sendMessage(payload, isBinary=is_binary)  # type: ignore[no-untyped-call]
+        return True
+
+    def send_text(self, text: str) -> bool:
+        return self._send(text.encode("utf-8"), False)
+
+    def send_binary(self, data: bytes) -> bool:
+        return self._send(bytes(data), True)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.ready_state is ReadyState.CONNECTING:
+            self._child.reject(403, reason or "closed by plugin")
+        else:
+            self._child.close(code, reason)
+
+
+class GamewsServerProtocol(WebSocketServerProtocol):
+    """Autobahn's server protocol, handing each event to the child's plugins."""
+
+    factory: GamewsServerFactory
+    child: Child
+
+    def connectionMade(self) -> None:
+        self.child = Child(self, self.factory.route)
+        super().connectionMade()
+
+    def onConnect(  # type: ignore[override]  # Autobahn also takes a Deferred
+        self, request: AutobahnRequest
+    ) -> Deferred[str | None] | str | None:
+        return self.child.offer(request)
+
+    def onOpen(self) -> None:
+        self.child.opened()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.child.message(payload if isBinary else payload.decode("utf-8"))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if not self.child.lost:
+            self.child.closed(wasClean, code, reason)
+
+    def connectionLost(self, reason: Failure = _LOST) -> None:
+        super().connectionLost(reason)
+        if not self.child.lost:  # Autobahn skips onClose for some early failures
+            self.child.closed(False, None, "connection lost")
+        self.factory.route.release(self.child)
+
+
+def _accept_deflate(limits: WebSocketLimits) -> Callable[[list[Any]], Any]:
+    def accept(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
+        for offer in offers:
+            if isinstance(offer, PerMessageDeflateOffer):
+                return PerMessageDeflateOfferAccept(offer, max_message_size=limits.max_message_size)
+        return None
+
+    return accept
+
+
+class GamewsServerFactory(WebSocketServerFactory):
+    """An Autobahn factory for one URL path of a shared port, with gamews's limits."""
+
+    protocol = GamewsServerProtocol  # type: ignore[assignment]
+
+    def __init__(self, route: Route, reactor: Any) -> None:
+        super().__init__(reactor=reactor)  # type: ignore[no-untyped-call]
+        self.route = route
+        limits = route.limits
+        options: dict[str, Any] = {
+            "maxMessagePayloadSize": limits.max_message_size,
+            "maxFramePayloadSize": limits.max_frame_size,
+            "autoFragmentSize": limits.fragment_size,
+            "openHandshakeTimeout": limits.handshake_timeout,
+            "closeHandshakeTimeout": limits.close_timeout,
+            "autoPingInterval": limits.ping_interval,
+            "autoPingTimeout": limits.ping_timeout if limits.ping_interval else 0,
+            # echo what came before a bad frame and close with the RFC's code
+            # instead of dropping TCP (Autobahn's default gives NON-STRICT)
+            "failByDrop": False,
+            "trustXForwardedFor": limits.trusted_proxies,
+            "webStatus": False,
+        }
+        if limits.permessage_deflate:
+            options["perMessageCompressionAccept"] = _accept_deflate(limits)
+        self.setProtocolOptions(**options)  # type: ignore[no-untyped-call]
