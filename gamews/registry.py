@@ -214,10 +214,12 @@ class _Route:
         verdict = self.port.registry.admit(child)
         if verdict is None:
             self.children.add(child)
+            self.port.children.add(child)
         return verdict
 
     def release(self, child: Child) -> None:
         self.children.discard(child)
+        self.port.children.discard(child)
         self.port.registry.release(child)
 
 
@@ -234,6 +236,7 @@ class _Port:
         self.routes: dict[str, _Route] = {}
         self.mounts: dict[str, Mount] = {}
         self.handles: list[Listener | Mount] = []
+        self.children: set[Child] = set()
         self.listening_port: IListeningPort | None = None
         self.failure: Failure | None = None
         self._waiters: list[Deferred[IAddress]] = []
@@ -281,9 +284,6 @@ class _Port:
         self._waiters.append(waiter)
         return waiter
 
-    def children(self) -> list[Child]:
-        return [c for route in self.routes.values() for c in route.children]
-
     def route_for(self, path: str) -> _Route:
         if path in self.mounts:
             raise EndpointConflictError(f"{path} on {self.description} already serves a page")
@@ -322,7 +322,7 @@ class _Port:
         for handle in list(self.handles):
             if isinstance(handle, Listener):
                 handle.port_closed()
-        closing = self.registry.close_children(self.children(), code, reason)
+        closing = self.registry.close_children(list(self.children), code, reason)
 
         def stop_listening(_: object) -> Deferred[None] | None:
             if self.listening_port is None:
@@ -563,7 +563,7 @@ class Registry:
 
     def children(self) -> list[Child]:
         """Every child connection, on every port."""
-        return [c for port in self._ports.values() for c in port.children()]
+        return [c for port in self._ports.values() for c in port.children]
 
     # -- closing ---------------------------------------------------------------
 

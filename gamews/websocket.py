@@ -13,7 +13,7 @@ from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflat
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -379,6 +379,35 @@ def _accept_deflate(limits: WebSocketLimits) -> Callable[[list[Any]], Any]:
     return accept
 
 
+class _Timer:
+    """A pending timer that tolerates a late ``cancel``."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: IDelayedCall) -> None:
+        self._call = call
+
+    def cancel(self) -> None:
+        if self._call.active():
+            self._call.cancel()
+
+
+class _ReactorTimers:
+    """Autobahn's timer source, on the injected reactor.
+
+    Autobahn batches its timers on txaio's global loop; gamews runs them on the
+    reactor (or test clock) the factory was given, so tests can drive them and
+    nothing is left pending once a connection is gone.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+
+    def call_later(self, delay: float, func: Callable[..., Any], *args: Any,
+                   **kwargs: Any) -> _Timer:
+        return _Timer(self._clock.callLater(delay, func, *args, **kwargs))
+
+
 class GamewsServerFactory(WebSocketServerFactory):
     """An Autobahn factory for one URL path of a shared port, with gamews's limits."""
 
@@ -387,6 +416,7 @@ class GamewsServerFactory(WebSocketServerFactory):
     def __init__(self, route: Route, reactor: Any) -> None:
         super().__init__(reactor=reactor)  # type: ignore[no-untyped-call]
         self.route = route
+        self._batched_timer = _ReactorTimers(reactor)
         limits = route.limits
         options: dict[str, Any] = {
             "maxMessagePayloadSize": limits.max_message_size,

@@ -1,0 +1,108 @@
+"""Helpers for the tests: real loopback servers and real WebSocket clients."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString, connectProtocol
+from twisted.internet.interfaces import IReactorCore
+from twisted.internet.task import deferLater
+
+LOOPBACK = "tcp:0:interface=127.0.0.1"
+
+
+def real_reactor() -> Any:
+    """The global reactor (integration tests run on real loopback sockets)."""
+    return _reactor
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def poll_until(predicate: Callable[[], bool], timeout: float = 5.0,
+               interval: float = 0.01) -> Deferred[None]:
+    """Fire once ``predicate()`` is true; fail with ``TimeoutError`` after ``timeout``."""
+    clock: IReactorCore = _reactor
+    elapsed = 0.0
+
+    async def wait() -> None:
+        nonlocal elapsed
+        while not predicate():
+            if elapsed >= timeout:
+                raise TimeoutError(f"condition not met within {timeout}s")
+            await deferLater(clock, interval)  # type: ignore[arg-type]
+            elapsed += interval
+
+    return Deferred.fromCoroutine(wait())
+
+
+class Client(WebSocketClientProtocol):
+    """An Autobahn client that records what happens, with Deferreds to wait on."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.opened: Deferred[None] = Deferred()
+        self.closed: Deferred[tuple[bool, int | None, str | None]] = Deferred()
+        self.messages: list[str | bytes] = []
+        self._waiting: list[tuple[int, Deferred[list[str | bytes]]]] = []
+        self.subprotocol: str | None = None
+
+    def onConnect(self, response: Any) -> None:
+        self.subprotocol = response.protocol
+
+    def onOpen(self) -> None:
+        self.opened.callback(None)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.messages.append(payload if isBinary else payload.decode("utf-8"))
+        ready = [(n, d) for n, d in self._waiting if len(self.messages) >= n]
+        self._waiting = [(n, d) for n, d in self._waiting if len(self.messages) < n]
+        for _, d in ready:
+            d.callback(list(self.messages))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if not self.opened.called:
+            self.opened.errback(ConnectionError(f"closed before open: {code} {reason}"))
+        self.closed.callback((wasClean, code, reason))
+
+    def wait_messages(self, n: int) -> Deferred[list[str | bytes]]:
+        """Fire with all messages once ``n`` have arrived."""
+        d: Deferred[list[str | bytes]] = Deferred()
+        if len(self.messages) >= n:
+            d.callback(list(self.messages))
+        else:
+            self._waiting.append((n, d))
+        return d
+
+    def send_text(self, text: str) -> None:
+        self.sendMessage(text.encode("utf-8"), isBinary=False)  # type: ignore[no-untyped-call]
+
+    def send_binary(self, data: bytes) -> None:
+        self.sendMessage(data, isBinary=True)  # type: ignore[no-untyped-call]
+
+
+async def connect(port: int, path: str = "/echo", *, protocols: list[str] | None = None,
+                  headers: dict[str, str] | None = None, origin: str | None = None,
+                  **options: Any) -> Client:
+    """Open an Autobahn client on ``ws://127.0.0.1:PORT/PATH`` and wait for the handshake."""
+    factory = WebSocketClientFactory(  # type: ignore[no-untyped-call]
+        f"ws://127.0.0.1:{port}{path}", protocols=protocols or [], headers=headers,
+        origin=origin, reactor=_reactor,
+    )
+    factory.protocol = Client
+    factory.setProtocolOptions(autoPingInterval=0, **options)  # type: ignore[no-untyped-call]
+    endpoint = clientFromString(_reactor, f"tcp:127.0.0.1:{port}:timeout=5")
+    proto = factory.buildProtocol(None)
+    client: Client = await connectProtocol(endpoint, proto)
+    await client.opened
+    return client
