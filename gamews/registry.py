@@ -231,7 +231,9 @@ class _Port:
         self.key = key
         self.description = description
         self.router = _Router()
-        self.site = Site(self.router, timeout=registry.http_timeout)
+        # an HTTP request (a WebSocket upgrade included) must arrive within
+        # the handshake timeout; idle page connections are dropped as fast
+        self.site = Site(self.router, timeout=registry.limits.handshake_timeout)
         self.site.displayTracebacks = False
         self.routes: dict[str, _Route] = {}
         self.mounts: dict[str, Mount] = {}
@@ -438,7 +440,7 @@ class Registry:
     """Every listening port of one gamews instance, shared by its plugins."""
 
     def __init__(self, limits: WebSocketLimits | None = None, *, reactor: Any = None,
-                 shutdown_timeout: float = 3.0, http_timeout: float = 60.0) -> None:
+                 shutdown_timeout: float = 3.0) -> None:
         if reactor is None:
             from twisted.internet import reactor as global_reactor
 
@@ -446,7 +448,6 @@ class Registry:
         self.reactor = reactor
         self.limits = limits or WebSocketLimits()
         self.shutdown_timeout = shutdown_timeout
-        self.http_timeout = http_timeout
         self._ports: dict[tuple[str, ...], _Port] = {}
         self._stopping: dict[tuple[str, ...], Deferred[None]] = {}
         self._per_host: Counter[str] = Counter()

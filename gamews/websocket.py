@@ -364,6 +364,7 @@ class GamewsServerProtocol(WebSocketServerProtocol):
 
     def connectionLost(self, reason: Failure = _LOST) -> None:
         super().connectionLost(reason)
+        self.factory.timers.cancel_all(self)
         if not self.child.lost:  # Autobahn skips onClose for some early failures
             self.child.closed(False, None, "connection lost")
         self.factory.route.release(self.child)
@@ -379,33 +380,51 @@ def _accept_deflate(limits: WebSocketLimits) -> Callable[[list[Any]], Any]:
     return accept
 
 
-class _Timer:
-    """A pending timer that tolerates a late ``cancel``."""
-
-    __slots__ = ("_call",)
-
-    def __init__(self, call: IDelayedCall) -> None:
-        self._call = call
-
-    def cancel(self) -> None:
-        if self._call.active():
-            self._call.cancel()
-
-
 class _ReactorTimers:
     """Autobahn's timer source, on the injected reactor.
 
     Autobahn batches its timers on txaio's global loop; gamews runs them on the
-    reactor (or test clock) the factory was given, so tests can drive them and
-    nothing is left pending once a connection is gone.
+    reactor (or test clock) the factory was given, so tests can drive them, and
+    cancels a connection's timers when it is gone so nothing is left pending.
     """
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
+        self._pending: dict[object, set[IDelayedCall]] = {}
 
     def call_later(self, delay: float, func: Callable[..., Any], *args: Any,
                    **kwargs: Any) -> _Timer:
-        return _Timer(self._clock.callLater(delay, func, *args, **kwargs))
+        owner = getattr(func, "__self__", None)
+        calls = self._pending.setdefault(owner, set())
+
+        def fire() -> None:
+            calls.discard(call)
+            func(*args, **kwargs)
+
+        call = self._clock.callLater(delay, fire)
+        calls.add(call)
+        return _Timer(call, calls)
+
+    def cancel_all(self, owner: object) -> None:
+        """Cancel every timer Autobahn set for ``owner`` (a protocol)."""
+        for call in self._pending.pop(owner, ()):
+            if call.active():
+                call.cancel()
+
+
+class _Timer:
+    """A pending timer that tolerates a late ``cancel``."""
+
+    __slots__ = ("_call", "_calls")
+
+    def __init__(self, call: IDelayedCall, calls: set[IDelayedCall]) -> None:
+        self._call = call
+        self._calls = calls
+
+    def cancel(self) -> None:
+        self._calls.discard(self._call)
+        if self._call.active():
+            self._call.cancel()
 
 
 class GamewsServerFactory(WebSocketServerFactory):
@@ -416,7 +435,7 @@ class GamewsServerFactory(WebSocketServerFactory):
     def __init__(self, route: Route, reactor: Any) -> None:
         super().__init__(reactor=reactor)  # type: ignore[no-untyped-call]
         self.route = route
-        self._batched_timer = _ReactorTimers(reactor)
+        self.timers = self._batched_timer = _ReactorTimers(reactor)
         limits = route.limits
         options: dict[str, Any] = {
             "maxMessagePayloadSize": limits.max_message_size,

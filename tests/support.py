@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import reactor as _reactor
@@ -13,12 +13,28 @@ from twisted.internet.endpoints import clientFromString, connectProtocol
 from twisted.internet.interfaces import IReactorCore
 from twisted.internet.task import deferLater
 
+from gamews.api import IConnection
+
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 
 
 def real_reactor() -> Any:
     """The global reactor (integration tests run on real loopback sockets)."""
     return _reactor
+
+
+def echo(child: IConnection, data: str | bytes) -> None:
+    """Send ``data`` back to ``child`` as it came."""
+    if isinstance(data, str):
+        child.send_text(data)
+    else:
+        child.send_binary(data)
+
+
+def port_of(address: Any) -> int:
+    """The port number of a listening address."""
+    port: int = address.port
+    return port
 
 
 def free_port() -> int:
@@ -50,7 +66,7 @@ class Client(WebSocketClientProtocol):
     """An Autobahn client that records what happens, with Deferreds to wait on."""
 
     def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.opened: Deferred[None] = Deferred()
         self.closed: Deferred[tuple[bool, int | None, str | None]] = Deferred()
         self.messages: list[str | bytes] = []
@@ -84,23 +100,35 @@ class Client(WebSocketClientProtocol):
             self._waiting.append((n, d))
         return d
 
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (a client that stops answering)."""
+        cast(Any, self.transport).pauseProducing()
+
+    def resume_reading(self) -> None:
+        """Read from the socket again."""
+        cast(Any, self.transport).resumeProducing()
+
+    def drop(self) -> None:
+        """Close the TCP connection without a closing handshake."""
+        cast(Any, self.transport).loseConnection()
+
     def send_text(self, text: str) -> None:
-        self.sendMessage(text.encode("utf-8"), isBinary=False)  # type: ignore[no-untyped-call]
+        self.sendMessage(text.encode("utf-8"), isBinary=False)
 
     def send_binary(self, data: bytes) -> None:
-        self.sendMessage(data, isBinary=True)  # type: ignore[no-untyped-call]
+        self.sendMessage(data, isBinary=True)
 
 
 async def connect(port: int, path: str = "/echo", *, protocols: list[str] | None = None,
                   headers: dict[str, str] | None = None, origin: str | None = None,
                   **options: Any) -> Client:
     """Open an Autobahn client on ``ws://127.0.0.1:PORT/PATH`` and wait for the handshake."""
-    factory = WebSocketClientFactory(  # type: ignore[no-untyped-call]
+    factory = WebSocketClientFactory(
         f"ws://127.0.0.1:{port}{path}", protocols=protocols or [], headers=headers,
         origin=origin, reactor=_reactor,
     )
     factory.protocol = Client
-    factory.setProtocolOptions(autoPingInterval=0, **options)  # type: ignore[no-untyped-call]
+    factory.setProtocolOptions(autoPingInterval=0, **options)
     endpoint = clientFromString(_reactor, f"tcp:127.0.0.1:{port}:timeout=5")
     proto = factory.buildProtocol(None)
     client: Client = await connectProtocol(endpoint, proto)

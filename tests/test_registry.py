@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -13,11 +14,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 from twisted.web.resource import Resource
 from twisted.web.static import Data
+from zope.interface import implementer
 
-from gamews.api import EndpointConflictError, IConnection, IListener
+from gamews.api import EndpointConflictError, IConnection, IListener, IListenerHandler
 from gamews.config import WebSocketLimits
 from gamews.registry import Registry, normalize_endpoint, origin_allowed
-from tests.support import LOOPBACK, connect, free_port, poll_until, real_reactor
+from tests.support import LOOPBACK, connect, free_port, poll_until, port_of, real_reactor
 
 
 class NormalizeEndpointTests(SynchronousTestCase):
@@ -103,8 +105,8 @@ class MemoryRegistryTests(SynchronousTestCase):
         b = self.registry.open("tcp:port=8080:interface=127.0.0.1", "/b", owner="b")
         self.assertEqual(len(self.reactor.tcpServers), 1)
         self.assertEqual(len(self.registry.ports()), 1)
-        self.assertEqual(self.successResultOf(a.when_listening()).port, 8080)
-        self.assertEqual(self.successResultOf(b.when_listening()).port, 8080)
+        self.assertEqual(port_of(self.successResultOf(a.when_listening())), 8080)
+        self.assertEqual(port_of(self.successResultOf(b.when_listening())), 8080)
 
     def test_tls_conflict_raises_at_open(self) -> None:
         """A second open with different TLS options on a bound address raises."""
@@ -155,6 +157,7 @@ class MemoryRegistryTests(SynchronousTestCase):
         """An object's incoming/error/closed methods serve as callbacks."""
         seen: list[str] = []
 
+        @implementer(IListenerHandler)
         class Handler:
             def incoming(self, child: IConnection) -> None:
                 seen.append("incoming")
@@ -243,10 +246,14 @@ class LoopbackRegistryTests(TestCase):
         hits: list[str] = []
 
         async def run() -> None:
-            a = self.registry.open(LOOPBACK, "/a", owner="a",
-                                   incoming=lambda c: (hits.append("a"), c.hook())[1])
-            self.registry.open(LOOPBACK, "/b", owner="b",
-                               incoming=lambda c: (hits.append("b"), c.hook())[1])
+            def hold(name: str) -> Callable[[IConnection], None]:
+                def incoming(child: IConnection) -> None:
+                    hits.append(name)
+                    child.hook()
+                return incoming
+
+            a = self.registry.open(LOOPBACK, "/a", owner="a", incoming=hold("a"))
+            self.registry.open(LOOPBACK, "/b", owner="b", incoming=hold("b"))
             static = Resource()
             static.putChild(b"app.js", Data(b"// js", "text/javascript"))
             self.registry.mount(LOOPBACK, "/page", Data(b"<p>hi</p>", "text/html"), owner="w")
@@ -258,8 +265,8 @@ class LoopbackRegistryTests(TestCase):
                 await client.closed
             self.assertEqual(hits, ["b", "a"])
             agent = Agent(real_reactor())
-            for path, body in ((b"/page", b"<p>hi</p>"), (b"/static/app.js", b"// js")):
-                response = await agent.request(b"GET", b"http://127.0.0.1:%d%s" % (port, path))
+            for page, body in ((b"/page", b"<p>hi</p>"), (b"/static/app.js", b"// js")):
+                response = await agent.request(b"GET", b"http://127.0.0.1:%d%s" % (port, page))
                 self.assertEqual(response.code, 200)
                 self.assertEqual(await readBody(response), body)
             response = await agent.request(b"GET", b"http://127.0.0.1:%d/nothing" % port)
