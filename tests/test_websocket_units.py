@@ -1,0 +1,119 @@
+"""The child protocol driven by hand: StringTransport and MemoryReactorClock, no real time."""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from gamews.api import IConnection, ReadyState
+from gamews.config import WebSocketLimits
+from gamews.registry import Registry
+from gamews.websocket import GamewsServerProtocol
+
+
+class Transport(StringTransport):
+    """A StringTransport that, like a TCP transport, lets a protocol unregister
+    a producer it never registered (Autobahn does so when dropping)."""
+
+    def unregisterProducer(self) -> None:
+        if self.producer is not None:
+            super().unregisterProducer()
+
+
+def handshake(path: str = "/ws", extra: bytes = b"") -> bytes:
+    key = base64.b64encode(os.urandom(16))
+    return (b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+            b"\r\nSec-WebSocket-Version: 13\r\n" + extra + b"\r\n")
+
+
+def masked(opcode: int, payload: bytes) -> bytes:
+    mask = b"\x0a\x0b\x0c\x0d"
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
+
+
+class ProtocolUnitTests(SynchronousTestCase):
+    """Handshake, messages and timers of one child, with the clock in the test's hand."""
+
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.limits = WebSocketLimits(handshake_timeout=5, ping_interval=30, ping_timeout=10,
+                                      close_timeout=2)
+        self.registry = Registry(self.limits, reactor=self.clock)
+        self.seen: list[object] = []
+        self.children: list[IConnection] = []
+
+        def incoming(child: IConnection) -> None:
+            self.children.append(child)
+            child.hook(on_message=lambda c, d: self.seen.append(d),
+                       on_disconnect=lambda c, code, r: self.seen.append(("gone", code)))
+
+        self.registry.open("tcp:8080:interface=127.0.0.1", "/ws", owner="p", incoming=incoming)
+        factory = self.registry.ports()[0].routes["/ws"].factory
+        self.protocol: GamewsServerProtocol = factory.buildProtocol(
+            IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = Transport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.protocol.makeConnection(self.transport)
+
+    def open_child(self) -> IConnection:
+        self.protocol.dataReceived(handshake())
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 101"))
+        self.transport.clear()
+        return self.children[0]
+
+    def test_handshake_then_message(self) -> None:
+        """A valid upgrade gets 101; a masked text frame reaches the plugin as str."""
+        child = self.open_child()
+        self.assertEqual(child.ready_state, ReadyState.OPEN)
+        self.protocol.dataReceived(masked(0x1, "gg wp".encode()))
+        self.assertEqual(self.seen, ["gg wp"])
+
+    def test_send_is_an_unmasked_frame(self) -> None:
+        """send_binary writes one unmasked binary frame, byte-exact."""
+        child = self.open_child()
+        self.assertTrue(child.send_binary(b"\x00\xff"))
+        self.assertEqual(self.transport.value(), b"\x82\x02\x00\xff")
+
+    def test_send_above_limit_raises(self) -> None:
+        """A send above max_message_size raises ValueError and sends nothing."""
+        child = self.open_child()
+        self.assertRaises(ValueError, child.send_binary, b"x" * (self.limits.max_message_size + 1))
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_handshake_timeout_on_the_clock(self) -> None:
+        """No handshake within handshake_timeout: the transport is closed."""
+        self.clock.advance(4.9)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_keepalive_ping_and_dead_peer(self) -> None:
+        """A ping goes out every ping_interval; without a pong the peer is dropped."""
+        self.open_child()
+        self.clock.advance(30)
+        self.assertEqual(self.transport.value()[:1], b"\x89")  # a ping frame
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(10.1)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_close_handshake_and_timers_cleared(self) -> None:
+        """A client close is echoed; once the connection is lost no timer is pending."""
+        self.open_child()
+        self.protocol.dataReceived(masked(0x8, struct.pack("!H", 1000)))
+        self.assertEqual(self.transport.value()[:4], b"\x88\x02\x03\xe8")
+        self.protocol.connectionLost()
+        self.assertEqual(self.seen, [("gone", 1000)])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_wrong_path_version_is_400(self) -> None:
+        """A handshake with an unsupported version is answered 400 (or 426) and closed."""
+        self.protocol.dataReceived(handshake().replace(b"Version: 13", b"Version: 99"))
+        status = self.transport.value().split(b"\r\n", 1)[0]
+        self.assertIn(status[9:12], (b"400", b"426"))
+        self.assertTrue(self.transport.disconnecting)
