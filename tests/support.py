@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -11,7 +14,9 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, connectProtocol
 from twisted.internet.interfaces import IReactorCore
+from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
 from gamews.api import IConnection
 
@@ -134,3 +139,58 @@ async def connect(port: int, path: str = "/echo", *, protocols: list[str] | None
     client: Client = await connectProtocol(endpoint, proto)
     await client.opened
     return client
+
+
+class TwistdProcess(ProcessProtocol):
+    """``twistd -n gamews ...`` (or any twistd command) run as a child process."""
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.errors = b""
+        self.ended: Deferred[tuple[int | None, int | None]] = Deferred()
+        """Fires with (exit code, signal) when the process ends."""
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.errors += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback((getattr(reason.value, "exitCode", None),
+                             getattr(reason.value, "signal", None)))
+
+    def stopped_cleanly(self) -> bool:
+        """Whether twistd logged its orderly shutdown (after SIGTERM it then
+        re-raises the signal, so the exit status is 'killed by 15')."""
+        return b"Server Shut Down." in self.output
+
+    def signal(self, name: str) -> None:
+        """Send a signal (``TERM``, ``KILL``) if the process is still running."""
+        if not self.ended.called and self.transport is not None:
+            cast(Any, self.transport).signalProcess(name)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def spawn_twistd(args: list[str], *, pythonpath: list[str] | None = None,
+                 cwd: str | None = None) -> TwistdProcess:
+    """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH``."""
+    process = TwistdProcess()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*(pythonpath or []), str(REPO)])
+    argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+            "--pidfile=", *args]
+    _reactor.spawnProcess(process, sys.executable, argv, env=env,
+                          path=cwd or str(REPO))
+    return process
+
+
+def can_connect(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

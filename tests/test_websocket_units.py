@@ -56,9 +56,10 @@ class ProtocolUnitTests(SynchronousTestCase):
 
         self.registry.open("tcp:8080:interface=127.0.0.1", "/ws", owner="p", incoming=incoming)
         factory = self.registry.ports()[0].routes["/ws"].factory
-        self.protocol: GamewsServerProtocol = factory.buildProtocol(
-            IPv4Address("TCP", "127.0.0.1", 40000))
-        self.transport = Transport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        assert isinstance(protocol, GamewsServerProtocol)
+        self.protocol: GamewsServerProtocol = protocol
+        self.transport: Transport = Transport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
         self.protocol.makeConnection(self.transport)
 
     def open_child(self) -> IConnection:
@@ -71,7 +72,7 @@ class ProtocolUnitTests(SynchronousTestCase):
         """A valid upgrade gets 101; a masked text frame reaches the plugin as str."""
         child = self.open_child()
         self.assertEqual(child.ready_state, ReadyState.OPEN)
-        self.protocol.dataReceived(masked(0x1, "gg wp".encode()))
+        self.protocol.dataReceived(masked(0x1, b"gg wp"))
         self.assertEqual(self.seen, ["gg wp"])
 
     def test_send_is_an_unmasked_frame(self) -> None:

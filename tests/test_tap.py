@@ -1,0 +1,224 @@
+"""``twistd gamews``: options, config errors, the .tac file, discovery, SIGTERM."""
+
+from __future__ import annotations
+
+import io
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, readBody
+
+from gamews.service import GamewsService
+from gamews.tap import Options, makeService
+from tests.support import (
+    REPO,
+    can_connect,
+    connect,
+    free_port,
+    poll_until,
+    real_reactor,
+    spawn_twistd,
+)
+
+
+class OptionsTests(SynchronousTestCase):
+    """Command-line parsing, with one-line errors."""
+
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def error_of(self, *argv: str) -> str:
+        """Parse ``argv`` expecting failure; return what went to stderr."""
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        with self.assertRaises(SystemExit) as raised:
+            self.parse(*argv)
+        self.assertEqual(raised.exception.code, 2)
+        return err.getvalue()
+
+    def test_defaults(self) -> None:
+        """No options: loopback port 8080 and the echo plugin."""
+        options = self.parse()
+        self.assertEqual(options.config.listen, ("tcp:8080:interface=127.0.0.1",))
+        self.assertEqual([p.name for p in options.plugins], ["echo"])
+
+    def test_listen_repeatable(self) -> None:
+        """--listen may be given several times."""
+        options = self.parse("--listen", "tcp:1234:interface=127.0.0.1", "-l", "unix:/tmp/g.s")
+        self.assertEqual(options.config.listen, ("tcp:1234:interface=127.0.0.1", "unix:/tmp/g.s"))
+
+    def test_bad_listen_one_line(self) -> None:
+        """A malformed --listen is one line naming the option."""
+        message = self.error_of("--listen", "tcp:notaport")
+        self.assertEqual(message.count("\n"), 1)
+        self.assertIn("--listen", message)
+
+    def test_later_options_rejected(self) -> None:
+        """--manhole, --metrics and --demo say they are not available yet."""
+        for argv in (["--manhole", "tcp:2222"], ["--metrics", "tcp:9100"], ["--demo"]):
+            message = self.error_of(*argv)
+            self.assertIn("not available", message)
+            self.assertIn(argv[0], message)
+
+    def test_config_error_names_key(self) -> None:
+        """A bad config value gives one line naming the key."""
+        path = Path(self.mktemp())
+        path.write_text("[websocket]\nmax_message_size = -1\n")
+        message = self.error_of("--config", str(path))
+        self.assertEqual(message.count("\n"), 1)
+        self.assertIn("websocket.max_message_size", message)
+
+    def test_unknown_plugin(self) -> None:
+        """Enabling a plugin that is not installed names it."""
+        path = Path(self.mktemp())
+        path.write_text('plugins = ["echo", "nosuch"]\n')
+        self.assertIn("nosuch", self.error_of("--config", str(path)))
+
+    def test_make_service(self) -> None:
+        """makeService builds a GamewsService with the selected plugins."""
+        service = makeService(self.parse("--listen", "tcp:0:interface=127.0.0.1"))
+        assert isinstance(service, GamewsService)
+        self.assertEqual([p.name for p in service.plugins], ["echo"])
+        self.assertEqual(service.config.listen, ("tcp:0:interface=127.0.0.1",))
+
+
+class TwistdTests(TestCase):
+    """``twistd -n gamews`` as a real process on a loopback port."""
+
+    timeout = 60
+
+    async def serve(self, *args: str, pythonpath: list[str] | None = None) -> int:
+        port = free_port()
+        process = spawn_twistd(["-n", "gamews", "--listen", f"tcp:{port}:interface=127.0.0.1",
+                                *args], pythonpath=pythonpath)
+        self.process = process
+        self.addCleanup(self.stop)
+        await poll_until(lambda: can_connect(port) or process.ended.called, timeout=20)
+        self.assertFalse(process.ended.called, process.output.decode(errors="replace"))
+        return port
+
+    async def stop(self) -> None:
+        self.process.signal("KILL")
+        await self.process.ended
+
+    def test_serves_index_and_echo_then_stops_on_sigterm(self) -> Deferred[None]:
+        """The index page and /echo answer; SIGTERM closes children with 1001 within 5 s."""
+        async def run() -> None:
+            port = await self.serve()
+            response = await Agent(real_reactor()).request(
+                b"GET", b"http://127.0.0.1:%d/" % port)
+            self.assertEqual(response.code, 200)
+            self.assertIn(b"/echo", await readBody(response))
+            client = await connect(port, "/echo")
+            client.send_text("ping")
+            self.assertEqual(await client.wait_messages(1), ["ping"])
+            started = time.monotonic()
+            self.process.signal("TERM")
+            _, code, _ = await client.closed
+            self.assertEqual(code, 1001)
+            await poll_until(lambda: self.process.ended.called, timeout=5)
+            self.assertLess(time.monotonic() - started, 5)
+            self.assertIn(await self.process.ended, [(0, None), (None, 15)])
+            self.assertTrue(self.process.stopped_cleanly())
+
+        return ensureDeferred(run())
+
+    def test_third_party_plugin_discovered(self) -> Deferred[None]:
+        """A plugin package outside the source tree is found and run by name."""
+        root = Path(self.mktemp()).resolve()
+        (root / "shout_plugin").mkdir(parents=True)
+        (root / "twisted" / "plugins").mkdir(parents=True)
+        (root / "shout_plugin" / "__init__.py").write_text(textwrap.dedent('''
+            from twisted.application.service import Service
+            from zope.interface import implementer
+            from gamews.api import IGamewsPlugin
+
+            class ShoutService(Service):
+                def __init__(self, context):
+                    self.context = context
+                def startService(self):
+                    Service.startService(self)
+                    self.listener = self.context.open("/shout", incoming=self.incoming)
+                def stopService(self):
+                    Service.stopService(self)
+                    return self.listener.close()
+                def incoming(self, child):
+                    child.hook(on_message=lambda c, text: c.send_text(text.upper()))
+
+            @implementer(IGamewsPlugin)
+            class Shout:
+                name = "shout"
+                description = "Answers in capitals."
+                def make_service(self, context):
+                    return ShoutService(context)
+        '''))
+        (root / "twisted" / "plugins" / "shout_gamews.py").write_text(
+            "from shout_plugin import Shout\nshout = Shout()\n")
+        config = root / "gamews.toml"
+        config.write_text('plugins = ["echo", "shout"]\n')
+
+        async def run() -> None:
+            port = await self.serve("--config", str(config), pythonpath=[str(root)])
+            client = await connect(port, "/shout")
+            client.send_text("gg")
+            self.assertEqual(await client.wait_messages(1), ["GG"])
+            client.sendClose()
+            await client.closed
+
+        return ensureDeferred(run())
+
+    def test_bad_config_one_line_nonzero(self) -> Deferred[None]:
+        """twistd with a bad config prints one line naming the key and exits non-zero."""
+        config = Path(self.mktemp()).resolve()
+        config.write_text('[websocket]\nping_timeout = "soon"\n')
+        process = spawn_twistd(["-n", "gamews", "--config", str(config)])
+
+        async def run() -> None:
+            code, _ = await process.ended
+            self.assertNotIn(code, (0, None))
+            lines = process.errors.decode().strip().splitlines()
+            self.assertEqual(len(lines), 1, lines)
+            self.assertIn("websocket.ping_timeout", lines[0])
+            self.assertNotIn("Traceback", process.output.decode())
+
+        return ensureDeferred(run())
+
+
+class DefaultPortTests(TestCase):
+    """``twistd -n gamews`` with no options, and ``twistd -ny tapfiles/gamews.tac``."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        if can_connect(8080):
+            self.skipTest("port 8080 is in use on this machine")
+
+    def check(self, args: list[str]) -> Deferred[None]:
+        process = spawn_twistd(args)
+
+        async def run() -> None:
+            try:
+                await poll_until(lambda: can_connect(8080) or process.ended.called, timeout=20)
+                client = await connect(8080, "/echo")
+                client.send_binary(b"\x00\x01")
+                self.assertEqual(await client.wait_messages(1), [b"\x00\x01"])
+            finally:
+                process.signal("TERM")
+                await process.ended
+                self.assertTrue(process.stopped_cleanly())
+
+        return ensureDeferred(run())
+
+    def test_no_options(self) -> Deferred[None]:
+        """``twistd -n gamews`` alone serves echo on 127.0.0.1:8080."""
+        return self.check(["-n", "gamews"])
+
+    def test_tac_file(self) -> Deferred[None]:
+        """``twistd -ny tapfiles/gamews.tac`` builds the same service."""
+        return self.check(["-ny", str(REPO / "tapfiles" / "gamews.tac")])
