@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import CannotListenError
@@ -16,9 +17,16 @@ from twisted.web.resource import Resource
 from twisted.web.static import Data
 from zope.interface import implementer
 
-from gamews.api import EndpointConflictError, IConnection, IListener, IListenerHandler
+from gamews.api import (
+    ConnectionRequest,
+    EndpointConflictError,
+    IConnection,
+    IListener,
+    IListenerHandler,
+)
 from gamews.config import WebSocketLimits
 from gamews.registry import Registry, normalize_endpoint, origin_allowed
+from gamews.websocket import Child
 from tests.support import LOOPBACK, connect, free_port, poll_until, port_of, real_reactor
 
 
@@ -181,6 +189,36 @@ class MemoryRegistryTests(SynchronousTestCase):
         """No new port opens once the registry is shutting down."""
         self.successResultOf(self.registry.shutdown())
         self.assertRaises(RuntimeError, self.registry.open, "tcp:8080", "/a", owner="a")
+
+
+class AdmissionTests(SynchronousTestCase):
+    """Connection caps and shutdown refusal, on the registry's books."""
+
+    def child(self, host: str, origin: str | None = None) -> Child:
+        request = ConnectionRequest(path="/", query={}, headers={"host": "127.0.0.1:8080"},
+                                    peer=f"tcp4:{host}:1", peer_host=host, origin=origin)
+        return cast(Child, SimpleNamespace(request=request, admitted=True))
+
+    def test_total_and_per_ip_caps(self) -> None:
+        """The total cap and the per-address cap refuse with 503; a release frees a slot."""
+        registry = Registry(WebSocketLimits(max_connections=3, max_connections_per_ip=2),
+                            reactor=MemoryReactorClock())
+        a1, a2, a3 = self.child("10.0.0.1"), self.child("10.0.0.1"), self.child("10.0.0.1")
+        self.assertIsNone(registry.admit(a1))
+        self.assertIsNone(registry.admit(a2))
+        self.assertEqual(registry.admit(a3), (503, "too many connections from this address"))
+        self.assertIsNone(registry.admit(self.child("10.0.0.2")))
+        self.assertEqual(registry.admit(self.child("10.0.0.3")), (503, "too many connections"))
+        registry.release(a1)
+        self.assertIsNone(registry.admit(self.child("10.0.0.1")))
+
+    def test_origin_and_shutdown(self) -> None:
+        """A foreign Origin gets 403; during shutdown everything gets 503."""
+        registry = Registry(reactor=MemoryReactorClock())
+        self.assertEqual(registry.admit(self.child("10.0.0.1", "https://evil.example")),
+                         (403, "origin not allowed"))
+        registry.shutting_down = True
+        self.assertEqual(registry.admit(self.child("10.0.0.1"))[0], 503)  # type: ignore[index]
 
 
 class LoopbackRegistryTests(TestCase):
