@@ -634,8 +634,9 @@ class ManholeService(Service):
     def __init__(self, config: ManholeConfig, factory: _ManholeFactory, reactor: Any) -> None:
         self.config = config
         self.factory = factory
-        self.host_key_fingerprint: str = factory.host_key.fingerprint(  # type: ignore[no-untyped-call]
+        digest: str = factory.host_key.fingerprint(  # type: ignore[no-untyped-call]
             keys.FingerprintFormats.SHA256_BASE64)
+        self.host_key_fingerprint = f"SHA256:{digest.rstrip('=')}"
         """The host key's ``SHA256:...`` fingerprint, as ``ssh`` shows it."""
         self._reactor = reactor
         self._port: IListeningPort | None = None
