@@ -1,0 +1,1 @@
+"""The demo: a simulated game server that speaks the real protocols on loopback."""
