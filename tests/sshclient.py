@@ -20,8 +20,8 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-__all__ = ["END_MARK", "SSHResult", "make_client_key", "run_ssh_shell", "ssh_keyscan",
-           "ssh_program"]
+__all__ = ["END_MARK", "SSHProcess", "SSHResult", "make_client_key", "run_ssh_shell",
+           "ssh_keyscan", "ssh_program", "start_ssh"]
 
 END_MARK = b"===end"
 """What the last line a session types prints; the input echo cannot contain it."""
@@ -62,19 +62,42 @@ class SSHResult:
     signal: int | None = field(default=None)
 
 
-class _Collect(ProcessProtocol):
-    """Collects output; feeds ``lines`` to a shell and ends it (Ctrl-D) after ``END_MARK``."""
+class SSHProcess(ProcessProtocol):
+    """A running ``ssh``: collects its output, types into it, and (unless told to
+    stay) leaves the shell with Ctrl-D once :data:`END_MARK` shows."""
 
-    def __init__(self, reactor: Any, feed: bytes | None, timeout: float) -> None:
+    def __init__(self, reactor: Any, feed: bytes | None, timeout: float,
+                 leave_at_end: bool = True) -> None:
         self.reactor = reactor
         self.feed = feed
         self.timeout = timeout
         self.out = bytearray()
         self.err = bytearray()
         self.finished: Deferred[SSHResult] = Deferred()
-        self.ended = False
+        """Fires with the :class:`SSHResult` when ``ssh`` exits."""
+        self.ended = not leave_at_end
         self.timed_out = False
         self.timer: Any = None
+        self._waiting: list[tuple[bytes, Deferred[None]]] = []
+
+    def type_line(self, line: str) -> None:
+        """Type ``line`` and Enter into the shell."""
+        assert self.transport is not None
+        self.transport.write(line.encode() + b"\r")
+
+    def close_stdin(self) -> None:
+        """Close ssh's standard input (the client then sends EOF on the channel)."""
+        assert self.transport is not None
+        self.transport.closeStdin()
+
+    def wait_for(self, text: bytes) -> Deferred[None]:
+        """Fire once ``text`` has appeared in the output (at once if it already has)."""
+        d: Deferred[None] = Deferred()
+        if text in self.out:
+            d.callback(None)
+        else:
+            self._waiting.append((text, d))
+        return d
 
     def connectionMade(self) -> None:
         assert self.transport is not None
@@ -91,6 +114,12 @@ class _Collect(ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:
         self.out += data
+        waiting, self._waiting = self._waiting, []
+        for text, d in waiting:
+            if text in self.out:
+                d.callback(None)
+            else:
+                self._waiting.append((text, d))
         if self.feed is not None and not self.ended and END_MARK in self.out:
             self.ended = True
             assert self.transport is not None
@@ -141,6 +170,25 @@ def run_ssh_shell(
     printing :data:`END_MARK` is added; when it shows, Ctrl-D ends the session.
     With ``command``, runs it instead of a shell and types nothing.
     """
+    return start_ssh(reactor, port, lines, home=home, user=user, key=key, password=password,
+                     command=command, timeout=timeout).finished
+
+
+def start_ssh(
+    reactor: Any,
+    port: int,
+    lines: list[str],
+    *,
+    home: Path,
+    user: str = "operator",
+    key: Path | None = None,
+    password: str | None = None,
+    command: str | None = None,
+    timeout: float = 20.0,
+    leave_at_end: bool = True,
+) -> SSHProcess:
+    """Start ``ssh`` as :func:`run_ssh_shell` does and return the running process;
+    with ``leave_at_end=False`` the session stays open after :data:`END_MARK`."""
     args = _base_args(port, home)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
     if key is not None:
@@ -163,16 +211,16 @@ def run_ssh_shell(
     else:
         args += ["-T", f"{user}@127.0.0.1", command]
         feed = None
-    proto = _Collect(reactor, feed, timeout)
+    proto = SSHProcess(reactor, feed, timeout, leave_at_end)
     reactor.spawnProcess(proto, args[0], args, env=env, usePTY=False)
-    return proto.finished
+    return proto
 
 
 def ssh_keyscan(reactor: Any, port: int, *, timeout: float = 20.0) -> Deferred[SSHResult]:
     """Run ``ssh-keyscan -t ed25519`` against 127.0.0.1:``port``."""
     args = [ssh_program("ssh-keyscan"), "-T", "10", "-t", "ed25519", "-p", str(port),
             "127.0.0.1"]
-    proto = _Collect(reactor, None, timeout)
+    proto = SSHProcess(reactor, None, timeout)
     reactor.spawnProcess(proto, args[0], args,
                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, usePTY=False)
     return proto.finished

@@ -52,7 +52,15 @@ from gamews.manhole import (
 from gamews.plugins.echo import EchoPlugin
 from gamews.secret import Secret
 from gamews.service import GamewsService
-from tests.sshclient import SSHResult, make_client_key, run_ssh_shell, ssh_keyscan, ssh_program
+from tests.sshclient import (
+    END_MARK,
+    SSHResult,
+    make_client_key,
+    run_ssh_shell,
+    ssh_keyscan,
+    ssh_program,
+    start_ssh,
+)
 
 reactor: Any = _global_reactor
 LOOPBACK_ANY_PORT = "tcp:0:interface=127.0.0.1"
@@ -435,12 +443,13 @@ class SSHTests(TestCase):
         self.passwords.write_text(f"admin:{hash_password('open sesame')}\n")
         self.data_dir = self.dir / "data"
         self.state: dict[str, object] = {"probe": 20}
+        self.extra: dict[str, object] = {}
         self.sessions = 0
 
     def namespace(self) -> dict[str, object]:
         """The test's namespace maker: counts sessions, exposes ``probe``."""
         self.sessions += 1
-        return {"probe": self.state["probe"], "session": self.sessions}
+        return {"probe": self.state["probe"], "session": self.sessions, **self.extra}
 
     @inlineCallbacks
     def start(self, *, keys_file: bool = True, password_file: bool = True,
@@ -504,6 +513,33 @@ class SSHTests(TestCase):
         again = yield run_ssh_shell(reactor, port, ['("alive", 1)'], home=self.home,
                                     key=self.key)
         self.assertEqual(_results(again.stdout, "alive"), ["1"])
+
+    @inlineCallbacks
+    def test_deferred_display_and_eof(self) -> Generator[Deferred[Any], Any, None]:
+        """A Deferred typed at the prompt shows its result when it fires; EOF ends the session."""
+        pending: Deferred[str] = Deferred()
+        self.extra["pending"] = pending
+        port = yield self.start()
+        ssh = start_ssh(reactor, port, ["pending"], home=self.home, key=self.key,
+                        leave_at_end=False)
+        yield ssh.wait_for(b"<Deferred #0>")
+        pending.callback("pong")
+        yield ssh.wait_for(b"Deferred #0 called back: 'pong'")
+        ssh.close_stdin()
+        result = yield ssh.finished
+        self.assertEqual(result.exit_code, 0, result)
+
+    @inlineCallbacks
+    def test_stop_disconnects_sessions(self) -> Generator[Deferred[Any], Any, None]:
+        """Stopping the manhole closes open sessions and fires once they are gone."""
+        port = yield self.start()
+        ssh = start_ssh(reactor, port, [], home=self.home, key=self.key, leave_at_end=False)
+        yield ssh.wait_for(END_MARK)
+        yield self.service.stopService()
+        result = yield ssh.finished
+        self.assertFalse(result.timed_out, result)
+        self.assertIsNotNone(result.exit_code)
+        self.assertFalse(self.service.running)
 
     @inlineCallbacks
     def test_wrong_key_refused(self) -> Generator[Deferred[Any], Any, None]:
