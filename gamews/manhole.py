@@ -91,16 +91,19 @@ from gamews.secret import Secret
 __all__ = [
     "DEFAULT_ENDPOINT",
     "HOST_KEY_NAME",
+    "NO_CREDENTIALS",
     "REDACTED",
     "AuthorizedKeys",
     "ManholeConfig",
     "ManholeService",
     "ScryptPasswordChecker",
+    "default_banner",
     "hash_password",
     "is_loopback_endpoint",
     "load_authorized_keys",
     "load_host_key",
     "load_password_file",
+    "main",
     "make_manhole_service",
     "redact_config",
     "service_namespace",
@@ -116,6 +119,7 @@ HOST_KEY_NAME: Final = "manhole_host_ed25519_key"
 REDACTED: Final = "<redacted>"
 """What :func:`redact_config` puts in place of a secret."""
 NO_CREDENTIALS: Final = "no credentials configured: set authorized_keys or password_file"
+"""The message of the error for a manhole without credentials (key ``manhole``)."""
 
 _KEYS: Final = ("endpoint", "authorized_keys", "password_file", "data_dir")
 

@@ -12,7 +12,6 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any, cast
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.application.service import IService
 from twisted.conch.checkers import IAuthorizedKeysDB
 from twisted.conch.ssh import keys
@@ -20,7 +19,6 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import reactor as _global_reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import MemoryReactor
 from twisted.internet.utils import getProcessOutput
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
@@ -61,6 +59,7 @@ from tests.sshclient import (
     ssh_program,
     start_ssh,
 )
+from tests.support import connect
 
 reactor: Any = _global_reactor
 LOOPBACK_ANY_PORT = "tcp:0:interface=127.0.0.1"
@@ -617,28 +616,6 @@ class SSHTests(TestCase):
 # -- with the real gamews service ------------------------------------------------------------
 
 
-class _Client(WebSocketClientProtocol):
-    """A WebSocket client that reports open and close to its factory's Deferreds."""
-
-    factory: _ClientFactory
-
-    def onOpen(self) -> None:
-        self.factory.opened.callback(self)
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if not self.factory.closed.called:
-            self.factory.closed.callback(code)
-
-
-class _ClientFactory(WebSocketClientFactory):
-    protocol = _Client  # type: ignore[assignment]
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url, reactor=reactor)
-        self.opened: Deferred[_Client] = Deferred()
-        self.closed: Deferred[int | None] = Deferred()
-
-
 class GamewsIntegrationTests(TestCase):
     """The manhole inside a running gamews service, seen over SSH."""
 
@@ -672,9 +649,7 @@ class GamewsIntegrationTests(TestCase):
         web = yield gamews.registry.ports()[0].when_listening()
         ssh = yield manhole.when_listening()
 
-        factory = _ClientFactory(f"ws://127.0.0.1:{web.port}/echo")
-        client = yield TCP4ClientEndpoint(reactor, "127.0.0.1", web.port).connect(factory)
-        yield factory.opened
+        client = yield Deferred.fromCoroutine(connect(web.port, "/echo"))
         lines = [
             '("open", len([c for c in connections() if c["state"] == "OPEN"]))',
             '("paths", [c["path"] for c in connections()])',
@@ -693,4 +668,4 @@ class GamewsIntegrationTests(TestCase):
         self.assertNotIn("SECRET", out)
         self.assertIn("manhole (running)", out)
         client.sendClose()
-        yield factory.closed
+        yield client.closed
