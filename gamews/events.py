@@ -1,0 +1,915 @@
+"""Typed game events, their JSON form, the event bus and the per-server match state.
+
+Parsers (:mod:`gamews.logs.quake3`, :mod:`gamews.logs.source`) turn one log line into
+exactly one :class:`Event` (:class:`Unknown` when no other type fits). A log source hands
+each event to :meth:`EventBus.publish` with the name of its game server; the bus stamps it
+with a per-server sequence number (an :class:`Envelope`), updates that server's
+:class:`MatchState` and queues it for every subscriber.
+
+JSON schema
+===========
+
+One JSON object per event (:meth:`Envelope.to_json`)::
+
+    {"type": "kill", "server": "alpha", "seq": 42, "received": 1795858300.89,
+     "log_time": "2026-11-28T09:29:24", "game_clock": null,
+     "killer": {"name": "Sarge", "id": "[U:1:123]", "slot": 2, "team": "CT", "bot": false},
+     "victim": {...}, "weapon": "ak47", "headshot": true, "flags": ["headshot"],
+     "killer_pos": [1.0, 2.0, 3.0], "victim_pos": [4.0, 5.0, 6.0]}
+
+Common keys, present in every object:
+
+``type``
+    the event type (the table below).
+``server``
+    the game server's name (its ``[[server]]`` table's ``name``).
+``seq``
+    an integer starting at 1 for each game server and growing by exactly 1 per event, so
+    a gap means events were lost (see :class:`Subscription`).
+``received``
+    when gamews received the line (seconds since the epoch, float).
+``log_time``
+    the line's own wall-clock stamp as ISO 8601 without zone (Source logs), or ``null``.
+``game_clock``
+    the line's own game-clock stamp in seconds since map start (Quake 3 ``M:SS``), or ``null``.
+
+A *player* is an object ``{"name", "id", "slot", "team", "bot"}``: ``id`` is a stable
+identity (Source: the Steam ID normalised to ``[U:1:N]``, ``bot:USERID`` for bots,
+``console`` for the server console, ``uid:USERID`` when the Steam ID is pending or LAN;
+Quake 3: ``client:N``, the client number, valid within a map), ``slot`` the user id (Source)
+or client number (Quake 3), ``team`` the team as the game names it (``CT``, ``TERRORIST``,
+``Red``, ``Unassigned``; Quake 3 ``free``, ``red``, ``blue``, ``spectator``) or ``null``
+when the line does not say. A *position* is ``[x, y, z]`` or ``null``. A *properties*
+object maps names to strings.
+
+=======================  ===============================================================
+type                     fields
+=======================  ===============================================================
+``unknown``              ``raw``: the line (any line no other type fits)
+``player_connected``     ``player``, ``address`` (``ip:port`` or ``null``)
+``player_entered``       ``player``
+``player_disconnected``  ``player``, ``reason`` (or ``null``)
+``player_info``          ``player`` (name and team as now set), ``info`` (properties)
+``team_change``          ``player``, ``team``, ``old_team`` (or ``null``)
+``name_change``          ``player`` (old name), ``new_name``
+``chat``                 ``player``, ``text``, ``team`` (bool), ``dead`` (bool),
+                         ``target`` (a player for private messages, or ``null``)
+``kill``                 ``killer``, ``victim``, ``weapon``, ``headshot`` (bool), ``flags``
+                         (list of strings: ``headshot``, ``penetrated``, ``noscope``...),
+                         ``killer_pos``, ``victim_pos``, ``properties``
+``suicide``              ``player``, ``weapon``, ``position``
+``world_kill``           ``victim``, ``cause`` (``MOD_FALLING``, ``world``...)
+``damage``               ``attacker``, ``victim``, ``weapon``, ``damage``,
+                         ``damage_armor``, ``health``, ``armor``, ``hitgroup``,
+                         ``attacker_pos``, ``victim_pos``
+``assist``               ``assister``, ``victim``, ``flash`` (bool)
+``player_score``         ``player``, ``score``, ``ping`` (or ``null``), ``final`` (bool)
+``item``                 ``player``, ``item``
+``player_triggered``     ``player``, ``action``, ``target`` (or ``null``), ``properties``
+``team_triggered``       ``team``, ``action``, ``properties``
+``world_triggered``      ``action``, ``properties``
+``team_score``           ``team``, ``score``, ``players`` (or ``null``)
+``team_scores``          ``scores`` (object: team name to score)
+``round_start``          (nothing more)
+``round_end``            ``winner`` (or ``null``), ``reason`` (or ``null``)
+``match_start``          ``map`` (or ``null``)
+``match_end``            ``reason`` (or ``null``), ``map`` (or ``null``), ``score`` (or ``null``)
+``map_change``           ``map``, ``phase`` (``loading`` or ``started``), ``settings``
+``game_shutdown``        (nothing more)
+``server_cvar``          ``name``, ``value``
+``rcon``                 ``address``, ``command``, ``ok`` (bool)
+=======================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar, Final
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+__all__ = [
+    "EVENT_TYPES",
+    "Assist",
+    "Chat",
+    "Connected",
+    "Damage",
+    "Disconnected",
+    "Entered",
+    "Envelope",
+    "Event",
+    "EventBus",
+    "GameShutdown",
+    "ItemPickup",
+    "Kill",
+    "MapChange",
+    "MatchEnd",
+    "MatchStart",
+    "MatchState",
+    "NameChange",
+    "Player",
+    "PlayerInfo",
+    "PlayerScore",
+    "PlayerTriggered",
+    "Position",
+    "Properties",
+    "RconSeen",
+    "RoundEnd",
+    "RoundStart",
+    "ServerCvar",
+    "Subscription",
+    "Suicide",
+    "TeamChange",
+    "TeamScore",
+    "TeamScores",
+    "TeamTriggered",
+    "Unknown",
+    "WorldKill",
+    "WorldTriggered",
+]
+
+Position = tuple[float, float, float]
+"""A map position ``(x, y, z)``."""
+
+Properties = tuple[tuple[str, str], ...]
+"""Name/value pairs in line order (hashable, unlike a dict); JSON renders an object."""
+
+_log = Logger(namespace="gamews.events")
+
+
+@dataclass(frozen=True, slots=True)
+class Player:
+    """A player as one log line names them.
+
+    ``key`` is the stable identity (see the module docstring); ``slot`` the Source user id
+    or Quake 3 client number; ``team`` ``None`` when the line does not say.
+    """
+
+    name: str
+    key: str
+    slot: int | None = None
+    team: str | None = None
+    bot: bool = False
+    steam_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The player's JSON object."""
+        return {"name": self.name, "id": self.key, "slot": self.slot, "team": self.team,
+                "bot": self.bot}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of all events: the line's own time stamps (either may be ``None``)."""
+
+    type: ClassVar[str] = "event"
+    log_time: str | None = None
+    """The line's wall-clock stamp, ISO 8601 without zone (Source)."""
+    game_clock: int | None = None
+    """The line's game-clock stamp in seconds since map start (Quake 3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown(Event):
+    """A line no other type fits; nothing is dropped silently."""
+
+    type: ClassVar[str] = "unknown"
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connected(Event):
+    """A player connected (``address`` is ``ip:port`` when the log gives it)."""
+
+    type: ClassVar[str] = "player_connected"
+    player: Player
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entered(Event):
+    """A player entered the game (Source ``entered the game``, Quake 3 ``ClientBegin``)."""
+
+    type: ClassVar[str] = "player_entered"
+    player: Player
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected(Event):
+    """A player left, with the reason when the log gives one."""
+
+    type: ClassVar[str] = "player_disconnected"
+    player: Player
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerInfo(Event):
+    """Quake 3 ``ClientUserinfoChanged``: the player's name and team as now set."""
+
+    type: ClassVar[str] = "player_info"
+    player: Player
+    info: Properties = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TeamChange(Event):
+    """A player joined ``team`` (from ``old_team`` when the log says)."""
+
+    type: ClassVar[str] = "team_change"
+    player: Player
+    team: str
+    old_team: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NameChange(Event):
+    """A player (``player.name`` is the old name) is now called ``new_name``."""
+
+    type: ClassVar[str] = "name_change"
+    player: Player
+    new_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chat(Event):
+    """A chat message: to all, to the team, or (``target``) to one player."""
+
+    type: ClassVar[str] = "chat"
+    player: Player
+    text: str
+    team: bool = False
+    dead: bool = False
+    target: Player | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Kill(Event):
+    """``killer`` killed ``victim`` with ``weapon``; ``flags`` are the line's bare flags."""
+
+    type: ClassVar[str] = "kill"
+    killer: Player
+    victim: Player
+    weapon: str
+    headshot: bool = False
+    flags: tuple[str, ...] = ()
+    killer_pos: Position | None = None
+    victim_pos: Position | None = None
+    properties: Properties = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Suicide(Event):
+    """A player killed themselves (``weapon`` says how)."""
+
+    type: ClassVar[str] = "suicide"
+    player: Player
+    weapon: str
+    position: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorldKill(Event):
+    """The world killed ``victim`` (falling, lava, a trigger...)."""
+
+    type: ClassVar[str] = "world_kill"
+    victim: Player
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class Damage(Event):
+    """``attacker`` hurt ``victim`` (CS:GO ``attacked`` lines)."""
+
+    type: ClassVar[str] = "damage"
+    attacker: Player
+    victim: Player
+    weapon: str
+    damage: int
+    damage_armor: int | None = None
+    health: int | None = None
+    armor: int | None = None
+    hitgroup: str | None = None
+    attacker_pos: Position | None = None
+    victim_pos: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Assist(Event):
+    """``assister`` helped kill ``victim`` (``flash``: by blinding them)."""
+
+    type: ClassVar[str] = "assist"
+    assister: Player
+    victim: Player
+    flash: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerScore(Event):
+    """A player's score (Quake 3 ``PlayerScore``; ``final`` for the end-of-match list)."""
+
+    type: ClassVar[str] = "player_score"
+    player: Player
+    score: int
+    ping: int | None = None
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPickup(Event):
+    """A player picked up an item (Quake 3 ``Item``)."""
+
+    type: ClassVar[str] = "item"
+    player: Player
+    item: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerTriggered(Event):
+    """A player did something game-specific (``Planted_The_Bomb``, a CTF capture...)."""
+
+    type: ClassVar[str] = "player_triggered"
+    player: Player
+    action: str
+    target: Player | None = None
+    properties: Properties = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TeamTriggered(Event):
+    """A team did something (``SFUI_Notice_CTs_Win`` with the scores as properties)."""
+
+    type: ClassVar[str] = "team_triggered"
+    team: str
+    action: str
+    properties: Properties = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WorldTriggered(Event):
+    """A world event other than the round and match ones."""
+
+    type: ClassVar[str] = "world_triggered"
+    action: str
+    properties: Properties = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TeamScore(Event):
+    """A team's score (``players``: how many it has, when the log says)."""
+
+    type: ClassVar[str] = "team_score"
+    team: str
+    score: int
+    players: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamScores(Event):
+    """Several teams' scores on one line (Quake 3 ``red:8  blue:5``)."""
+
+    type: ClassVar[str] = "team_scores"
+    scores: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundStart(Event):
+    """A round started."""
+
+    type: ClassVar[str] = "round_start"
+
+
+@dataclass(frozen=True, slots=True)
+class RoundEnd(Event):
+    """A round ended (``winner``: the winning team, when the log says)."""
+
+    type: ClassVar[str] = "round_end"
+    winner: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchStart(Event):
+    """A match started (on ``map`` when the log says)."""
+
+    type: ClassVar[str] = "match_start"
+    map: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchEnd(Event):
+    """A match ended (Quake 3 ``Exit``, CS ``Game Over``, TF2 ``Game_Over``)."""
+
+    type: ClassVar[str] = "match_end"
+    reason: str | None = None
+    map: str | None = None
+    score: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MapChange(Event):
+    """The server is ``loading`` or has ``started`` ``map`` (Quake 3 ``InitGame``: started)."""
+
+    type: ClassVar[str] = "map_change"
+    map: str
+    phase: str = "started"
+    settings: Properties = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GameShutdown(Event):
+    """Quake 3 ``ShutdownGame``: the game module stops; every client is dropped from it."""
+
+    type: ClassVar[str] = "game_shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCvar(Event):
+    """A server variable was set (or listed)."""
+
+    type: ClassVar[str] = "server_cvar"
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class RconSeen(Event):
+    """The game server logged an rcon command (``ok`` false for a bad password)."""
+
+    type: ClassVar[str] = "rcon"
+    address: str | None
+    command: str
+    ok: bool = True
+
+
+EVENT_TYPES: Final[Mapping[str, type[Event]]] = {
+    cls.type: cls
+    for cls in (
+        Unknown, Connected, Entered, Disconnected, PlayerInfo, TeamChange, NameChange, Chat,
+        Kill, Suicide, WorldKill, Damage, Assist, PlayerScore, ItemPickup, PlayerTriggered,
+        TeamTriggered, WorldTriggered, TeamScore, TeamScores, RoundStart, RoundEnd,
+        MatchStart, MatchEnd, MapChange, GameShutdown, ServerCvar, RconSeen,
+    )
+}
+"""Every event class by its ``type``."""
+
+_FIELDS: dict[type[Event], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in fields(cls))
+        _FIELDS[cls] = names
+    return names
+
+
+def _json_value(value: object) -> Any:
+    if isinstance(value, Player):
+        return value.to_json()
+    if isinstance(value, tuple):
+        if value and all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)
+                         for v in value):
+            return {k: _json_value(v) for k, v in value}
+        return [_json_value(v) for v in value]
+    return value
+
+
+def event_fields(event: Event) -> dict[str, Any]:
+    """The event's own fields as JSON values (without the envelope's keys)."""
+    return {name: _json_value(getattr(event, name)) for name in _field_names(type(event))}
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An event as published: which game server, its sequence number, when it arrived."""
+
+    seq: int
+    server: str
+    received: float
+    event: Event
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the schema in the module docstring."""
+        out: dict[str, Any] = {"type": self.event.type, "server": self.server, "seq": self.seq,
+                               "received": self.received}
+        out.update(event_fields(self.event))
+        return out
+
+    def to_json_text(self) -> str:
+        """:meth:`to_json` as compact JSON text (non-ASCII kept as is)."""
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+
+
+# -- match state ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PlayerState:
+    """What the match state knows about one player."""
+
+    key: str
+    name: str
+    slot: int | None
+    team: str | None
+    bot: bool
+    connected_at: float
+    kills: int = 0
+    deaths: int = 0
+    score: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The player's snapshot object."""
+        return {"id": self.key, "name": self.name, "slot": self.slot, "team": self.team,
+                "bot": self.bot, "connected_at": self.connected_at, "kills": self.kills,
+                "deaths": self.deaths, "score": self.score}
+
+
+_CS_SCORE_TEAMS: Final = {"CT": "CT", "T": "TERRORIST"}
+
+
+class MatchState:
+    """One game server's match as far as its events tell: map, teams, players, backlogs.
+
+    Fed by :meth:`EventBus.publish` (or :meth:`apply` directly); :meth:`snapshot` gives a
+    JSON object with the ``seq`` of the last event applied, so a subscriber that takes a
+    snapshot and subscribes in the same call (:meth:`EventBus.subscribe_with_snapshot`)
+    gets every following event exactly once.
+    """
+
+    def __init__(self, server: str, *, kill_feed_size: int = 20, chat_size: int = 50) -> None:
+        """Start empty; the kill feed keeps ``kill_feed_size`` entries, the chat ``chat_size``."""
+        if kill_feed_size < 0 or chat_size < 0:
+            raise ValueError("backlog sizes must be 0 or more")
+        self.server = server
+        self.seq = 0
+        self.map: str | None = None
+        self.round = 0
+        self.teams: dict[str, int] = {}
+        self.players: dict[str, PlayerState] = {}
+        self.kill_feed: deque[dict[str, Any]] = deque(maxlen=kill_feed_size)
+        self.chat: deque[dict[str, Any]] = deque(maxlen=chat_size)
+        self.game_clock: int | None = None
+
+    def _touch(self, player: Player, now: float) -> PlayerState | None:
+        """Find (or, for a Source player seen mid-game, add) ``player``; update name/team."""
+        if player.key == "world":
+            return None
+        if player.key.startswith("name:"):
+            return self._by_name(player.name)
+        state = self.players.get(player.key)
+        if state is None:
+            state = PlayerState(player.key, player.name, player.slot, player.team, player.bot,
+                                now)
+            self.players[player.key] = state
+            return state
+        if player.name:
+            state.name = player.name
+        if player.team is not None:
+            state.team = player.team
+        return state
+
+    def resolve(self, event: Event) -> Event:
+        """Fill in what a line leaves out from what the state knows.
+
+        Quake 3 chat lines name the player but not the client number (``name:NAME`` keys)
+        and most Quake 3 lines give the number but not the name or team; the event is
+        returned with those players completed (unchanged when nothing is known).
+        """
+        changes: dict[str, Any] = {}
+        for name in _field_names(type(event)):
+            value = getattr(event, name)
+            if not isinstance(value, Player):
+                continue
+            if value.key.startswith("name:"):
+                known = self._by_name(value.name)
+            else:
+                known = self.players.get(value.key)
+                if known is not None and known.name == value.name and (
+                    known.team == value.team or value.team is not None
+                ):
+                    known = None
+            if known is not None:
+                changes[name] = Player(value.name or known.name, known.key, known.slot,
+                                       value.team if value.team is not None else known.team,
+                                       known.bot, value.steam_id)
+        return replace(event, **changes) if changes else event
+
+    def _by_name(self, name: str) -> PlayerState | None:
+        for p in self.players.values():
+            if p.name == name:
+                return p
+        return None
+
+    def _reset_stats(self) -> None:
+        self.round = 0
+        self.teams.clear()
+        for p in self.players.values():
+            p.kills = p.deaths = 0
+            p.score = None
+
+    def apply(self, envelope: Envelope) -> None:
+        """Update the state from one published event."""
+        self.seq = envelope.seq
+        event, now = envelope.event, envelope.received
+        if event.game_clock is not None:
+            self.game_clock = event.game_clock
+        if isinstance(event, Kill):
+            killer = self._touch(event.killer, now)
+            victim = self._touch(event.victim, now)
+            if killer is not None:
+                killer.kills += 1
+            if victim is not None:
+                victim.deaths += 1
+            self.kill_feed.append(envelope.to_json())
+        elif isinstance(event, Suicide):
+            p = self._touch(event.player, now)
+            if p is not None:
+                p.deaths += 1
+            self.kill_feed.append(envelope.to_json())
+        elif isinstance(event, WorldKill):
+            p = self._touch(event.victim, now)
+            if p is not None:
+                p.deaths += 1
+            self.kill_feed.append(envelope.to_json())
+        elif isinstance(event, Chat):
+            if event.player.key != "console":
+                self._touch(event.player, now)
+            self.chat.append(envelope.to_json())
+        elif isinstance(event, Connected | Entered | PlayerInfo | Damage | Assist | ItemPickup):
+            for value in (getattr(event, n) for n in _field_names(type(event))):
+                if isinstance(value, Player) and value.key != "console":
+                    self._touch(value, now)
+        elif isinstance(event, Disconnected):
+            self.players.pop(event.player.key, None)
+        elif isinstance(event, TeamChange):
+            p = self._touch(event.player, now)
+            if p is not None:
+                p.team = event.team
+        elif isinstance(event, NameChange):
+            p = self._touch(event.player, now)
+            if p is not None:
+                p.name = event.new_name
+        elif isinstance(event, PlayerScore):
+            p = self._touch(event.player, now)
+            if p is not None:
+                p.score = event.score
+        elif isinstance(event, TeamScore):
+            self.teams[event.team] = event.score
+        elif isinstance(event, TeamScores):
+            self.teams.update(dict(event.scores))
+        elif isinstance(event, TeamTriggered):
+            for k, v in event.properties:
+                if k in _CS_SCORE_TEAMS and v.lstrip("-").isdigit():
+                    self.teams[_CS_SCORE_TEAMS[k]] = int(v)
+        elif isinstance(event, RoundStart):
+            self.round += 1
+        elif isinstance(event, MatchStart):
+            if event.map:
+                self.map = event.map
+            self._reset_stats()
+        elif isinstance(event, MapChange):
+            self.map = event.map
+            if event.phase == "started":
+                self._reset_stats()
+        elif isinstance(event, GameShutdown):
+            self.players.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON object of the whole state, with ``seq`` of the last event applied."""
+        return {
+            "type": "snapshot", "server": self.server, "seq": self.seq, "map": self.map,
+            "round": self.round, "game_clock": self.game_clock, "teams": dict(self.teams),
+            "players": [p.to_json() for p in self.players.values()],
+            "kill_feed": list(self.kill_feed), "chat": list(self.chat),
+        }
+
+
+# -- bus --------------------------------------------------------------------------------------
+
+Subscriber = Callable[[Envelope], object]
+"""A subscriber: called with each envelope; may return a Deferred to apply backpressure."""
+
+
+class Subscription:
+    """One subscriber's handle: its bounded queue, counters, and :meth:`cancel`.
+
+    Events are delivered in ``seq`` order. While the callback's Deferred is pending the
+    subscriber is busy and events wait in its queue; when the queue is full the oldest
+    waiting event is dropped and counted in :attr:`dropped` (the subscriber sees the gap in
+    ``seq`` and may take a fresh snapshot). Exceptions (or failed Deferreds) are logged; after
+    ``max_failures`` in a row the subscription is cancelled.
+    """
+
+    def __init__(self, bus: EventBus, callback: Subscriber, server: str | None,
+                 queue_size: int, max_failures: int, name: str) -> None:
+        """Made by :meth:`EventBus.subscribe`."""
+        self._bus = bus
+        self.callback = callback
+        self.server = server
+        self.name = name
+        self.queue: deque[Envelope] = deque()
+        self.queue_size = queue_size
+        self.max_failures = max_failures
+        self.delivered = 0
+        self.dropped = 0
+        self.failures = 0
+        self.total_failures = 0
+        self.active = True
+        self._busy = False
+        self._draining = False
+        self._scheduled: IDelayedCall | None = None
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.name} server={self.server!r} active={self.active}>"
+
+    def cancel(self) -> None:
+        """Stop deliveries; queued events are discarded. Idempotent."""
+        if not self.active:
+            return
+        self.active = False
+        self.queue.clear()
+        if self._scheduled is not None and self._scheduled.active():
+            self._scheduled.cancel()
+        self._scheduled = None
+        self._bus._remove(self)
+
+    def _offer(self, envelope: Envelope) -> None:
+        if len(self.queue) >= self.queue_size:
+            self.queue.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                _log.warn("subscriber {name} is slow: {dropped} events dropped so far",
+                          name=self.name, dropped=self.dropped)
+        self.queue.append(envelope)
+        self._drain()
+
+    def _drain(self) -> None:
+        if self._draining or self._busy or not self.active:
+            return
+        self._draining = True
+        budget = self._bus.batch
+        try:
+            while self.queue and self.active and not self._busy:
+                if budget == 0:
+                    # A long backlog is delivered over several reactor turns so other
+                    # subscribers and I/O get their share.
+                    if self._scheduled is None:
+                        self._scheduled = self._bus.clock.callLater(0, self._resume)
+                    return
+                budget -= 1
+                self._deliver(self.queue.popleft())
+        finally:
+            self._draining = False
+
+    def _resume(self) -> None:
+        self._scheduled = None
+        self._drain()
+
+    def _deliver(self, envelope: Envelope) -> None:
+        try:
+            result = self.callback(envelope)
+        except Exception:
+            self._failed(Failure(), envelope)
+            return
+        self.delivered += 1
+        if isinstance(result, Deferred):
+            self._busy = True
+            result.addCallbacks(self._done, self._failed_async, errbackArgs=(envelope,))
+        else:
+            self.failures = 0
+
+    def _done(self, _: object) -> None:
+        self._busy = False
+        self.failures = 0
+        self._drain()
+
+    def _failed_async(self, failure: Failure, envelope: Envelope) -> None:
+        self._busy = False
+        self._failed(failure, envelope)
+        self._drain()
+
+    def _failed(self, failure: Failure, envelope: Envelope) -> None:
+        self.failures += 1
+        self.total_failures += 1
+        _log.failure("subscriber {name} failed on {type} seq {seq} ({n} in a row)", failure,
+                     name=self.name, type=envelope.event.type, seq=envelope.seq,
+                     n=self.failures)
+        if self.failures >= self.max_failures:
+            _log.error("subscriber {name} unsubscribed after {n} failures in a row",
+                       name=self.name, n=self.failures)
+            self.cancel()
+
+
+class EventBus:
+    """Fans events out to subscribers, per game server or for all, and keeps match states.
+
+    ``clock`` gives the ``received`` time stamps and schedules the delivery of long
+    backlogs; ``queue_size`` is each subscriber's default bound; ``batch`` how many events
+    one subscriber gets per reactor turn at most.
+    """
+
+    def __init__(self, clock: IReactorTime, *, queue_size: int = 1000, max_failures: int = 3,
+                 batch: int = 500, kill_feed_size: int = 20, chat_size: int = 50) -> None:
+        """Create an empty bus; match states are made with these backlog sizes by default."""
+        if queue_size < 1 or max_failures < 1 or batch < 1:
+            raise ValueError("queue_size, max_failures and batch must be at least 1")
+        self.clock = clock
+        self.queue_size = queue_size
+        self.max_failures = max_failures
+        self.batch = batch
+        self.kill_feed_size = kill_feed_size
+        self.chat_size = chat_size
+        self._states: dict[str, MatchState] = {}
+        self._seq: dict[str, int] = {}
+        self._all: list[Subscription] = []
+        self._by_server: dict[str, list[Subscription]] = {}
+        self._count = 0
+
+    # servers and states
+
+    def add_server(self, server: str, *, kill_feed_size: int | None = None,
+                   chat_size: int | None = None) -> MatchState:
+        """Create (or return) ``server``'s match state, with its own backlog sizes if given."""
+        state = self._states.get(server)
+        if state is None:
+            state = MatchState(
+                server,
+                kill_feed_size=self.kill_feed_size if kill_feed_size is None else kill_feed_size,
+                chat_size=self.chat_size if chat_size is None else chat_size,
+            )
+            state.seq = self._seq.get(server, 0)
+            self._states[server] = state
+        return state
+
+    def state(self, server: str) -> MatchState | None:
+        """``server``'s match state, or ``None`` if it has none."""
+        return self._states.get(server)
+
+    def servers(self) -> list[str]:
+        """Names of the servers with a match state."""
+        return list(self._states)
+
+    # publishing
+
+    def publish(self, server: str, event: Event) -> Envelope:
+        """Stamp ``event`` with ``server``'s next ``seq``, update its state, deliver it.
+
+        The event is first completed from the match state (:meth:`MatchState.resolve`).
+        """
+        seq = self._seq.get(server, 0) + 1
+        self._seq[server] = seq
+        state = self._states.get(server)
+        if state is None:
+            state = self.add_server(server)
+        envelope = Envelope(seq, server, self.clock.seconds(), state.resolve(event))
+        state.apply(envelope)
+        for sub in tuple(self._by_server.get(server, ())):
+            sub._offer(envelope)
+        for sub in tuple(self._all):
+            sub._offer(envelope)
+        return envelope
+
+    # subscribing
+
+    def subscribe(self, callback: Subscriber, *, server: str | None = None,
+                  queue_size: int | None = None, name: str | None = None) -> Subscription:
+        """Call ``callback`` with every following event of ``server`` (``None``: all)."""
+        self._count += 1
+        sub = Subscription(
+            self, callback, server, self.queue_size if queue_size is None else queue_size,
+            self.max_failures, name or str(getattr(callback, "__qualname__", f"#{self._count}")),
+        )
+        if sub.queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        if server is None:
+            self._all.append(sub)
+        else:
+            self._by_server.setdefault(server, []).append(sub)
+        return sub
+
+    def subscribe_with_snapshot(
+        self, server: str, callback: Subscriber, *, queue_size: int | None = None,
+        name: str | None = None,
+    ) -> tuple[dict[str, Any], Subscription]:
+        """``server``'s snapshot and a subscription whose first event has ``seq`` + 1."""
+        snapshot = self.add_server(server).snapshot()
+        return snapshot, self.subscribe(callback, server=server, queue_size=queue_size,
+                                        name=name)
+
+    def subscriptions(self) -> Iterator[Subscription]:
+        """Every active subscription."""
+        yield from self._all
+        for subs in self._by_server.values():
+            yield from subs
+
+    def _remove(self, sub: Subscription) -> None:
+        target = self._all if sub.server is None else self._by_server.get(sub.server, [])
+        if sub in target:
+            target.remove(sub)

@@ -1,0 +1,113 @@
+"""What the log sources share: counters, the source-address check, line splitting."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any, TypeAlias
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+
+__all__ = ["AllowedHosts", "LineSink", "LogStats", "split_lines"]
+
+LineSink: TypeAlias = Callable[[str], object]
+"""Where a log source hands each line (without its line ending)."""
+
+_log = Logger(namespace="gamews.logs")
+
+
+@dataclass(slots=True)
+class LogStats:
+    """Counters of one log source (read them in the manhole or a metrics page)."""
+
+    received: int = 0
+    """Datagrams, POSTs or reads taken in."""
+    accepted: int = 0
+    """Of those, how many passed the address and secret checks."""
+    lines: int = 0
+    """Lines handed to the parser."""
+    dropped_address: int = 0
+    """Dropped: not from the game server's address."""
+    dropped_secret: int = 0
+    """Dropped: missing or wrong secret."""
+    dropped_malformed: int = 0
+    """Dropped: not a log packet or request (bad header, too big, wrong method)."""
+    errors: int = 0
+    """Lines whose handling raised (logged), or failed polls of a file."""
+    rotations: int = 0
+    """Files followed after a rotation or truncation."""
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def dropped(self) -> int:
+        """All drops together."""
+        return self.dropped_address + self.dropped_secret + self.dropped_malformed
+
+
+def _canonical(host: str) -> str:
+    try:
+        addr = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return host.lower()
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 literal (brackets allowed)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class AllowedHosts:
+    """The addresses a log may come from: the game server's, as IP literals or names.
+
+    Names are resolved by :meth:`resolve` (log sources call it when they start); until then
+    only literal addresses are allowed. An empty set of hosts allows nobody.
+    """
+
+    def __init__(self, hosts: Iterable[str]) -> None:
+        """Allow ``hosts`` (IP addresses, or names to resolve)."""
+        self.hosts = tuple(hosts)
+        self._allowed = {_canonical(h) for h in self.hosts if is_ip(h)}
+
+    def __repr__(self) -> str:
+        return f"AllowedHosts({list(self.hosts)!r})"
+
+    def resolve(self, reactor: Any) -> Deferred[None]:
+        """Resolve the names among the hosts with ``reactor.resolve`` and allow the results."""
+        names = [h for h in self.hosts if not is_ip(h)]
+
+        def add(address: str) -> None:
+            self._allowed.add(_canonical(address))
+
+        def failed(failure: Any, name: str) -> None:
+            _log.error("cannot resolve log source host {name}: {why}", name=name,
+                       why=failure.getErrorMessage())
+
+        ds: list[Deferred[None]] = []
+        for name in names:
+            d: Deferred[str] = reactor.resolve(name)
+            ds.append(d.addCallbacks(add, failed, errbackArgs=(name,)))
+        return DeferredList(ds).addCallback(lambda _: None)
+
+    def allows(self, host: str) -> bool:
+        """Whether a packet or request from ``host`` may be read."""
+        return _canonical(host) in self._allowed
+
+
+def split_lines(data: bytes) -> Iterator[str]:
+    """The non-empty lines of ``data`` as text (UTF-8, bad bytes replaced), ends stripped."""
+    for raw in data.split(b"\n"):
+        line = raw.rstrip(b"\r\x00")
+        if line:
+            yield line.decode("utf-8", "replace")

@@ -1,0 +1,233 @@
+"""Build a game server's log source from its ``[[server]]`` table.
+
+Keys read (others are ignored)::
+
+    [[server]]
+    name = "alpha"                         # required: the name events carry
+    rcon = "203.0.113.5:27015"             # the game server's address: logs only from its host
+    log = "udp:27500:interface=0.0.0.0"    # or "http:/logs/alpha", "file:/srv/oa/games.log"
+    log_secret_file = "/etc/gamews/alpha.logsecret"   # or log_secret_env = "ALPHA_LOGSECRET"
+    log_format = "auto"                    # "source", "quake3" or "auto" (the default)
+    log_replay = false                     # file: read the lines already there at start
+    log_poll_interval = 0.1                # file: seconds between polls
+    kill_feed_size = 20                    # match state backlogs
+    chat_size = 50
+
+:func:`log_source_from_table` returns a service to parent under gamews's service. The
+``http:`` kind needs a ``mount`` callable (the shared-port registry's ``mount`` bound to
+gamews's web endpoint); its service mounts the resource when started and unmounts it when
+stopped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.logger import Logger
+from twisted.web.resource import IResource
+
+from gamews.errors import ConfigError
+from gamews.events import Event, EventBus
+from gamews.logs import quake3, source
+from gamews.logs.common import AllowedHosts, LogStats
+from gamews.logs.http import SourceHttpLogResource
+from gamews.logs.tail import FileTailer, FileTailService
+from gamews.logs.udp import SourceLogReceiver, UdpLogService
+from gamews.secret import secret_from_table
+
+__all__ = [
+    "PARSERS",
+    "HttpLogService",
+    "LinePipeline",
+    "MountFunction",
+    "log_source_from_table",
+    "parse_any",
+    "parse_log_spec",
+]
+
+_log = Logger(namespace="gamews.logs")
+
+_SOURCE_STAMP: Final = re.compile(r"(?:L )?\d\d/\d\d/\d{4} - \d\d:\d\d:\d\d")
+
+
+def parse_any(line: str) -> Event:
+    """Parse a Source line (recognised by its date stamp) or else a Quake 3 line."""
+    if _SOURCE_STAMP.match(line):
+        return source.parse_line(line)
+    return quake3.parse_line(line)
+
+
+PARSERS: Final[Mapping[str, Callable[[str], Event]]] = {
+    "source": source.parse_line, "quake3": quake3.parse_line, "auto": parse_any,
+}
+"""The parsers by ``log_format`` name."""
+
+
+class LinePipeline:
+    """A line sink: parse each line and publish the event as ``server`` on ``bus``."""
+
+    def __init__(self, bus: EventBus, server: str,
+                 parser: Callable[[str], Event] = parse_any) -> None:
+        """Publish ``parser(line)`` for each line."""
+        self.bus = bus
+        self.server = server
+        self.parser = parser
+
+    def __call__(self, line: str) -> None:
+        """Parse and publish one line."""
+        self.bus.publish(self.server, self.parser(line))
+
+
+class _Unmount(Protocol):
+    def close(self) -> Deferred[None]: ...
+
+
+MountFunction = Callable[[str, IResource], _Unmount]
+"""Mounts a resource at a path of gamews's web port; the result's ``close()`` unmounts it."""
+
+
+class HttpLogService(Service):
+    """Holds a CS2 HTTP log resource; mounts it at ``path`` (and below) while running."""
+
+    def __init__(self, path: str, resource: SourceHttpLogResource,
+                 mount: MountFunction | None, reactor: Any) -> None:
+        """Mount ``resource`` with ``mount`` when started (``None``: the caller mounts it)."""
+        self.path = path
+        self.resource = resource
+        self.mount = mount
+        self.reactor = reactor
+        self._mounts: list[_Unmount] = []
+
+    @property
+    def stats(self) -> LogStats:
+        """The resource's counters."""
+        return self.resource.stats
+
+    @property
+    def paths(self) -> tuple[str, str]:
+        """The exact path and the subtree (``PATH/``, for a secret in the path)."""
+        base = self.path.rstrip("/") or "/"
+        return (base, base.rstrip("/") + "/")
+
+    def startService(self) -> None:
+        """Mount the resource and resolve the game server's host name, if it has one."""
+        super().startService()  # type: ignore[no-untyped-call]
+        self.resource.allowed.resolve(self.reactor)
+        if self.mount is not None:
+            for path in dict.fromkeys(self.paths):
+                self._mounts.append(self.mount(path, self.resource))
+
+    def stopService(self) -> Deferred[None]:
+        """Unmount the resource."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        mounts, self._mounts = self._mounts, []
+        if not mounts:
+            return succeed(None)
+        return gatherResults([m.close() for m in mounts]).addCallback(lambda _: None)
+
+
+_UDP: Final = re.compile(r"udp:(\d{1,5})(?::interface=(.+))?\Z")
+
+
+def parse_log_spec(spec: str, key: str) -> tuple[str, str, int, str]:
+    """Split a ``log`` value into (kind, path, port, interface); raise ``ConfigError``."""
+    if spec.startswith("udp:"):
+        m = _UDP.match(spec)
+        if m is None or not 0 <= int(m[1]) <= 65535:
+            raise ConfigError(key, "expected udp:PORT or udp:PORT:interface=ADDRESS")
+        return "udp", "", int(m[1]), m[2] or ""
+    if spec.startswith("http:"):
+        path = spec[5:]
+        if not path.startswith("/") or any(c in path for c in " ?#"):
+            raise ConfigError(key, "expected http:/PATH (a path on gamews's web port)")
+        return "http", path, 0, ""
+    if spec.startswith("file:"):
+        if not spec[5:]:
+            raise ConfigError(key, "expected file:/path/to/games.log")
+        return "file", spec[5:], 0, ""
+    raise ConfigError(key, "expected udp:PORT[:interface=ADDR], http:/PATH or file:/path")
+
+
+def _host_of(rcon: object, key: str) -> str:
+    if not isinstance(rcon, str) or not rcon:
+        raise ConfigError(key, "udp and http logs need rcon = \"host:port\" (the game "
+                          "server's address, the only one logs are accepted from)")
+    if rcon.startswith("["):
+        host = rcon[1:].split("]", 1)[0]
+    else:
+        host = rcon.rsplit(":", 1)[0] if rcon.count(":") == 1 else rcon
+    if not host:
+        raise ConfigError(key, "expected host:port")
+    return host
+
+
+def log_source_from_table(
+    table: Mapping[str, Any],
+    *,
+    bus: EventBus,
+    reactor: Any,
+    where: str = "server",
+    base_dir: Path | None = None,
+    environ: dict[str, str] | None = None,
+    mount: MountFunction | None = None,
+) -> Service | None:
+    """The log-source service for one ``[[server]]`` table, or ``None`` if it has no ``log``.
+
+    Registers the server's match state on ``bus``. ``reactor`` provides ``listenUDP``,
+    ``resolve`` and the clock; ``where`` names the table in errors (``server[0]``); relative
+    file paths are resolved against ``base_dir``. Raises
+    :class:`~gamews.errors.ConfigError` naming the key at fault.
+    """
+    name = table.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name", "every [[server]] needs a name")
+    spec = table.get("log")
+    if spec is None:
+        return None
+    if not isinstance(spec, str):
+        raise ConfigError(f"{where}.log", "expected a string")
+    kind, path, port, interface = parse_log_spec(spec, f"{where}.log")
+
+    fmt = table.get("log_format", "auto")
+    if fmt not in PARSERS:
+        raise ConfigError(f"{where}.log_format", f"expected one of {', '.join(PARSERS)}")
+    sizes: dict[str, int] = {}
+    for key in ("kill_feed_size", "chat_size"):
+        if key in table:
+            value = table[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{where}.{key}", "expected an integer, 0 or more")
+            sizes[key] = value
+    bus.add_server(name, **sizes)
+    sink = LinePipeline(bus, name, PARSERS[fmt])
+    stats = LogStats()
+
+    if kind == "file":
+        file_path = Path(path).expanduser()
+        if base_dir is not None and not file_path.is_absolute():
+            file_path = base_dir / file_path
+        replay = table.get("log_replay", False)
+        if not isinstance(replay, bool):
+            raise ConfigError(f"{where}.log_replay", "expected true or false")
+        interval = table.get("log_poll_interval", 0.1)
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+            raise ConfigError(f"{where}.log_poll_interval", "expected seconds, more than 0")
+        tailer = FileTailer(file_path, sink, replay=replay, stats=stats)
+        service: Service = FileTailService(tailer, clock=reactor, interval=float(interval))
+    else:
+        secret = secret_from_table(dict(table), "log_secret", where=where, base_dir=base_dir,
+                                   required=False, environ=environ)
+        allowed = AllowedHosts([_host_of(table.get("rcon"), f"{where}.rcon")])
+        if kind == "udp":
+            receiver = SourceLogReceiver(sink, allowed=allowed, secret=secret, stats=stats)
+            service = UdpLogService(reactor, port, receiver, interface=interface)
+        else:
+            resource = SourceHttpLogResource(sink, allowed=allowed, secret=secret, stats=stats)
+            service = HttpLogService(path, resource, mount, reactor)
+    service.setName(f"log:{name}")
+    return service
