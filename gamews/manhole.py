@@ -478,7 +478,8 @@ def default_banner(namespace: Mapping[str, object]) -> str:
     (callables) or its type."""
     lines = [
         "gamews manhole: a Python shell inside the running service.",
-        "Ctrl-D leaves. Deferreds print their result when it comes. Careful: this is live.",
+        "Ctrl-D leaves. A Deferred shows its result when it fires. Careful: this is live,",
+        "and code runs in the reactor thread (a long loop stalls the whole service).",
         "",
     ]
     width = max((len(n) for n in namespace), default=0)
@@ -543,6 +544,12 @@ class _ManholeSession(TerminalSession):
     width = 80
     height = 24
     transportFactory = _SessionTransport
+
+    def getPty(self, term: bytes, windowSize: tuple[int, int, int, int],
+               attrs: object) -> None:
+        """Take the client's terminal size (keeping 80x24 when it reports none)."""
+        rows, columns = windowSize[:2]
+        self.height, self.width = rows or 24, columns or 80
 
     def __init__(self, original: Any) -> None:
         super().__init__(original)  # type: ignore[no-untyped-call]
@@ -794,12 +801,29 @@ def service_namespace(root: Any, **extra: object) -> Callable[[], dict[str, obje
     ``root`` is the :class:`gamews.service.GamewsService`; ``extra`` names are
     added as given (say, ``rcon=...`` once game servers exist). Each session
     gets ``service``, ``registry``, ``plugins``, ``config`` (secrets redacted),
-    ``reactor`` and the helpers ``connections()``, ``kick()``, ``broadcast()``,
-    ``tree()``.
+    ``reactor`` and the helpers ``ports()``, ``connections()``, ``kick()``,
+    ``broadcast()``, ``tree()``.
     """
 
     def make() -> dict[str, object]:
         registry = root.registry
+
+        def ports() -> list[dict[str, object]]:
+            """Each shared port: endpoint, address, WebSocket paths (plugins, children), pages."""
+            rows: list[dict[str, object]] = []
+            for port in registry.ports():
+                listening = port.listening_port
+                rows.append({
+                    "endpoint": port.description,
+                    "address": str(listening.getHost()) if listening is not None else None,
+                    "paths": {
+                        path: {"plugins": [lst.owner for lst in route.listeners()],
+                               "children": len(route.children)}
+                        for path, route in sorted(port.routes.items())
+                    },
+                    "pages": sorted(port.mounts),
+                })
+            return rows
 
         def connections() -> list[dict[str, object]]:
             """Every WebSocket child: id, path, peer, ready state, holders."""
@@ -852,6 +876,7 @@ def service_namespace(root: Any, **extra: object) -> Callable[[], dict[str, obje
             "config": redact_config(root.config),
             "reactor": registry.reactor,
             "connections": connections,
+            "ports": ports,
             "kick": kick,
             "broadcast": broadcast,
             "tree": tree,

@@ -74,7 +74,7 @@ def _tmp(case: SynchronousTestCase) -> Path:
 def _results(output: bytes, tag: str) -> list[str]:
     """The values printed for ``(tag, VALUE)`` tuples, in order (the input echo
     uses double quotes and colour codes, so it never matches)."""
-    return re.findall(rf"\('{tag}', ([^)\r\n]*)\)", output.decode("utf-8", "replace"))
+    return re.findall(rf"^\('{tag}', (.*)\)\r?$", output.decode("utf-8", "replace"), re.M)
 
 
 class _Logs:
@@ -654,6 +654,9 @@ class GamewsIntegrationTests(TestCase):
             '("open", len([c for c in connections() if c["state"] == "OPEN"]))',
             '("paths", [c["path"] for c in connections()])',
             '("plugins", sorted(plugins))',
+            '("ports", [(p["paths"], p["pages"]) for p in ports()])',
+            '("kick", kick(-1))',
+            '("broadcast", broadcast("/echo", "hello from the manhole"))',
             "config",
             "tree()",
         ]
@@ -662,6 +665,11 @@ class GamewsIntegrationTests(TestCase):
         self.assertEqual(_results(result.stdout, "open"), ["1"])
         self.assertEqual(_results(result.stdout, "paths"), ["['/echo']"])
         self.assertEqual(_results(result.stdout, "plugins"), ["['echo']"])
+        self.assertEqual(_results(result.stdout, "ports"),
+                         ["[({'/echo': {'plugins': ['echo'], 'children': 1}}, ['/'])]"])
+        self.assertEqual(_results(result.stdout, "kick"), ["False"])
+        self.assertEqual(_results(result.stdout, "broadcast"), ["1"])
+        self.assertEqual((yield client.wait_messages(1)), ["hello from the manhole"])
         out = result.stdout.decode("utf-8", "replace")
         self.assertIn("'rcon_password': '<redacted>'", out)
         self.assertIn("'api_token': '<redacted>'", out)
