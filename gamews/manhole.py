@@ -720,11 +720,14 @@ def make_manhole_service(
     """Build the SSH manhole service for ``config``.
 
     ``namespace()`` is called once per session; its dict is that session's
-    globals. ``banner(namespace)`` makes the text shown on login (default:
-    :func:`default_banner`). Reads the credentials and loads (or creates) the
-    host key now, raising :class:`~gamews.errors.ConfigError` for any problem,
-    so a bad manhole config stops gamews before it listens anywhere.
-    The result is a :class:`ManholeService`.
+    globals (should it raise, the error is logged and the session gets a
+    namespace holding only ``namespace_error``). ``banner(namespace)`` makes
+    the text shown on login (default: :func:`default_banner`).
+
+    Reads the credentials and loads (or creates) the host key now, raising
+    :class:`~gamews.errors.ConfigError` for any problem, so a bad manhole
+    config stops gamews before it listens anywhere. The result is a
+    :class:`ManholeService`.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -741,7 +744,11 @@ def make_manhole_service(
     make_banner = banner or default_banner
 
     def shell() -> insults.ServerProtocol:
-        names = namespace()
+        try:
+            names = namespace()
+        except Exception as e:  # still give the operator a shell to look around with
+            log.failure("manhole: building the session namespace failed")
+            names = {"namespace_error": f"{type(e).__name__}: {e}"}
         protocol: insults.ServerProtocol = insults.ServerProtocol(  # type: ignore[no-untyped-call]
             _GamewsManhole, names, make_banner(names))
         return protocol

@@ -541,6 +541,21 @@ class SSHTests(TestCase):
         self.assertFalse(self.service.running)
 
     @inlineCallbacks
+    def test_broken_namespace_still_gives_a_shell(self) -> Generator[Deferred[Any], Any,
+                                                                      None]:
+        """A namespace maker that raises is logged; the session still gets a shell."""
+        def broken() -> dict[str, object]:
+            raise RuntimeError("registry on fire")
+
+        self.patch(self, "namespace", broken)
+        port = yield self.start()
+        result = yield run_ssh_shell(reactor, port, ['("err", namespace_error)'],
+                                     home=self.home, key=self.key)
+        self.assert_logged_in(result)
+        self.assertEqual(_results(result.stdout, "err"), ["'RuntimeError: registry on fire'"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @inlineCallbacks
     def test_wrong_key_refused(self) -> Generator[Deferred[Any], Any, None]:
         """A key not in authorized_keys is refused."""
         port = yield self.start(password_file=False)
