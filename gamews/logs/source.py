@@ -60,9 +60,12 @@ _STEAM64: Final = re.compile(r"7656119\d{10}\Z")
 
 
 def _p(tag: str) -> str:
-    """A player token ``"name<uid><steamid><team>"`` with groups ``{tag}n/u/s/t``."""
+    """A player token ``"name<uid><steamid><team>"`` with groups ``{tag}n/u/s/t``.
+
+    The team part is missing in CS:GO's ``switched from team`` lines.
+    """
     return (rf'"(?P<{tag}n>.*?)<(?P<{tag}u>-?\d{{1,10}})><(?P<{tag}s>[^<>"]*)>'
-            rf'<(?P<{tag}t>[^<>"]*)>"')
+            rf'(?:<(?P<{tag}t>[^<>"]*)>)?"')
 
 
 def _pos(tag: str) -> str:
@@ -138,7 +141,7 @@ def normalise_steam_id(steam_id: str) -> str | None:
     return None
 
 
-def make_player(name: str, userid: str, steam_id: str, team: str) -> Player:
+def make_player(name: str, userid: str, steam_id: str, team: str | None) -> Player:
     """The :class:`Player` for the parts of a ``"name<userid><steamid><team>"`` token."""
     uid = int(userid)
     t = team or None
