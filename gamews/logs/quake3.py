@@ -35,7 +35,11 @@ from gamews.events import (
     WorldKill,
 )
 
-__all__ = ["TEAMS", "WORLD", "parse_line", "player", "split_info"]
+__all__ = ["MAX_LINE", "TEAMS", "WORLD", "parse_line", "player", "split_info"]
+
+MAX_LINE: Final = 4096
+"""Longer lines are not parsed (Unknown): the engine never writes them, and it bounds the
+time a hostile line can cost the patterns."""
 
 WORLD: Final = 1022
 """The client number Quake 3 uses for the world as a killer (``ENTITYNUM_WORLD``)."""
@@ -77,6 +81,8 @@ def split_info(text: str) -> tuple[tuple[str, str], ...]:
 
 def parse_line(line: str) -> Event:
     """Parse one ``games.log`` line; never raises."""
+    if len(line) > MAX_LINE:
+        return Unknown(line)
     try:
         return _parse(line.rstrip("\r\n\x00"))
     except Exception:  # a parser bug must not stop the stream

@@ -47,10 +47,17 @@ from gamews.events import (
     WorldTriggered,
 )
 
-__all__ = ["make_player", "normalise_steam_id", "parse_line", "parse_properties", "split_stamp"]
+__all__ = [
+    "MAX_LINE", "make_player", "normalise_steam_id", "parse_line", "parse_properties",
+    "split_stamp",
+]
 
 STEAM64_BASE: Final = 76561197960265728
 """The 64-bit Steam ID of account 0 in the public universe."""
+
+MAX_LINE: Final = 4096
+"""Longer lines are not parsed (Unknown): the engine never writes them, and it bounds the
+time a hostile line can cost the patterns."""
 
 _STAMP: Final = re.compile(
     r"(?:L )?(\d\d)/(\d\d)/(\d{4}) - (\d\d):(\d\d):(\d\d)(\.\d{1,6})?(?:: | - )")
@@ -207,6 +214,8 @@ def _int(props: dict[str, str], key: str) -> int | None:
 
 def parse_line(line: str) -> Event:
     """Parse one Source log line (with or without its time stamp); never raises."""
+    if len(line) > MAX_LINE:
+        return Unknown(line)
     try:
         return _parse(line.rstrip("\r\n\x00"))
     except Exception:  # a parser bug must not stop the stream
