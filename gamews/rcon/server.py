@@ -118,7 +118,7 @@ def _parse_address(value: object, where: str) -> tuple[str, int]:
             raise ConfigError(f"{where}.rcon", f"{value!r}: not an IPv6 address") from None
     else:
         host, sep, port_text = value.rpartition(":")
-        if not _HOST.fullmatch(host or "-") or ":" in host:
+        if not host or not _HOST.fullmatch(host):
             raise ConfigError(f"{where}.rcon", f'{value!r}: must be "host:port"')
     if not sep or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ConfigError(f"{where}.rcon", f"{value!r}: needs a port 1-65535")
