@@ -26,7 +26,7 @@ system (a module in a ``twisted/plugins/`` directory on ``sys.path``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -218,6 +218,14 @@ class IListener(Interface):
     def connections() -> list[IConnection]:
         """This plugin's view of the children it holds."""
 
+    def broadcast(data: str | bytes, to: Iterable[IConnection] | None = None) -> int:
+        """Send one message to many children, framing it once.
+
+        ``to`` defaults to every child this plugin holds; children not OPEN are
+        skipped. Text is ``str``, binary ``bytes``. Returns how many were sent
+        to; raises ``ValueError`` above the maximum message size.
+        """
+
     def close() -> Deferred[None]:
         """Stop this plugin's callbacks at once and release the port.
 
@@ -246,6 +254,12 @@ class IPluginContext(Interface):
     endpoints: tuple[str, ...] = Attribute("The web endpoints gamews listens on (``--listen``).")
     config: Mapping[str, Any] = Attribute("The plugin's own ``[plugin.NAME]`` table, or ``{}``.")
     reactor: Any = Attribute("The reactor (or a test's fake) to use for time and I/O.")
+    servers: Mapping[str, Any] = Attribute(
+        "The configured game servers by name (``gamews.rcon.server.IGameServer``).")
+    events: Any = Attribute(
+        "The event bus (``gamews.events.EventBus``): game events and match states.")
+    base_dir: Any = Attribute(
+        "The directory relative paths in the plugin's table resolve against (or None).")
 
     def open(
         path: str,

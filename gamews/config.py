@@ -80,8 +80,8 @@ class GamewsConfig:
 
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
     """Endpoint descriptions the web port listens on (strports syntax)."""
-    plugins: tuple[str, ...] = ("echo",)
-    """Names of the plugins to run."""
+    plugins: tuple[str, ...] | None = None
+    """Names of the plugins to run (``None``: the built-ins, see :meth:`plugin_names`)."""
     plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Each plugin's ``[plugin.NAME]`` table."""
     websocket: WebSocketLimits = field(default_factory=WebSocketLimits)
@@ -90,8 +90,24 @@ class GamewsConfig:
     """Seconds children get to finish their closing handshake at shutdown."""
     servers: tuple[Mapping[str, Any], ...] = ()
     """The raw ``[[server]]`` tables (game servers)."""
+    manhole: Mapping[str, Any] | None = None
+    """The raw ``[manhole]`` table (validated by :mod:`gamews.manhole`), if any."""
+    demo: bool | None = None
+    """Run the demo game (``None``: when no ``[[server]]`` is configured)."""
     base_dir: Path | None = None
     """Directory relative paths in the file are resolved against."""
+
+    def plugin_names(self, *, demo: bool) -> tuple[str, ...]:
+        """The plugins to run: the configured list, or by default ``echo``, ``chat``,
+        ``live``, and ``console`` when it has a ``[plugin.console]`` table or the demo runs."""
+        if self.plugins is not None:
+            return self.plugins
+        console = ("console",) if demo or "console" in self.plugin_config else ()
+        return ("echo", "chat", "live", *console)
+
+    def runs_demo(self) -> bool:
+        """Whether the demo game runs: as configured, or when no game server is."""
+        return self.demo if self.demo is not None else not self.servers
 
     def with_listen(self, listen: tuple[str, ...]) -> GamewsConfig:
         """Return a copy listening on ``listen`` instead (command-line override)."""
@@ -152,10 +168,15 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Ga
     for key in data:
         if key not in _TOP_KEYS:
             raise ConfigError(key, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
-    for later in ("manhole", "metrics", "demo"):
-        if later in data:
-            raise ConfigError(later, "not available in this version of gamews yet")
     kwargs: dict[str, Any] = {"base_dir": base_dir}
+    if "metrics" in data:
+        raise ConfigError("metrics", "not available in this version of gamews yet")
+    if "manhole" in data:
+        _check(data["manhole"], dict, "manhole")
+        kwargs["manhole"] = dict(data["manhole"])
+    if "demo" in data:
+        _check(data["demo"], bool, "demo")
+        kwargs["demo"] = data["demo"]
     if "listen" in data:
         listen = data["listen"]
         if isinstance(listen, str):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ from gamews.api import (
     IListenerHandler,
     IMount,
     IncomingCallback,
+    ReadyState,
 )
 from gamews.config import WebSocketLimits
 from gamews.isolation import call_plugin
@@ -387,6 +388,27 @@ class Listener:
 
     def connections(self) -> list[IConnection]:
         return [c.handle_for(self) for c in self._route.children if c.is_hooked(self)]
+
+    def broadcast(self, data: str | bytes, to: Iterable[IConnection] | None = None) -> int:
+        is_binary = isinstance(data, bytes)
+        payload = data if isinstance(data, bytes) else data.encode("utf-8")
+        limit = self._route.limits.max_message_size
+        if len(payload) > limit:
+            raise ValueError(f"message of {len(payload)} bytes exceeds the limit of {limit}")
+        if to is None:
+            children = [c for c in self._route.children if c.is_hooked(self)]
+        else:
+            ids = {c.id for c in to}
+            children = [c for c in self._route.children if c.id in ids]
+        prepared = None
+        sent = 0
+        for child in children:
+            if child.ready_state is ReadyState.OPEN:
+                if prepared is None:
+                    prepared = self._route.factory.prepareMessage(payload, is_binary)
+                child.protocol.sendPreparedMessage(prepared)
+                sent += 1
+        return sent
 
     def close(self) -> Deferred[None]:
         if not self._active:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
@@ -23,8 +24,16 @@ from gamews.api import (
 )
 from gamews.config import GamewsConfig
 from gamews.errors import ConfigError
+from gamews.events import EventBus
 from gamews.index import IndexPage
+from gamews.logs.service import log_source_from_table
+from gamews.manhole import ManholeConfig, make_manhole_service, service_namespace
+from gamews.pages import static_files
+from gamews.rcon.server import GameServer, GameServerConfig, IGameServer
 from gamews.registry import Listener, Mount, Registry
+
+if TYPE_CHECKING:
+    from gamews.demo.setup import DemoGame
 
 __all__ = ["GamewsService", "PluginContext", "available_plugins", "select_plugins"]
 
@@ -61,12 +70,16 @@ class PluginContext:
     that whatever it leaves open is closed when it stops."""
 
     def __init__(self, name: str, registry: Registry, endpoints: tuple[str, ...],
-                 config: Mapping[str, Any]) -> None:
+                 config: Mapping[str, Any], *, servers: Mapping[str, IGameServer] | None = None,
+                 events: EventBus | None = None, base_dir: Path | None = None) -> None:
         self.name = name
         self.registry = registry
         self.endpoints = endpoints
         self.config = config
         self.reactor = registry.reactor
+        self.servers: Mapping[str, IGameServer] = servers or {}
+        self.events = events if events is not None else EventBus(self.reactor)
+        self.base_dir = base_dir
         self._handles: list[Listener | Mount] = []
 
     def open(
@@ -99,18 +112,30 @@ class PluginContext:
 
 
 class _PluginHost(Service):
-    """Runs one plugin's service, keeping its failures away from everyone else."""
+    """Runs one plugin's service, keeping its failures away from everyone else.
+
+    The plugin's service is built at once, so that a :class:`ConfigError` in its
+    table stops gamews at start-up with one line; any other error building,
+    starting or stopping it is logged and the plugin is left out.
+    """
 
     def __init__(self, plugin: IGamewsPlugin, context: PluginContext) -> None:
         self.plugin = plugin
         self.context = context
         self.setName(f"plugin:{plugin.name}")  # type: ignore[no-untyped-call]
         self.service: IService | None = None
+        try:
+            self.service = plugin.make_service(context)
+        except ConfigError:
+            raise
+        except Exception:
+            log.failure("plugin {plugin} failed to build its service", plugin=plugin.name)
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        if self.service is None:
+            return
         try:
-            self.service = self.plugin.make_service(self.context)
             self.service.startService()
         except Exception:
             log.failure("plugin {plugin} failed to start", plugin=self.plugin.name)
@@ -138,23 +163,71 @@ class GamewsService(MultiService):
     """
 
     def __init__(self, config: GamewsConfig, plugins: list[IGamewsPlugin], *,
-                 reactor: Any = None) -> None:
+                 reactor: Any = None, demo: DemoGame | None = None,
+                 manhole: ManholeConfig | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
         self.registry = Registry(config.websocket, reactor=reactor,
                                  shutdown_timeout=config.shutdown_timeout)
+        reactor = self.registry.reactor
+        self.events = EventBus(reactor)
+        self.servers: dict[str, GameServer] = {}
         self.plugins = plugins
+        self.demo = demo
         self._index_mounts: list[Mount] = []
+        for i, table in enumerate(config.servers):
+            self._add_server(i, table, GameServerConfig.from_table(dict(table),
+                                                                 base_dir=config.base_dir))
+        if demo is not None:
+            # after its log source (which must listen before the first lines are sent)
+            self._add_server(len(config.servers), demo.table, demo.game, demo.environ)
+            demo.service.setServiceParent(self)  # type: ignore[no-untyped-call]
         for plugin in plugins:
-            context = PluginContext(plugin.name, self.registry, config.listen,
-                                    config.plugin_config.get(plugin.name, {}))
+            plugin_config = dict(config.plugin_config.get(plugin.name, {}))
+            if demo is not None:
+                plugin_config = {**demo.plugin_defaults.get(plugin.name, {}), **plugin_config}
+            context = PluginContext(plugin.name, self.registry, config.listen, plugin_config,
+                                    servers=self.servers, events=self.events,
+                                    base_dir=config.base_dir)
             _PluginHost(plugin, context).setServiceParent(self)  # type: ignore[no-untyped-call]
+        if manhole is not None:
+            def rcon(server: str, command: str) -> Deferred[str]:
+                """rcon(server, command): run an RCON command; yields its reply."""
+                return self.servers[server].rcon(command)
+
+            namespace = service_namespace(self, servers=self.servers, events=self.events,
+                                          rcon=rcon)
+            make_manhole_service(manhole, namespace, reactor=reactor).setServiceParent(self)
+
+    def _add_server(self, index: int, table: Mapping[str, Any], game_config: GameServerConfig,
+                    environ: dict[str, str] | None = None) -> None:
+        """A game server: its RCON link and its log source (from ``table``), as child services."""
+        if game_config.name in self.servers:
+            raise ConfigError(f"server[{index}].name", f"{game_config.name!r} is used twice")
+        endpoint = self.config.listen[0]
+
+        def mount(path: str, resource: IResource) -> Mount:
+            return self.registry.mount(endpoint, path, resource, owner=f"log:{game_config.name}")
+
+        self.events.add_server(game_config.name)
+        log_service = log_source_from_table(
+            table, bus=self.events, reactor=self.registry.reactor, where=f"server[{index}]",
+            base_dir=self.config.base_dir, environ=environ, mount=mount)
+        if log_service is not None:
+            log_service.setServiceParent(self)
+        game = GameServer(game_config, reactor=self.registry.reactor)
+        game.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self.servers[game_config.name] = game
 
     def startService(self) -> None:
         page = IndexPage(self.registry, self.plugins)
         for endpoint in self.config.listen:
             self._index_mounts.append(self.registry.mount(endpoint, "/", page, owner="gamews"))
+            self._index_mounts.append(self.registry.mount(endpoint, "/static/", static_files(),
+                                                          owner="gamews"))
         super().startService()  # type: ignore[no-untyped-call]
+        if self.demo is not None:
+            self.demo.announce()
 
     def stopService(self) -> Deferred[None]:
         registry = self.registry

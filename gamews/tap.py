@@ -8,19 +8,15 @@ from typing import Any, ClassVar
 from twisted.application.service import IService
 from twisted.python import usage
 
-from gamews.api import IGamewsPlugin
 from gamews.config import DEFAULT_LISTEN, GamewsConfig, load_config
+from gamews.demo.setup import make_demo
 from gamews.errors import ConfigError
+from gamews.manhole import ManholeConfig
 from gamews.registry import normalize_endpoint
 from gamews.service import GamewsService, available_plugins, select_plugins
 
 __all__ = ["Options", "makeService"]
 
-_LATER = {
-    "demo": "the demo game",
-    "manhole": "the SSH manhole",
-    "metrics": "the metrics endpoint",
-}
 
 
 class Options(usage.Options):
@@ -31,16 +27,19 @@ class Options(usage.Options):
                 f"{DEFAULT_LISTEN} and run the echo plugin (/echo) and an index page (/).")
     optParameters: ClassVar[list[list[str | None]]] = [
         ["config", "c", None, "A TOML config file."],
+        ["manhole", None, None, "Run an SSH manhole on this endpoint (credentials from the "
+                                "config's [manhole] table) [default: off]."],
     ]
     optFlags: ClassVar[list[list[str | None]]] = [
-        ["demo", None, "Run the built-in demo game (not available yet)."],
+        ["demo", None, "Run the built-in demo game (the default when no [[server]] is "
+                       "configured)."],
     ]
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
         self.config: GamewsConfig = GamewsConfig()
-        self.plugins: list[IGamewsPlugin] = []
+        self.service: GamewsService | None = None
 
     def opt_listen(self, description: str) -> None:
         """Listen on an endpoint (strports syntax; repeatable)
@@ -53,14 +52,9 @@ class Options(usage.Options):
 
     opt_l = opt_listen
 
-    def opt_manhole(self, description: str) -> None:
-        """Run an SSH manhole on an endpoint (not available yet)."""
-        raise usage.UsageError(f"--manhole: {_LATER['manhole']} is not available in this "
-                               "version of gamews yet")
-
     def opt_metrics(self, description: str) -> None:
         """Serve metrics on an endpoint (not available yet)."""
-        raise usage.UsageError(f"--metrics: {_LATER['metrics']} is not available in this "
+        raise usage.UsageError("--metrics: the metrics endpoint is not available in this "
                                "version of gamews yet")
 
     def parseOptions(self, options: Any = None) -> None:
@@ -72,9 +66,7 @@ class Options(usage.Options):
             raise SystemExit(2) from None
 
     def postOptions(self) -> None:
-        if self["demo"]:
-            raise usage.UsageError(f"--demo: {_LATER['demo']} is not available in this "
-                                   "version of gamews yet")
+        """Read and check the config, and build the service (so every error shows now)."""
         try:
             config = load_config(self["config"]) if self["config"] else GamewsConfig()
             if self["listen"]:
@@ -84,12 +76,22 @@ class Options(usage.Options):
                     normalize_endpoint(endpoint)
                 except ValueError as e:
                     raise ConfigError(f"listen[{i}]", str(e)) from None
-            self.plugins = select_plugins(config.plugins, available_plugins())
+            demo = self["demo"] or config.runs_demo()
+            plugins = select_plugins(config.plugin_names(demo=demo), available_plugins())
+            manhole = None
+            if self["manhole"] is not None or config.manhole is not None:
+                table = dict(config.manhole or {})
+                if self["manhole"] is not None:
+                    table["endpoint"] = self["manhole"]
+                manhole = ManholeConfig.from_table(table, base_dir=config.base_dir)
+            self.service = GamewsService(config, plugins, demo=make_demo() if demo else None,
+                                         manhole=manhole)
         except ConfigError as e:
             raise usage.UsageError(f"config: {e}") from None
         self.config = config
 
 
 def makeService(options: Options) -> IService:
-    """Build the gamews service from parsed :class:`Options`."""
-    return GamewsService(options.config, options.plugins)
+    """The gamews service built from parsed :class:`Options`."""
+    assert options.service is not None, "parseOptions() first"
+    return options.service

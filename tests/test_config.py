@@ -63,7 +63,9 @@ class ConfigTests(SynchronousTestCase):
             ({"websocket": {"allowed_origins": [""]}}, "websocket.allowed_origins"),
             ({"shutdown_timeout": 100}, "shutdown_timeout"),
             ({"plugin": {"echo": 3}}, "plugin.echo"),
-            ({"manhole": {}}, "manhole"),
+            ({"manhole": "on"}, "manhole"),
+            ({"demo": "yes"}, "demo"),
+            ({"metrics": {}}, "metrics"),
         ]
         for data, key in cases:
             self.assertEqual(self.key_of(data), key, data)

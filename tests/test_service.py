@@ -127,6 +127,6 @@ class MemoryServiceTests(SynchronousTestCase):
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [8080, 8081])
         for port in service.registry.ports():
             self.assertEqual(set(port.routes), {"/echo"})
-            self.assertEqual(set(port.mounts), {"/"})
+            self.assertEqual(set(port.mounts), {"/", "/static/"})
         self.successResultOf(service.stopService())
         self.assertEqual(service.registry.ports(), [])

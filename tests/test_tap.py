@@ -43,10 +43,14 @@ class OptionsTests(SynchronousTestCase):
         return err.getvalue()
 
     def test_defaults(self) -> None:
-        """No options: loopback port 8080 and the echo plugin."""
+        """No options: loopback port 8080, the demo game and every built-in plugin."""
         options = self.parse()
         self.assertEqual(options.config.listen, ("tcp:8080:interface=127.0.0.1",))
-        self.assertEqual([p.name for p in options.plugins], ["echo"])
+        service = makeService(options)
+        assert isinstance(service, GamewsService)
+        self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live", "console"])
+        self.assertIsNotNone(service.demo)
+        self.assertEqual(list(service.servers), ["demo"])
 
     def test_listen_repeatable(self) -> None:
         """--listen may be given several times."""
@@ -59,12 +63,17 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(message.count("\n"), 1)
         self.assertIn("--listen", message)
 
-    def test_later_options_rejected(self) -> None:
-        """--manhole, --metrics and --demo say they are not available yet."""
-        for argv in (["--manhole", "tcp:2222"], ["--metrics", "tcp:9100"], ["--demo"]):
-            message = self.error_of(*argv)
-            self.assertIn("not available", message)
-            self.assertIn(argv[0], message)
+    def test_metrics_not_yet(self) -> None:
+        """--metrics says it is not available yet."""
+        message = self.error_of("--metrics", "tcp:9100")
+        self.assertIn("not available", message)
+        self.assertIn("--metrics", message)
+
+    def test_manhole_without_credentials(self) -> None:
+        """--manhole with no credentials configured is refused in one line."""
+        message = self.error_of("--manhole", "tcp:2222:interface=127.0.0.1")
+        self.assertEqual(message.count("\n"), 1)
+        self.assertIn("no credentials configured", message)
 
     def test_config_error_names_key(self) -> None:
         """A bad config value gives one line naming the key."""
@@ -81,11 +90,15 @@ class OptionsTests(SynchronousTestCase):
         self.assertIn("nosuch", self.error_of("--config", str(path)))
 
     def test_make_service(self) -> None:
-        """makeService builds a GamewsService with the selected plugins."""
-        service = makeService(self.parse("--listen", "tcp:0:interface=127.0.0.1"))
+        """makeService builds a GamewsService with the configured plugins, no demo if off."""
+        path = Path(self.mktemp())
+        path.write_text('demo = false\nplugins = ["echo"]\n')
+        service = makeService(self.parse("--listen", "tcp:0:interface=127.0.0.1",
+                                         "--config", str(path)))
         assert isinstance(service, GamewsService)
         self.assertEqual([p.name for p in service.plugins], ["echo"])
         self.assertEqual(service.config.listen, ("tcp:0:interface=127.0.0.1",))
+        self.assertIsNone(service.demo)
 
 
 class TwistdTests(TestCase):

@@ -1,11 +1,12 @@
 """Twisted plugin drop-in: ``twistd gamews`` and gamews's built-in plugins.
 
-Kept tiny and lazy: no reactor, nothing heavy is imported here.
+Kept tiny and lazy: no reactor, nothing heavy is imported here; each built-in
+plugin's module is imported only when a service is built.
 """
 
 from twisted.application.service import ServiceMaker
 
-from gamews.plugins.echo import EchoPlugin
+from gamews.plugins import BuiltinPlugin
 
 gamews = ServiceMaker(
     "gamews",
@@ -14,4 +15,7 @@ gamews = ServiceMaker(
     "gamews",
 )
 
-echo = EchoPlugin()
+echo = BuiltinPlugin("echo", "gamews.plugins.echo.EchoPlugin")
+chat = BuiltinPlugin("chat", "gamews.plugins.chat.ChatPlugin")
+live = BuiltinPlugin("live", "gamews.plugins.live.LivePlugin")
+console = BuiltinPlugin("console", "gamews.plugins.console.ConsolePlugin")

@@ -1,0 +1,53 @@
+"""Serving the built-in pages: files from ``gamews/plugins/static`` with strict headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+from twisted.web.static import File
+
+__all__ = ["STATIC_DIR", "Page", "static_files"]
+
+STATIC_DIR: Final = Path(__file__).parent / "plugins" / "static"
+
+# pages load only their own scripts and styles and talk only to their own host
+_CSP: Final = (b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               b"connect-src 'self'; base-uri 'none'; form-action 'none'; "
+               b"frame-ancestors 'none'")
+
+
+def _secure(request: Request) -> None:
+    request.setHeader(b"content-security-policy", _CSP)
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    request.setHeader(b"referrer-policy", b"no-referrer")
+    request.setHeader(b"cache-control", b"no-cache")
+
+
+class Page(Resource):
+    """One HTML page (read from disk on each request, so edits show at once)."""
+
+    isLeaf = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.path = STATIC_DIR / name
+
+    def render_GET(self, request: Request) -> bytes:
+        _secure(request)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return self.path.read_bytes()
+
+
+class _SecureFile(File):
+    def render_GET(self, request: Request) -> bytes | int:
+        _secure(request)
+        result: bytes | int = super().render_GET(request)  # type: ignore[no-untyped-call]
+        return result
+
+
+def static_files() -> Resource:
+    """The shared assets (``gamews.css``, ``gamews.js``), mounted at ``/static/``."""
+    return _SecureFile(str(STATIC_DIR), defaultType="application/octet-stream")

@@ -1,0 +1,193 @@
+"""The admin console: log in with a token, watch the game, run RCON commands by role.
+
+Page ``/console``, socket ``/console/ws`` (``docs/protocol.md``). The token is the
+first frame a browser sends (never in the URL); tokens and roles come from a file of
+hashes (:mod:`gamews.auth`). Browsers must come from the page's own origin (the
+registry's Origin check). Every command, refused ones included, is appended to a JSON
+lines audit log that survives restarts.
+
+Config::
+
+    [plugin.console]
+    tokens_file = "tokens.txt"          # required: USER:ROLE:sha256:HEX lines
+    audit_log = "audit.jsonl"           # required: append-only JSON lines
+    moderator_commands = ["status", "say", "kick", "kickid", "clientkick", "changelevel", "map"]
+    rate = 2.0                          # commands per second per user...
+    burst = 5                           # ...after a burst of this many
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from twisted.application.service import IService
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gamews.api import IConnection, IGamewsPlugin, IPluginContext
+from gamews.auth import TokenStore, User
+from gamews.errors import ConfigError
+from gamews.plugins.chat import line_of
+from gamews.plugins.web import WebPluginService
+from gamews.ratelimit import TokenBucket
+
+__all__ = ["AuditLog", "ConsolePlugin", "ConsoleService"]
+
+MODERATOR_COMMANDS: Final = ("status", "say", "kick", "kickid", "clientkick", "changelevel",
+                             "map")
+MAX_COMMAND: Final = 512
+
+
+class AuditLog:
+    """An append-only JSON lines file: one object per command."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, **record: Any) -> None:
+        """Append one record (flushed at once, so it survives a crash or restart)."""
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def _path(config: Any, key: str, base: Path | None) -> Path:
+    raw = config.get(key)
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(f"plugin.console.{key}", "required: a file path")
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() or base is None else base / path
+
+
+class ConsoleService(WebPluginService):
+    """The console plugin's service."""
+
+    plugin = "console"
+
+    def __init__(self, context: IPluginContext) -> None:
+        super().__init__(context)
+        config = context.config
+        base_dir = context.base_dir
+        self.tokens = TokenStore.load(_path(config, "tokens_file", base_dir),
+                                      key="plugin.console.tokens_file")
+        self.audit = AuditLog(_path(config, "audit_log", base_dir))
+        self.moderator_commands = tuple(config.get("moderator_commands", MODERATOR_COMMANDS))
+        self.rate = float(config.get("rate", 2.0))
+        self.burst = float(config.get("burst", 5))
+        self.users: dict[int, User] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+
+    # -- login -----------------------------------------------------------------
+
+    def opened(self, child: IConnection) -> None:
+        """Wait for the login frame; nothing is sent before it."""
+
+    def may_select(self, child: IConnection) -> bool:
+        return child.id in self.users
+
+    def gone(self, child: IConnection) -> None:
+        self.users.pop(child.id, None)
+
+    def allowed(self, user: User) -> list[str]:
+        """The commands ``user`` may run (``["*"]``: any)."""
+        if user.role == "admin":
+            return ["*"]
+        return list(self.moderator_commands) if user.role == "moderator" else []
+
+    def frame(self, child: IConnection, frame: dict[str, Any]) -> None:
+        user = self.users.get(child.id)
+        if user is None:
+            token = frame.get("token")
+            found = (self.tokens.check(token)
+                     if frame["type"] == "login" and isinstance(token, str) else None)
+            if found is None:
+                self.log.info("console: login refused from {peer}", peer=child.request.peer)
+                self.send(child, {"type": "denied"})
+                child.close(1008, "login refused")
+                return
+            self.users[child.id] = found
+            self.log.info("console: {user} ({role}) logged in from {peer}", user=found.name,
+                          role=found.role, peer=child.request.peer)
+            self.send(child, {"type": "welcome", "user": found.name, "role": found.role,
+                              "servers": list(self.context.servers),
+                              "allowed": self.allowed(found)})
+            self.follow(child, self.default_server())
+        elif frame["type"] == "command":
+            self.command(child, user, frame)
+        else:
+            super().frame(child, frame)
+
+    # -- commands --------------------------------------------------------------
+
+    def refusal(self, user: User, command: str) -> str | None:
+        """Why ``user`` may not run ``command`` now, or None."""
+        if not command.strip():
+            return "empty command"
+        if len(command) > MAX_COMMAND:
+            return f"commands are at most {MAX_COMMAND} characters"
+        if user.role == "viewer":
+            return "viewers cannot run commands"
+        if user.role == "moderator":
+            if any(c in command for c in ";\r\n\0"):
+                return "one command at a time"
+            if command.split()[0].lower() not in self.moderator_commands:
+                return f"not allowed for moderators: {command.split()[0]}"
+        now = self.clock.seconds()
+        bucket = self._buckets.setdefault(user.name, TokenBucket(self.burst, 1 / self.rate, now))
+        if bucket.take(now) > 0:
+            return "rate limited"
+        return None
+
+    def command(self, child: IConnection, user: User, frame: dict[str, Any]) -> None:
+        command, server, ident = frame.get("command"), frame.get("server"), frame.get("id")
+        if server is None:
+            server = self.following.get(child.id)
+        if not isinstance(command, str) or server not in self.context.servers:
+            self.send(child, {"type": "result", "id": ident, "server": server,
+                              "status": "refused", "output": "command needs a known server"})
+            return
+        assert isinstance(server, str)
+        record = {"time": time.time(), "user": user.name, "role": user.role,
+                  "ip": child.request.peer_host, "server": server, "command": command}
+
+        def result(status: str, output: str) -> None:
+            self.audit.write(**record, status=status)
+            self.send(child, {"type": "result", "id": ident, "server": server,
+                              "status": status, "output": output})
+
+        why = self.refusal(user, command)
+        if why is not None:
+            result("refused", why)
+            return
+        d = self.context.servers[server].rcon(command)
+
+        def failed(failure: Failure) -> None:
+            result("error", failure.getErrorMessage())
+
+        d.addCallbacks(lambda output: result("ok", output), failed)
+
+    # -- the game's output -------------------------------------------------------
+
+    def event(self, envelope: Any) -> None:
+        event = envelope.to_json()
+        line = line_of(event)
+        text = (f"{line['name']}: {line['text']}" if line and line.get("name") else
+                line["text"] if line else event.get("raw") or
+                json.dumps({k: v for k, v in event.items()
+                            if k not in ("server", "seq", "received")}, ensure_ascii=False))
+        self.broadcast(envelope.server, {"type": "console", "server": envelope.server,
+                                         "time": envelope.received, "seq": envelope.seq,
+                                         "line": text})
+
+
+@implementer(IGamewsPlugin)
+class ConsolePlugin:
+    """The admin console (``/console``)."""
+
+    name = "console"
+    description = "Admin console: log in with a token, watch the game, run RCON commands."
+
+    def make_service(self, context: IPluginContext) -> IService:
+        return ConsoleService(context)

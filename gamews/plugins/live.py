@@ -1,0 +1,239 @@
+"""The live match view: map, scores, scoreboard and kill feed, live in the browser.
+
+Page ``/live``, socket ``/live/ws`` (``docs/protocol.md``): a ``snapshot`` on connect,
+then ``delta`` frames numbered by the event ``seq``; a browser that sees a gap asks for
+a ``resync``. Each frame is encoded and framed once for all spectators of a server.
+
+A spectator delay (like SourceTV's ``tv_delay``) holds the public view ``delay``
+seconds behind the game, so a player cannot ghost through it; a browser that logs in
+with a console token sees it live.
+
+Config::
+
+    [plugin.live]
+    delay = 0          # seconds the public view lags the game (0: live)
+    kill_feed = 10     # kill feed entries kept
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from zope.interface import implementer
+
+from gamews.api import IConnection, IGamewsPlugin, IListener, IPluginContext
+from gamews.auth import TokenStore
+from gamews.plugins.web import WebPluginService
+
+__all__ = ["LivePlugin", "LiveService", "diff_views", "view_of"]
+
+_FEED_TYPES = ("kill", "suicide", "world_kill")
+
+
+def view_of(snapshot: dict[str, Any], kill_feed: int) -> dict[str, Any]:
+    """The live page's state from a match state snapshot (``MatchState.snapshot()``)."""
+    players = {}
+    for p in snapshot.get("players", []):
+        players[str(p["id"])] = {
+            "id": str(p["id"]), "name": p.get("name"), "team": p.get("team"),
+            "kills": p.get("kills", 0), "deaths": p.get("deaths", 0),
+            "score": p.get("score") if p.get("score") is not None else p.get("kills", 0),
+            "ping": p.get("ping"), "connected": p.get("connected_at"), "bot": p.get("bot"),
+        }
+    feed = [entry for entry in (_feed_entry(e) for e in snapshot.get("kill_feed", []))
+            if entry is not None]
+    return {"map": snapshot.get("map"), "round": snapshot.get("round", 0),
+            "teams": dict(snapshot.get("teams", {})), "players": players,
+            "kill_feed": feed[-kill_feed:] if kill_feed else []}
+
+
+def _feed_entry(event: dict[str, Any]) -> dict[str, Any] | None:
+    kind = event.get("type")
+    if kind not in _FEED_TYPES:
+        return None
+    killer = event.get("killer") or event.get("player") or {}
+    victim = event.get("victim") or event.get("player") or {}
+    return {"seq": event.get("seq"), "time": event.get("received"),
+            "killer": killer.get("name") if kind == "kill" else None,
+            "killer_team": killer.get("team") if kind == "kill" else None,
+            "victim": victim.get("name"), "victim_team": victim.get("team"),
+            "weapon": event.get("weapon") or event.get("cause"),
+            "headshot": bool(event.get("headshot"))}
+
+
+def diff_views(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The ``changes`` of a delta frame turning view ``old`` into ``new``."""
+    changes: dict[str, Any] = {}
+    for key in ("map", "round", "teams"):
+        if old.get(key) != new.get(key):
+            changes[key] = new.get(key)
+    players: dict[str, Any] = {}
+    for pid, player in new["players"].items():
+        if old["players"].get(pid) != player:
+            players[pid] = player
+    for pid in old["players"]:
+        if pid not in new["players"]:
+            players[pid] = None
+    if players:
+        changes["players"] = players
+    seen = {e["seq"] for e in old["kill_feed"]}
+    added = [e for e in new["kill_feed"] if e["seq"] not in seen]
+    if added:
+        changes["kill_feed"] = added
+    return changes
+
+
+def _resolve(path: str, base: Path | None) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base is None else base / p
+
+
+class _Feed:
+    """One game server's view, and the delayed public view with the history it lags."""
+
+    def __init__(self, view: dict[str, Any], seq: int) -> None:
+        self.view = view
+        self.seq = seq
+        # (time, seq, view) of the last `delay` seconds, not yet public
+        self.history: deque[tuple[float, int, dict[str, Any]]] = deque()
+        self.public_view = view
+        self.public_seq = seq
+
+
+class LiveService(WebPluginService):
+    """The live plugin's service."""
+
+    plugin = "live"
+
+    def __init__(self, context: IPluginContext) -> None:
+        super().__init__(context)
+        self.delay = float(context.config.get("delay", 0))
+        self.kill_feed = int(context.config.get("kill_feed", 10))
+        self.feeds: dict[str, _Feed] = {}
+        self.privileged: set[int] = set()
+        tokens_file = context.config.get("tokens_file")
+        self.tokens = (TokenStore.load(_resolve(str(tokens_file), context.base_dir),
+                                       key="plugin.live.tokens_file")
+                       if tokens_file else None)
+
+    def startService(self) -> None:
+        super().startService()
+        self._timers: list[IDelayedCall] = []
+        for server in self.context.servers:
+            self._fresh(server)
+
+    def stopService(self) -> Deferred[None]:
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers = []
+        return super().stopService()
+
+    def _fresh(self, server: str) -> _Feed:
+        """Take ``server``'s view afresh from its match state (the public view keeps its lag)."""
+        snapshot = self.context.events.add_server(server).snapshot()
+        view, seq = view_of(snapshot, self.kill_feed), int(snapshot["seq"])
+        feed = self.feeds.get(server)
+        if feed is None or self.delay <= 0:
+            feed = self.feeds[server] = _Feed(view, seq)
+        else:
+            feed.view, feed.seq = view, seq
+        return feed
+
+    def _delayed(self, child: IConnection) -> bool:
+        return self.delay > 0 and child.id not in self.privileged
+
+    def joined(self, child: IConnection, server: str) -> None:
+        feed = self.feeds.get(server) or self._fresh(server)
+        delayed = self._delayed(child)
+        view, seq = (feed.public_view, feed.public_seq) if delayed else (feed.view, feed.seq)
+        self.send(child, {"type": "snapshot", "server": server, "seq": seq,
+                          "delay": self.delay if delayed else 0, "state": view})
+
+    def gone(self, child: IConnection) -> None:
+        self.privileged.discard(child.id)
+
+    def frame(self, child: IConnection, frame: dict[str, Any]) -> None:
+        server = self.following.get(child.id)
+        if frame["type"] == "resync" and server is not None:
+            self.joined(child, server)
+        elif frame["type"] == "login":
+            self._login(child, frame.get("token"))
+        else:
+            super().frame(child, frame)
+
+    def _login(self, child: IConnection, token: object) -> None:
+        user = (self.tokens.check(token) if self.tokens is not None and isinstance(token, str)
+                else None)
+        if user is None:
+            self.send(child, {"type": "error", "reason": "login refused"})
+            return
+        self.privileged.add(child.id)
+        server = self.following.get(child.id)
+        if server is not None:
+            self.joined(child, server)
+
+    def event(self, envelope: Any) -> None:
+        server = envelope.server
+        feed = self.feeds.get(server)
+        state = self.context.events.state(server)
+        if feed is None or state is None:
+            return
+        snapshot = state.snapshot()
+        if snapshot["seq"] != envelope.seq or envelope.seq != feed.seq + 1:
+            # the bus delivered late or we missed events: start this server afresh
+            self._fresh(server)
+            for _, child in self.followers(server):
+                self.joined(child, server)
+            return
+        view = view_of(snapshot, self.kill_feed)
+        frame = {"type": "delta", "server": server, "seq": envelope.seq,
+                 "changes": diff_views(feed.view, view)}
+        feed.view, feed.seq = view, envelope.seq
+        live, public = self._split(server)
+        self.broadcast(server, frame, to=live)
+        if self.delay <= 0:
+            feed.public_view, feed.public_seq = view, envelope.seq
+            self.broadcast(server, frame, to=public)
+            return
+        feed.history.append((self.clock.seconds(), envelope.seq, view))
+        self._timers.append(self.clock.callLater(self.delay, self._release, server))
+
+    def _split(self, server: str) -> tuple[list[tuple[IListener, IConnection]],
+                                           list[tuple[IListener, IConnection]]]:
+        live: list[tuple[IListener, IConnection]] = []
+        public: list[tuple[IListener, IConnection]] = []
+        for pair in self.followers(server):
+            (public if self._delayed(pair[1]) else live).append(pair)
+        return live, public
+
+    def _release(self, server: str) -> None:
+        """Send the delayed public view everything older than ``delay``."""
+        feed = self.feeds.get(server)
+        if feed is None:
+            return
+        self._timers = [t for t in self._timers if t.active()]
+        cutoff = self.clock.seconds() - self.delay
+        _, public = self._split(server)
+        while feed.history and feed.history[0][0] <= cutoff:
+            _, seq, view = feed.history.popleft()
+            frame = {"type": "delta", "server": server, "seq": seq,
+                     "changes": diff_views(feed.public_view, view)}
+            feed.public_view, feed.public_seq = view, seq
+            self.broadcast(server, frame, to=public)
+
+
+@implementer(IGamewsPlugin)
+class LivePlugin:
+    """The live match view (``/live``)."""
+
+    name = "live"
+    description = "Live match view: map, scores, scoreboard and kill feed as they happen."
+
+    def make_service(self, context: IPluginContext) -> IService:
+        return LiveService(context)

@@ -1,0 +1,191 @@
+"""What the built-in page plugins (chat, live, console) share: their page and
+socket on every web port, the JSON frames of ``docs/protocol.md``, following one
+game server per connection, and the RCON link state.
+
+Built only on :mod:`gamews.api`, as a third-party plugin would be.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+
+from gamews.api import IConnection, IListener, IPluginContext
+from gamews.pages import Page
+
+__all__ = ["PROTOCOL_VERSION", "SUBPROTOCOL", "WebPluginService", "link_state_name"]
+
+PROTOCOL_VERSION = 1
+SUBPROTOCOL = "gamews.v1"
+MAX_FRAME = 16 * 1024
+
+_LINK_NAMES = {"up": "connected", "connecting": "connecting", "down": "reconnecting",
+               "auth_failed": "password_rejected", "stopped": "stopped"}
+
+
+def link_state_name(state: Any) -> str:
+    """The protocol's name for a game server's link state."""
+    value = str(getattr(state, "value", state))
+    return _LINK_NAMES.get(value, value)
+
+
+class WebPluginService(Service):
+    """A page at ``/NAME`` and its WebSocket at ``/NAME/ws`` on every web port."""
+
+    plugin: ClassVar[str]
+    log = Logger()
+
+    def __init__(self, context: IPluginContext) -> None:
+        self.context = context
+        self.clock = context.reactor
+        self.listeners: list[IListener] = []
+        self.following: dict[int, str] = {}
+        self.children: dict[int, tuple[IListener, IConnection]] = {}
+        self._unsubscribe: list[Callable[[], object]] = []
+        self._mounts: list[Any] = []
+
+    # -- life ------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        for endpoint in self.context.endpoints:
+            self._mounts.append(self.context.mount(f"/{self.plugin}", Page(f"{self.plugin}.html"),
+                                                   endpoint=endpoint))
+            listener = self.context.open(f"/{self.plugin}/ws", endpoint=endpoint,
+                                         incoming=self._incoming_for_listener(endpoint))
+            self.listeners.append(listener)
+        for server in self.context.servers.values():
+            self._unsubscribe.append(server.subscribe(
+                lambda state, name=server.name: self.link_changed(name, state)))
+        subscription = self.context.events.subscribe(self.event, name=f"plugin:{self.plugin}")
+        self._unsubscribe.append(subscription.cancel)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        closing = [lst.close() for lst in self.listeners] + [m.close() for m in self._mounts]
+        self.listeners, self._mounts = [], []
+        return DeferredList(closing).addCallback(lambda _: None)
+
+    # -- connections -----------------------------------------------------------
+
+    def _incoming_for_listener(self, endpoint: str) -> Callable[[IConnection], Any]:
+        def incoming(child: IConnection) -> Any:
+            if SUBPROTOCOL in child.request.protocols:
+                child.select_subprotocol(SUBPROTOCOL)
+            listener = self.listeners[self.context.endpoints.index(endpoint)]
+            self.children[child.id] = (listener, child)
+            child.hook(on_open=self._opened, on_message=self._message,
+                       on_disconnect=self._gone)
+            return self.admit(child)
+
+        return incoming
+
+    def admit(self, child: IConnection) -> Any:
+        """Vet a new child before its handshake (override to check more)."""
+        return None
+
+    def _opened(self, child: IConnection) -> None:
+        self.opened(child)
+
+    def opened(self, child: IConnection) -> None:
+        """A child is open: by default, greet it and follow the first server."""
+        self.follow(child, self.default_server())
+
+    def _gone(self, child: IConnection, code: int | None, reason: str) -> None:
+        self.following.pop(child.id, None)
+        self.children.pop(child.id, None)
+        self.gone(child)
+
+    def gone(self, child: IConnection) -> None:
+        """A child has gone (override to forget per-child state)."""
+
+    def _message(self, child: IConnection, data: str | bytes) -> None:
+        if isinstance(data, bytes) or len(data) > MAX_FRAME:
+            self.send(child, {"type": "error", "reason": "frames are JSON text up to 16 KiB"})
+            return
+        try:
+            frame = json.loads(data)
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            self.send(child, {"type": "error", "reason": "expected a JSON object with a type"})
+            return
+        if frame["type"] == "select" and self.may_select(child):
+            server = frame.get("server")
+            if server not in self.context.servers:
+                self.send(child, {"type": "error", "reason": "unknown server"})
+            else:
+                self.follow(child, str(server))
+            return
+        self.frame(child, frame)
+
+    def may_select(self, child: IConnection) -> bool:
+        """Whether ``child`` may follow another server now (override to require a login)."""
+        return True
+
+    def frame(self, child: IConnection, frame: dict[str, Any]) -> None:
+        """A JSON frame from ``child`` other than ``select``."""
+        self.send(child, {"type": "error", "reason": f"unknown frame type {frame['type']!r}"})
+
+    # -- servers ---------------------------------------------------------------
+
+    def default_server(self) -> str | None:
+        return next(iter(self.context.servers), None)
+
+    def follow(self, child: IConnection, server: str | None) -> None:
+        """Make ``child`` follow ``server``: greet it, send the link state, the opening frames."""
+        if server is not None:
+            self.following[child.id] = server
+        self.send(child, {"type": "hello", "plugin": self.plugin, "version": PROTOCOL_VERSION,
+                          "servers": list(self.context.servers), "server": server})
+        if server is not None:
+            game = self.context.servers[server]
+            self.send(child, self.link_frame(server, game.state))
+            self.joined(child, server)
+
+    def joined(self, child: IConnection, server: str) -> None:
+        """``child`` now follows ``server``: send it what it needs to start."""
+
+    def followers(self, server: str) -> list[tuple[IListener, IConnection]]:
+        return [self.children[cid] for cid, s in self.following.items()
+                if s == server and cid in self.children]
+
+    def link_frame(self, server: str, state: Any) -> dict[str, Any]:
+        return {"type": "link", "server": server, "state": link_state_name(state),
+                "detail": None}
+
+    def link_changed(self, server: str, state: Any) -> None:
+        self.broadcast(server, self.link_frame(server, state))
+
+    def event(self, envelope: Any) -> None:
+        """An event from the bus (override)."""
+
+    # -- sending ---------------------------------------------------------------
+
+    @staticmethod
+    def encode(frame: dict[str, Any]) -> str:
+        return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+    def send(self, child: IConnection, frame: dict[str, Any]) -> None:
+        child.send_text(self.encode(frame))
+
+    def broadcast(self, server: str, frame: dict[str, Any],
+                  to: list[tuple[IListener, IConnection]] | None = None) -> None:
+        """Send ``frame`` to the followers of ``server`` (or ``to``), encoding and framing once."""
+        targets = self.followers(server) if to is None else to
+        if not targets:
+            return
+        text = self.encode(frame)
+        by_listener: dict[int, tuple[IListener, list[IConnection]]] = {}
+        for listener, child in targets:
+            by_listener.setdefault(id(listener), (listener, []))[1].append(child)
+        for listener, children in by_listener.values():
+            listener.broadcast(text, children)
