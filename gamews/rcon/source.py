@@ -392,13 +392,20 @@ class SourceRconClient:
         """Run ``command``; the Deferred fires with the whole reply text.
 
         Fails with ``ValueError`` (NUL or too long), :class:`RconQueueFullError`,
-        :class:`RconTimeoutError`, :class:`RconLinkLostError` or :class:`RconStoppedError`.
+        :class:`RconTimeoutError`, :class:`RconLinkLostError`, :class:`RconStoppedError`, or
+        :class:`RconPasswordRejectedError` (queued commands too) while the server rejects
+        the password.
         """
         data = command.encode("utf-8")
         if b"\0" in data or len(data) > MAX_BODY:
             return fail(ValueError(f"an RCON command is at most {MAX_BODY} bytes without NUL"))
         if not self._running:
             return fail(RconStoppedError(f"rcon client for {self.name} is not running"))
+        if self._auth_rejected:
+            return fail(RconPasswordRejectedError(
+                f"rcon password rejected by {self.name} (retrying every "
+                f"{self.auth_failure_delay / 60:.0f} minutes)"
+            ))
         if self.pending >= self.max_pending:
             return fail(RconQueueFullError(
                 f"{self.max_pending} rcon commands already waiting for {self.name}"
@@ -506,6 +513,10 @@ class SourceRconClient:
                 )
             self._auth_rejected = True
             self.notifier.set(LinkState.AUTH_FAILED, "rcon password rejected")
+            queue, self._queue = self._queue, deque()
+            for command in queue:
+                self._finish(command, RconPasswordRejectedError(
+                    f"rcon password rejected by {self.name}"))
         elif not failure.check(CancelledError) and not self._auth_rejected:
             self.notifier.set(LinkState.DOWN, failure.getErrorMessage())
         return failure

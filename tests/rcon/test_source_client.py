@@ -19,6 +19,7 @@ from zope.interface import implementer
 from gamews.rcon.link import (
     LinkState,
     RconLinkLostError,
+    RconPasswordRejectedError,
     RconQueueFullError,
     RconStoppedError,
     RconTimeoutError,
@@ -367,7 +368,10 @@ class ReconnectTests(ClientTestCase):
     def test_password_rejected_backs_off_minutes(self) -> None:
         """A rejection logs one clear error, reports AUTH_FAILED and waits 5 minutes."""
         client = self.make(password="wrong")
+        queued = client.rcon("status")
         self.endpoint.peer.answer()
+        self.failureResultOf(queued, RconPasswordRejectedError)
+        self.failureResultOf(client.rcon("status"), RconPasswordRejectedError)
         self.clock.advance(0)
         self.assertEqual(client.state, LinkState.AUTH_FAILED)
         rejected = [line for line in self.log_text() if "rcon password rejected by alpha" in line]
