@@ -1,0 +1,392 @@
+"""The chat, live and console plugins' logic, on a Clock with in-memory children."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from gamews.auth import TokenStore, hash_token
+from gamews.auth import main as auth_main
+from gamews.errors import ConfigError
+from gamews.logs.source import parse_line
+from gamews.plugins.chat import ChatService, line_of
+from gamews.plugins.console import ConsoleService
+from gamews.plugins.live import LiveService, diff_views, view_of
+from gamews.rcon.link import LinkState
+from tests.fakes import FakeChild, FakeContext, FakeGameServer
+
+STAMP = "L 11/28/2026 - 12:00:00: "
+JOIN = [f'{STAMP}"Sarge<2><BOT><>" entered the game',
+        f'{STAMP}"Sarge<2><BOT>" switched from team <Unassigned> to <CT>',
+        f'{STAMP}"Grism<3><STEAM_1:0:1234><>" entered the game',
+        f'{STAMP}"Grism<3><STEAM_1:0:1234>" switched from team <Unassigned> to <TERRORIST>']
+KILL = f'{STAMP}"Sarge<2><BOT><CT>" [1 2 3] killed "Grism<3><STEAM_1:0:1234><TERRORIST>" [4 5 6] with "ak47" (headshot)'  # noqa: E501
+CHAT = f'{STAMP}"Grism<3><STEAM_1:0:1234><TERRORIST>" say "<b>gg</b>"'
+WEB = f'{STAMP}"Console<0><Console><Console>" say "(web) Bob: hi there"'
+
+
+def publish(context: FakeContext, server: str, *lines: str) -> None:
+    for line in lines:
+        context.events.publish(server, parse_line(line))
+
+
+class TokenTests(SynchronousTestCase):
+    """Console tokens: hashed in the file, checked in constant time."""
+
+    def write(self, text: str) -> Path:
+        path = Path(self.mktemp())
+        path.write_text(text)
+        return path
+
+    def test_check(self) -> None:
+        """The right token finds its user and role; others find nobody."""
+        store = TokenStore.load(self.write(
+            f"# comment\nalice:admin:{hash_token('tok-a')}\nbob:viewer:{hash_token('tok-b')}\n"))
+        user = store.check("tok-a")
+        assert user is not None
+        self.assertEqual((user.name, user.role), ("alice", "admin"))
+        self.assertIsNone(store.check("tok-c"))
+        self.assertIsNone(store.check(""))
+        self.assertNotIn("tok", repr(store))
+
+    def test_bad_lines(self) -> None:
+        """A line with a bad role or hash is a ConfigError naming the line."""
+        for text in ("alice:root:" + hash_token("x"), "alice:admin:md5:abc", "nocolons"):
+            with self.assertRaises(ConfigError) as raised:
+                TokenStore.load(self.write(text + "\n"))
+            self.assertIn("line 1", str(raised.exception))
+
+    def test_new_token_command(self) -> None:
+        """``python -m gamews.auth new-token`` prints a token and its matching line."""
+        out = io.StringIO()
+        with redirect_stdout(out):
+            self.assertEqual(auth_main(["new-token", "carol", "moderator"]), 0)
+        token_line, file_line = out.getvalue().splitlines()
+        token = token_line.rsplit(" ", 1)[1]
+        store = TokenStore.load(self.write(file_line.split(": ", 1)[1] + "\n"))
+        self.assertEqual(store.check(token), TokenStore.load(
+            self.write(f"carol:moderator:{hash_token(token)}\n")).check(token))
+        self.assertEqual(auth_main(["new-token", "carol", "god"]), 2)
+
+
+class ChatTests(SynchronousTestCase):
+    """The web chat's lines, backlog, rate limits and browser lines."""
+
+    def setUp(self) -> None:
+        self.game = FakeGameServer("alpha")
+        self.context = FakeContext("chat", {"backlog": 3, "rate": 1.0, "burst": 2},
+                                   {"alpha": self.game})
+        self.context.events.add_server("alpha")
+        self.service = ChatService(self.context)
+        self.service.startService()
+        self.listener = self.context.listeners[0]
+
+    def test_line_of(self) -> None:
+        """Kills become sentences, chat keeps its text as is, console web lines are web."""
+        publish(self.context, "alpha", *JOIN, KILL, CHAT, WEB)
+        lines = list(self.service.backlogs["alpha"])
+        self.assertEqual(lines[0]["text"], "Sarge killed Grism with ak47 (headshot)")
+        self.assertEqual((lines[1]["kind"], lines[1]["name"], lines[1]["text"]),
+                         ("chat", "Grism", "<b>gg</b>"))
+        self.assertEqual((lines[2]["kind"], lines[2]["name"], lines[2]["text"]),
+                         ("web", "Bob", "hi there"))
+        self.assertIsNone(line_of({"type": "damage"}))
+
+    def test_backlog_replayed_to_late_joiner(self) -> None:
+        """A browser joining late gets hello, link, then the last N lines (oldest first)."""
+        publish(self.context, "alpha", *JOIN, KILL, CHAT, WEB, CHAT)
+        child = self.listener.connect()
+        self.assertEqual([f["type"] for f in child.sent], ["hello", "link", "backlog"])
+        self.assertEqual(child.sent[1]["state"], "connected")
+        backlog = child.sent[2]["lines"]
+        self.assertEqual(len(backlog), 3)
+        self.assertEqual([line["kind"] for line in backlog], ["chat", "web", "chat"])
+        publish(self.context, "alpha", KILL)
+        self.assertEqual(child.of_type("line")[-1]["line"]["event"], "kill")
+
+    def test_say_goes_to_rcon_cleaned(self) -> None:
+        """A browser line becomes one injection-free RCON say; it shows once, from the log."""
+        child = self.listener.connect()
+        child.receive({"type": "say", "name": 'Bo"b;', "text": 'hi"; rcon_password x\n'})
+        self.assertEqual(self.game.commands, ['say "(web) Bo b: hi rcon_password x"'])
+        self.game.replies[0].callback("Console: ...")
+        self.assertEqual(child.of_type("line"), [])  # Source: the log will carry it
+        publish(self.context, "alpha", f'{STAMP}"Console<0><Console><Console>" say '
+                                       '"(web) Bo b: hi rcon_password x"')
+        self.assertEqual([(f["line"]["kind"], f["line"]["name"]) for f in child.of_type("line")],
+                         [("web", "Bo b")])
+
+    def test_quake3_shows_line_from_reply(self) -> None:
+        """On Quake 3 (no log line for rcon say) the line is shown when RCON confirms it."""
+        self.game.kind = "quake3"
+        child = self.listener.connect()
+        child.receive({"type": "say", "name": "Bob", "text": "hello"})
+        self.assertEqual(child.of_type("line"), [])
+        self.game.replies[0].callback("console: (web) Bob: hello\n")
+        lines = child.of_type("line")
+        self.assertEqual([(f["line"]["kind"], f["line"]["text"]) for f in lines],
+                         [("web", "hello")])
+
+    def test_rate_limit_per_connection_and_address(self) -> None:
+        """A burst of 2, then one a second; a second connection from one address shares it."""
+        a = self.listener.connect()
+        for _ in range(3):
+            a.receive({"type": "say", "name": "A", "text": "spam"})
+        self.assertEqual(len(self.game.commands), 2)
+        self.assertEqual(a.of_type("error")[-1]["reason"], "rate limited")
+        b = self.listener.connect()
+        b.receive({"type": "say", "name": "B", "text": "same address"})
+        self.assertEqual(len(self.game.commands), 2)
+        self.context.reactor.advance(1.0)
+        b.receive({"type": "say", "name": "B", "text": "later"})
+        self.assertEqual(len(self.game.commands), 3)
+
+    def test_bad_frames_answered_not_fatal(self) -> None:
+        """Garbage, binary-ish and incomplete frames get an error; the child stays."""
+        child = self.listener.connect()
+        for frame in ("not json", "[1,2]", '{"no":"type"}', '{"type":"say","name":"x"}',
+                      '{"type":"bogus"}', '{"type":"select","server":"nope"}'):
+            child.receive(frame)
+        self.assertEqual(len(child.of_type("error")), 6)
+        self.assertIsNone(child.closed)
+
+    def test_link_state_broadcast(self) -> None:
+        """A change of the RCON link reaches the page as a link frame."""
+        child = self.listener.connect()
+        self.game.set_state(LinkState.DOWN)
+        self.game.set_state(LinkState.AUTH_FAILED)
+        self.assertEqual([f["state"] for f in child.of_type("link")],
+                         ["connected", "reconnecting", "password_rejected"])
+
+    def test_failed_rcon_reported(self) -> None:
+        """When the game link fails, the browser is told."""
+        child = self.listener.connect()
+        child.receive({"type": "say", "name": "Bob", "text": "hello"})
+        self.game.replies[0].errback(Failure(RuntimeError("link down")))
+        self.assertIn("link down", child.of_type("error")[0]["reason"])
+
+
+class LiveTests(SynchronousTestCase):
+    """The live view: snapshot then deltas in seq order, resync, spectator delay."""
+
+    def make(self, delay: float = 0, tokens: Path | None = None) -> LiveService:
+        self.game = FakeGameServer("alpha")
+        config: dict[str, Any] = {"delay": delay}
+        if tokens is not None:
+            config["tokens_file"] = str(tokens)
+        self.context = FakeContext("live", config, {"alpha": self.game})
+        service = LiveService(self.context)
+        service.startService()
+        return service
+
+    def apply(self, snapshot: dict[str, Any], deltas: list[dict[str, Any]]) -> dict[str, Any]:
+        """What a page would show: the snapshot with every delta applied in order."""
+        state: dict[str, Any] = json.loads(json.dumps(snapshot["state"]))
+        seq = snapshot["seq"]
+        for delta in deltas:
+            self.assertEqual(delta["seq"], seq + 1)
+            seq = delta["seq"]
+            changes = delta["changes"]
+            for key in ("map", "round", "teams"):
+                if key in changes:
+                    state[key] = changes[key]
+            for pid, player in changes.get("players", {}).items():
+                if player is None:
+                    state["players"].pop(pid, None)
+                else:
+                    state["players"][pid] = player
+            state["kill_feed"] = (state["kill_feed"] + changes.get("kill_feed", []))[-10:]
+        return state
+
+    def test_snapshot_plus_deltas_equals_state(self) -> None:
+        """A page applying snapshot + deltas ends where a fresh snapshot is."""
+        service = self.make()
+        publish(self.context, "alpha", *JOIN[:2])
+        child = self.context.listeners[0].connect()
+        publish(self.context, "alpha", *JOIN[2:], KILL, KILL, CHAT,
+                f'{STAMP}Team "CT" scored "1" with "1" players')
+        snapshot = child.of_type("snapshot")[0]
+        state = self.apply(snapshot, child.of_type("delta"))
+        late = self.context.listeners[0].connect()
+        self.assertEqual(state, late.of_type("snapshot")[0]["state"])
+        self.assertEqual(state["players"]["bot:2"]["kills"], 2)
+        self.assertEqual(state["teams"], {"CT": 1})
+        self.assertEqual(len(state["kill_feed"]), 2)
+        self.assertIsNotNone(service)
+
+    def test_broadcast_built_once(self) -> None:
+        """One event for many spectators is one broadcast call, not one per spectator."""
+        self.make()
+        children = [self.context.listeners[0].connect() for _ in range(50)]
+        before = self.context.listeners[0].broadcasts
+        publish(self.context, "alpha", KILL)
+        self.assertEqual(self.context.listeners[0].broadcasts - before, 1)
+        self.assertTrue(all(c.of_type("delta") for c in children))
+
+    def test_resync(self) -> None:
+        """A resync frame gets a fresh snapshot at the current seq."""
+        self.make()
+        child = self.context.listeners[0].connect()
+        publish(self.context, "alpha", *JOIN)
+        child.receive({"type": "resync"})
+        self.assertEqual(child.of_type("snapshot")[-1]["seq"], 4)
+
+    def test_spectator_delay(self) -> None:
+        """The public view lags by the delay; a logged-in admin sees it live."""
+        tokens = Path(self.mktemp())
+        tokens.write_text(f"alice:admin:{hash_token('tok')}\n")
+        self.make(delay=30, tokens=tokens)
+        public = self.context.listeners[0].connect()
+        admin = self.context.listeners[0].connect()
+        admin.receive({"type": "login", "token": "tok"})
+        self.assertEqual(admin.of_type("snapshot")[-1]["delay"], 0)
+        self.assertEqual(public.of_type("snapshot")[0]["delay"], 30)
+        publish(self.context, "alpha", *JOIN, KILL)
+        self.assertEqual(len(admin.of_type("delta")), 5)
+        self.assertEqual(public.of_type("delta"), [])
+        late = self.context.listeners[0].connect()
+        self.assertEqual(late.of_type("snapshot")[0]["state"]["players"], {})
+        self.context.reactor.advance(29)
+        self.assertEqual(public.of_type("delta"), [])
+        self.context.reactor.advance(1)
+        state = self.apply(public.of_type("snapshot")[0], public.of_type("delta"))
+        self.assertEqual(state["players"]["bot:2"]["kills"], 1)
+        admin.receive({"type": "login", "token": "wrong"})
+        self.assertEqual(admin.of_type("error")[-1]["reason"], "login refused")
+
+    def test_view_and_diff(self) -> None:
+        """diff_views reports changed keys, new and gone players, and new feed entries."""
+        old = view_of({"map": "a", "round": 1, "teams": {}, "seq": 0,
+                       "players": [{"id": "1", "name": "x"}, {"id": "2", "name": "y"}],
+                       "kill_feed": []}, 10)
+        new = view_of({"map": "a", "round": 2, "teams": {}, "seq": 0,
+                       "players": [{"id": "1", "name": "x", "kills": 1}],
+                       "kill_feed": [{"type": "kill", "seq": 5, "killer": {"name": "x"},
+                                      "victim": {"name": "y"}, "weapon": "awp"}]}, 10)
+        changes = diff_views(old, new)
+        self.assertEqual(set(changes), {"round", "players", "kill_feed"})
+        self.assertIsNone(changes["players"]["2"])
+        self.assertEqual(changes["kill_feed"][0]["weapon"], "awp")
+
+
+class ConsoleTests(SynchronousTestCase):
+    """The admin console: login, roles, rate limit, audit log."""
+
+    def setUp(self) -> None:
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        (directory / "tokens.txt").write_text(
+            f"ann:admin:{hash_token('admin-tok')}\n"
+            f"mo:moderator:{hash_token('mod-tok')}\n"
+            f"vi:viewer:{hash_token('view-tok')}\n")
+        self.audit = directory / "audit.jsonl"
+        self.game = FakeGameServer("alpha")
+        self.context = FakeContext("console", {"tokens_file": "tokens.txt",
+                                               "audit_log": "audit.jsonl", "burst": 3,
+                                               "rate": 1.0},
+                                   {"alpha": self.game}, base_dir=directory)
+        self.service = ConsoleService(self.context)
+        self.service.startService()
+
+    def login(self, token: str) -> FakeChild:
+        child = self.context.listeners[-1].connect()
+        self.assertEqual(child.sent, [])  # nothing before the login
+        child.receive({"type": "login", "token": token})
+        return child
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.audit.read_text().splitlines()]
+
+    def test_wrong_token_denied_and_closed(self) -> None:
+        """A wrong token (or a first frame that is not a login) gets denied and 1008."""
+        child = self.login("nope")
+        self.assertEqual(child.sent, [{"type": "denied"}])
+        self.assertEqual(child.closed, (1008, "login refused"))
+        other = self.context.listeners[0].connect()
+        other.receive({"type": "command", "command": "status"})
+        self.assertEqual(other.closed, (1008, "login refused"))
+        self.assertEqual(self.game.commands, [])
+
+    def test_admin_runs_anything_and_audit(self) -> None:
+        """An admin's command runs; its reply and an audit record follow."""
+        child = self.login("admin-tok")
+        welcome = child.of_type("welcome")[0]
+        self.assertEqual((welcome["user"], welcome["role"], welcome["allowed"]),
+                         ("ann", "admin", ["*"]))
+        child.receive({"type": "command", "id": 1, "command": "sv_cheats 0; status"})
+        self.game.replies[0].callback("hostname: x")
+        self.assertEqual(child.of_type("result"), [
+            {"type": "result", "id": 1, "server": "alpha", "status": "ok",
+             "output": "hostname: x"}])
+        (record,) = self.records()
+        self.assertEqual({k: record[k] for k in ("user", "role", "ip", "server", "command",
+                                                   "status")},
+                         {"user": "ann", "role": "admin", "ip": "127.0.0.1", "server": "alpha",
+                          "command": "sv_cheats 0; status", "status": "ok"})
+        self.assertIsInstance(record["time"], float)
+
+    def test_moderator_allowlist(self) -> None:
+        """A moderator runs allowlisted commands only, one at a time."""
+        child = self.login("mod-tok")
+        child.receive({"type": "command", "id": 1, "command": "rcon_password x"})
+        child.receive({"type": "command", "id": 2, "command": "say hi; rcon_password x"})
+        child.receive({"type": "command", "id": 3, "command": "kick Sarge"})
+        self.assertEqual(self.game.commands, ["kick Sarge"])
+        results = child.of_type("result")
+        self.assertEqual([(r["id"], r["status"]) for r in results],
+                         [(1, "refused"), (2, "refused")])
+        self.assertEqual([r["status"] for r in self.records()], ["refused", "refused"])
+
+    def test_viewer_cannot_run(self) -> None:
+        """A viewer sees the stream but runs nothing."""
+        child = self.login("view-tok")
+        child.receive({"type": "command", "id": 1, "command": "status"})
+        self.assertEqual(child.of_type("result")[0]["status"], "refused")
+        publish(self.context, "alpha", KILL)
+        self.assertEqual(child.of_type("console")[-1]["line"],
+                         "Sarge killed Grism with ak47 (headshot)")
+
+    def test_rate_limit_per_user(self) -> None:
+        """After a burst, a user's commands are refused until the bucket refills."""
+        child = self.login("admin-tok")
+        for i in range(4):
+            child.receive({"type": "command", "id": i, "command": "status"})
+        self.assertEqual(len(self.game.commands), 3)
+        self.assertEqual(child.of_type("result")[-1]["output"], "rate limited")
+        self.context.reactor.advance(1)
+        child.receive({"type": "command", "id": 9, "command": "status"})
+        self.assertEqual(len(self.game.commands), 4)
+
+    def test_audit_log_survives_restart(self) -> None:
+        """A new service appends to the same audit log."""
+        child = self.login("admin-tok")
+        child.receive({"type": "command", "id": 1, "command": "status"})
+        self.game.replies[0].errback(Failure(RuntimeError("timed out")))
+        self.service.stopService()
+        self.service = ConsoleService(self.context)
+        self.service.startService()
+        child = self.login("admin-tok")
+        child.receive({"type": "command", "id": 2, "command": "status"})
+        self.game.replies[1].callback("ok")
+        self.assertEqual([r["status"] for r in self.records()], ["error", "ok"])
+
+    def test_missing_config_named(self) -> None:
+        """Without tokens_file the plugin refuses to build, naming the key."""
+        context = FakeContext("console", {}, {})
+        with self.assertRaises(ConfigError) as raised:
+            ConsoleService(context)
+        self.assertEqual(raised.exception.key, "plugin.console.tokens_file")
+
+    def test_token_never_echoed(self) -> None:
+        """Nothing the console sends contains the token."""
+        child = self.login("admin-tok")
+        child.receive({"type": "command", "id": 1, "command": "status"})
+        self.game.replies[0].callback("fine")
+        self.assertNotIn("admin-tok", json.dumps(child.sent))
+        self.assertNotIn("admin-tok", self.audit.read_text())
