@@ -28,10 +28,12 @@ table {{ border-collapse: collapse; width: 100%; background: #fff; }}
 td, th {{ text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #e3e6ee; }}
 code {{ background: #eef0f6; padding: 0 .25rem; border-radius: 3px; }}
 #echo {{ background: #fff; padding: 1rem; margin-top: 1.5rem; border: 1px solid #e3e6ee; }}
+.pages li {{ font-size: 1.2rem; margin: .3rem 0; }}
 #log {{ white-space: pre-wrap; font-family: ui-monospace, monospace; min-height: 3rem; }}
 </style></head><body>
 <h1>gamews</h1>
 <p class="sub">WebSockets between game servers and browsers.</p>
+{pages}
 <h2>Plugins</h2>
 <table><tr><th>plugin</th><th>what it does</th></tr>{plugins}</table>
 <h2>WebSocket paths on this port</h2>
@@ -73,12 +75,20 @@ class IndexPage(Resource):
             for p in self._plugins
         )
         routes: dict[str, list[str]] = {}
+        mounts: dict[str, str] = {}
         for port in self._registry.ports():
             address = port.listening_port.getHost() if port.listening_port else None
             if address != here:
                 continue
             for path, route in port.routes.items():
                 routes[path] = sorted({lst.owner for lst in route.listeners()})
+            mounts.update({path: mount.owner for path, mount in port.mounts.items()
+                           if path not in ("/", "/static/")})
+        pages = "".join(
+            f'<li><a href="{escape(path)}">{escape(path.strip("/"))}</a> '
+            f"<span class=sub>({escape(owner)})</span></li>"
+            for path, owner in sorted(mounts.items()))
+        pages_html = f"<h2>Pages</h2><ul class=pages>{pages}</ul>" if pages else ""
         paths = "".join(
             f"<tr><td><code>{escape(path)}</code></td><td>{escape(', '.join(owners))}</td></tr>"
             for path, owners in sorted(routes.items())
@@ -86,4 +96,5 @@ class IndexPage(Resource):
         echo = _ECHO.format(path="/echo") if "/echo" in routes else ""
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"x-content-type-options", b"nosniff")
-        return _PAGE.format(plugins=rows, paths=paths, echo=echo).encode("utf-8")
+        return _PAGE.format(pages=pages_html, plugins=rows, paths=paths,
+                            echo=echo).encode("utf-8")

@@ -149,3 +149,36 @@ class DemoServerTests(TestCase):
             self.assertEqual(auth[0].id, -1)
 
         return deferToThread(_rcon_session, self.rcon_port, "nope", []).addCallback(check)
+
+
+class DemoLinkTests(TestCase):
+    """gamews's own RCON client against the demo, through a simulated outage."""
+
+    timeout = 30
+
+    def test_outage_and_recovery(self) -> Deferred[None]:
+        """demo_outage drops the link (DOWN) and it comes back (UP) by itself."""
+        from gamews.rcon.link import LinkState
+        from gamews.rcon.server import GameServer, GameServerConfig
+
+        port = free_port()
+        demo = DemoGameService(rcon_endpoint=f"tcp:{port}:interface=127.0.0.1",
+                               password=Secret("pw"), log_port=9, log_secret=None,
+                               reactor=real_reactor())
+        game = GameServer(GameServerConfig("demo", "source", "127.0.0.1", port, Secret("pw")),
+                          reactor=real_reactor())
+        states: list[LinkState] = []
+        game.subscribe(states.append)
+        demo.startService()
+        game.startService()
+        self.addCleanup(demo.stopService)
+        self.addCleanup(game.stopService)
+
+        async def run() -> None:
+            self.assertIn("hostname: gamews demo", await game.rcon("status"))
+            self.assertIn("goes down", await game.rcon("demo_outage 1"))
+            await poll_until(lambda: LinkState.DOWN in states, timeout=5)
+            await poll_until(lambda: game.state is LinkState.UP, timeout=20)
+            self.assertIn("Console: back", await game.rcon('say "back"'))
+
+        return ensureDeferred(run())

@@ -121,13 +121,15 @@ class TwistdTests(TestCase):
         await self.process.ended
 
     def test_serves_index_and_echo_then_stops_on_sigterm(self) -> Deferred[None]:
-        """The index page and /echo answer; SIGTERM closes children with 1001 within 5 s."""
+        """The index lists the pages; /echo answers; SIGTERM closes children 1001 within 5 s."""
         async def run() -> None:
             port = await self.serve()
             response = await Agent(real_reactor()).request(
                 b"GET", b"http://127.0.0.1:%d/" % port)
             self.assertEqual(response.code, 200)
-            self.assertIn(b"/echo", await readBody(response))
+            index = await readBody(response)
+            for page in (b'href="/chat"', b'href="/live"', b'href="/console"', b"/echo"):
+                self.assertIn(page, index)
             client = await connect(port, "/echo")
             client.send_text("ping")
             self.assertEqual(await client.wait_messages(1), ["ping"])

@@ -51,9 +51,13 @@ class DemoRconProtocol(Protocol):
     factory: _RconFactory
 
     def connectionMade(self) -> None:
+        self.factory.connections.add(self)
         self._decoder = PacketDecoder(types=frozenset(
             {SERVERDATA_AUTH, SERVERDATA_EXECCOMMAND, SERVERDATA_RESPONSE_VALUE}))
         self._authenticated = False
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.factory.connections.discard(self)
 
     def dataReceived(self, data: bytes) -> None:
         try:
@@ -105,6 +109,7 @@ class _RconFactory(Factory):
     def __init__(self, service: DemoGameService, password: Secret) -> None:
         self.service = service
         self.password = password
+        self.connections: set[DemoRconProtocol] = set()
 
 
 class DemoGameService(Service):
@@ -129,20 +134,45 @@ class DemoGameService(Service):
         self._loop.clock = reactor
         self._udp: Any = None
         self._listening: Deferred[IListeningPort] | None = None
+        self._factory = _RconFactory(self, password)
+        self._outage: Any = None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self._udp = self.reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
+        self._listen()
+        self._loop.start(self._tick, now=True)
+
+    def _listen(self) -> None:
         endpoint = serverFromString(self.reactor, self.rcon_endpoint)
-        self._listening = endpoint.listen(_RconFactory(self, self.password))
+        self._listening = endpoint.listen(self._factory)
         self._listening.addErrback(
             lambda f: log.failure("demo game: cannot listen for RCON", f))
-        self._loop.start(self._tick, now=True)
+
+    def outage(self, seconds: float) -> None:
+        """Drop every RCON connection and refuse new ones for ``seconds`` (a link failure)."""
+        if self._listening is None or self._outage is not None:
+            return
+        listening, self._listening = self._listening, None
+        listening.addCallback(lambda port: port.stopListening())
+        for proto in list(self._factory.connections):
+            if proto.transport is not None:
+                proto.transport.loseConnection()
+
+        def recover() -> None:
+            self._outage = None
+            if self.running:
+                self._listen()
+
+        self._outage = self.reactor.callLater(seconds, recover)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
         if self._loop.running:
             self._loop.stop()
+        if self._outage is not None and self._outage.active():
+            self._outage.cancel()
+        self._outage = None
         stops: list[Deferred[Any]] = []
         if self._udp is not None:
             stops.append(maybeDeferred(self._udp.stopListening))
@@ -151,8 +181,20 @@ class DemoGameService(Service):
         return DeferredList(stops).addCallback(lambda _: None)
 
     def command(self, line: str, source: str) -> str:
-        """Run an RCON command on the match and send the lines it logged at once."""
+        """Run an RCON command on the match and send the lines it logged at once.
+
+        ``demo_outage SECONDS`` (demo only) simulates a failing game link: the reply
+        goes out, then RCON is down for that long.
+        """
         self.commands.append(line)
+        name, _, arg = line.partition(" ")
+        if name == "demo_outage":
+            try:
+                seconds = min(max(float(arg or 5), 0.1), 300.0)
+            except ValueError:
+                return "usage: demo_outage SECONDS\n"
+            self.reactor.callLater(0.1, self.outage, seconds)
+            return f"RCON goes down for {seconds:g} s\n"
         reply = self.match.command(line, source)
         self._flush()
         return reply
