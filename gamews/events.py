@@ -470,6 +470,17 @@ def _field_names(cls: type[Event]) -> tuple[str, ...]:
     return names
 
 
+_PLAYER_FIELDS: dict[type[Event], tuple[str, ...]] = {}
+
+
+def _player_fields(cls: type[Event]) -> tuple[str, ...]:
+    names = _PLAYER_FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in fields(cls) if "Player" in str(f.type))
+        _PLAYER_FIELDS[cls] = names
+    return names
+
+
 def _json_value(value: object) -> Any:
     if isinstance(value, Player):
         return value.to_json()
@@ -553,8 +564,8 @@ class MatchState:
         self.round = 0
         self.teams: dict[str, int] = {}
         self.players: dict[str, PlayerState] = {}
-        self.kill_feed: deque[dict[str, Any]] = deque(maxlen=kill_feed_size)
-        self.chat: deque[dict[str, Any]] = deque(maxlen=chat_size)
+        self.kill_feed: deque[Envelope] = deque(maxlen=kill_feed_size)
+        self.chat: deque[Envelope] = deque(maxlen=chat_size)
         self.game_clock: int | None = None
 
     def _touch(self, player: Player, now: float) -> PlayerState | None:
@@ -583,7 +594,7 @@ class MatchState:
         returned with those players completed (unchanged when nothing is known).
         """
         changes: dict[str, Any] = {}
-        for name in _field_names(type(event)):
+        for name in _player_fields(type(event)):
             value = getattr(event, name)
             if not isinstance(value, Player):
                 continue
@@ -627,23 +638,23 @@ class MatchState:
                 killer.kills += 1
             if victim is not None:
                 victim.deaths += 1
-            self.kill_feed.append(envelope.to_json())
+            self.kill_feed.append(envelope)
         elif isinstance(event, Suicide):
             p = self._touch(event.player, now)
             if p is not None:
                 p.deaths += 1
-            self.kill_feed.append(envelope.to_json())
+            self.kill_feed.append(envelope)
         elif isinstance(event, WorldKill):
             p = self._touch(event.victim, now)
             if p is not None:
                 p.deaths += 1
-            self.kill_feed.append(envelope.to_json())
+            self.kill_feed.append(envelope)
         elif isinstance(event, Chat):
             if event.player.key != "console":
                 self._touch(event.player, now)
-            self.chat.append(envelope.to_json())
+            self.chat.append(envelope)
         elif isinstance(event, Connected | Entered | PlayerInfo | Damage | Assist | ItemPickup):
-            for value in (getattr(event, n) for n in _field_names(type(event))):
+            for value in (getattr(event, n) for n in _player_fields(type(event))):
                 if isinstance(value, Player) and value.key != "console":
                     self._touch(value, now)
         elif isinstance(event, Disconnected):
@@ -687,7 +698,8 @@ class MatchState:
             "type": "snapshot", "server": self.server, "seq": self.seq, "map": self.map,
             "round": self.round, "game_clock": self.game_clock, "teams": dict(self.teams),
             "players": [p.to_json() for p in self.players.values()],
-            "kill_feed": list(self.kill_feed), "chat": list(self.chat),
+            "kill_feed": [e.to_json() for e in self.kill_feed],
+            "chat": [e.to_json() for e in self.chat],
         }
 
 

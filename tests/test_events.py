@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, fail
@@ -83,6 +84,20 @@ class JsonTests(SynchronousTestCase):
         self.assertEqual(len(EVENT_TYPES), 28)
         for name, cls in EVENT_TYPES.items():
             self.assertEqual(cls.type, name)
+
+    def test_schema_documented(self) -> None:
+        """Each event type and each of its fields is named in the module's schema table."""
+        import gamews.events
+
+        doc = gamews.events.__doc__ or ""
+        for name, cls in EVENT_TYPES.items():
+            self.assertIn(f"``{name}``", doc)
+            for field_name in Envelope(1, "s", 0.0, RoundStart()).to_json():
+                self.assertIn(f"``{field_name}``", doc)
+            row = doc.split(f"``{name}``", 1)[1].split("\n``", 1)[0]
+            for f in fields(cls):
+                if f.name not in ("log_time", "game_clock"):
+                    self.assertIn(f"``{f.name}``", row, (name, f.name))
 
     def test_non_ascii_kept(self) -> None:
         """Non-ASCII names survive as themselves in the JSON text."""
