@@ -187,7 +187,7 @@ class OpenArenaServer:
         ]
         console = self.console_log.open("wb")
         self._console = console
-        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
             cwd=self.home, start_new_session=True,
         )

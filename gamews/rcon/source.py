@@ -84,7 +84,10 @@ class SourceRconProtocol(Protocol):
         self._log = log
         self._auth: Deferred[SourceRconProtocol] | None = None
         self._auth_timer: IDelayedCall | None = None
-        self._waiting: dict[int, Deferred[str]] = {}
+        self._waiting: dict[int, Any] = {}
+        #: Called with (token, reply text) when the reply to a command sent with ``token``
+        #: is complete, and with (token, RconLinkLostError) if the link drops first.
+        self.deliver: Callable[[Any, str | Exception], object] = lambda token, result: None
         self.connected_ok = False
         self.closed = False
         self.on_lost: Callable[[SourceRconProtocol], object] | None = None
@@ -156,15 +159,17 @@ class SourceRconProtocol(Protocol):
             else:
                 transport.loseConnection()
 
-    def send(self, command: bytes) -> tuple[int, Deferred[str]]:
-        """Send ``command`` (authenticated links only); return its id and a Deferred reply."""
+    def send(self, command: bytes, token: Any) -> int:
+        """Send ``command`` (authenticated links only); return its request id.
+
+        The outcome is passed to :attr:`deliver` with ``token``.
+        """
         transport = self.transport
         assert transport is not None
         request_id, data = self.codec.command(command)
-        d: Deferred[str] = Deferred()
-        self._waiting[request_id] = d
+        self._waiting[request_id] = token
         transport.write(data)
-        return request_id, d
+        return request_id
 
     def abandon(self, request_id: int) -> None:
         """Stop waiting for ``request_id``; late pieces of its reply are dropped."""
@@ -187,9 +192,9 @@ class SourceRconProtocol(Protocol):
             return
         for event in events:
             if isinstance(event, Reply):
-                d = self._waiting.pop(event.request_id, None)
-                if d is not None:
-                    d.callback(event.text)
+                token = self._waiting.pop(event.request_id, None)
+                if token is not None:
+                    self.deliver(token, event.text)
             elif isinstance(event, AuthAccepted):
                 self._stop_auth_timer()
                 auth, self._auth = self._auth, None
@@ -213,8 +218,8 @@ class SourceRconProtocol(Protocol):
         if auth is not None:
             auth.errback(lost)
         waiting, self._waiting = self._waiting, {}
-        for d in waiting.values():
-            d.errback(RconLinkLostError(str(lost)))
+        for token in waiting.values():
+            self.deliver(token, RconLinkLostError(str(lost)))
         if self.on_lost is not None:
             self.on_lost(self)
 
@@ -291,13 +296,14 @@ class _ObservedEndpoint:
         return d.addCallbacks(unwrap, failed)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Command:
     data: bytes
     deferred: Deferred[str]
-    timer: IDelayedCall | None = None
+    deadline: float
     protocol: SourceRconProtocol | None = None
     request_id: int = 0
+    done: bool = False
 
 
 class SourceRconClient:
@@ -339,6 +345,10 @@ class SourceRconClient:
         self._protocol: SourceRconProtocol | None = None
         self._queue: deque[_Command] = deque()
         self._in_flight: dict[int, _Command] = {}
+        # Every command, in issue order = deadline order (one timeout for all), swept by
+        # one timer instead of a DelayedCall per command; finished ones are skipped.
+        self._deadlines: deque[_Command] = deque()
+        self._timer: IDelayedCall | None = None
         self._running = False
         factory = Factory.forProtocol(lambda: SourceRconProtocol(name, self._clock, self._log))
         self._service = ClientService(
@@ -368,6 +378,9 @@ class SourceRconClient:
         queue, self._queue = self._queue, deque()
         for command in queue:
             self._finish(command, RconStoppedError(f"rcon client for {self.name} stopped"))
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         d: Deferred[None] = self._service.stopService()
 
         def stopped(result: object) -> None:
@@ -414,8 +427,10 @@ class SourceRconClient:
         def cancel(d: Deferred[str]) -> None:
             self._forget(entry)
 
-        entry = _Command(data, Deferred(cancel))
-        entry.timer = self._clock.callLater(self.timeout, self._timed_out, entry)
+        entry = _Command(data, Deferred(cancel), self._clock.seconds() + self.timeout)
+        self._deadlines.append(entry)
+        if self._timer is None:
+            self._timer = self._clock.callLater(self.timeout, self._expire)
         protocol = self._protocol
         if protocol is not None and not self._queue:
             self._send(protocol, entry)
@@ -424,34 +439,42 @@ class SourceRconClient:
         return entry.deferred
 
     def _send(self, protocol: SourceRconProtocol, entry: _Command) -> None:
-        request_id, reply = protocol.send(entry.data)
         entry.protocol = protocol
-        entry.request_id = request_id
-        self._in_flight[request_id] = entry
-        reply.addCallbacks(self._replied, self._lost, callbackArgs=(entry,), errbackArgs=(entry,))
+        entry.request_id = protocol.send(entry.data, entry)
+        self._in_flight[entry.request_id] = entry
 
-    def _replied(self, text: str, entry: _Command) -> None:
+    def _deliver(self, entry: _Command, result: str | Exception) -> None:
         self._in_flight.pop(entry.request_id, None)
-        self._finish(entry, text)
+        self._finish(entry, result)
 
-    def _lost(self, failure: Failure, entry: _Command) -> None:
-        self._in_flight.pop(entry.request_id, None)
-        self._finish(entry, failure)
-
-    def _finish(self, entry: _Command, result: str | Exception | Failure) -> None:
-        timer, entry.timer = entry.timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+    def _finish(self, entry: _Command, result: str | Exception) -> None:
+        entry.done = True
+        deadlines = self._deadlines
+        while deadlines and deadlines[0].done:
+            deadlines.popleft()
         if isinstance(result, str):
             entry.deferred.callback(result)
         else:
             entry.deferred.errback(result)
 
+    def _expire(self) -> None:
+        """Time out every command past its deadline; re-arm for the next one."""
+        self._timer = None
+        now = self._clock.seconds()
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0].done or deadlines[0].deadline <= now):
+            entry = deadlines.popleft()
+            if not entry.done:
+                self._timed_out(entry)
+        while deadlines and deadlines[0].done:
+            deadlines.popleft()
+        if deadlines and self._timer is None:
+            self._timer = self._clock.callLater(
+                max(0.0, deadlines[0].deadline - now), self._expire)
+
     def _forget(self, entry: _Command) -> None:
         """Take ``entry`` out of the queue or out of flight, without firing it."""
-        timer, entry.timer = entry.timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        entry.done = True
         if entry.protocol is None:
             try:
                 self._queue.remove(entry)
@@ -462,7 +485,6 @@ class SourceRconClient:
             entry.protocol.abandon(entry.request_id)
 
     def _timed_out(self, entry: _Command) -> None:
-        entry.timer = None
         where = "queued" if entry.protocol is None else "sent"
         self._forget(entry)
         entry.deferred.errback(RconTimeoutError(
@@ -499,6 +521,7 @@ class SourceRconClient:
         self._auth_rejected = False
         self._protocol = protocol
         protocol.on_lost = self._connection_lost
+        protocol.deliver = self._deliver
         self.notifier.set(LinkState.UP)
         self._log.info("rcon link to {name} up", name=self.name)
         self._flush()

@@ -223,13 +223,19 @@ class SourceRconClientCodec:
         """
         if not self.authenticated:
             raise RuntimeError("not authenticated")
-        request = encode_packet(Packet(0, SERVERDATA_EXECCOMMAND, command))  # validates
+        if b"\0" in command:
+            raise ValueError("an RCON request body cannot contain NUL")
+        if len(command) > MAX_BODY:
+            raise ValueError(f"an RCON request body is at most {MAX_BODY} bytes")
         request_id = self._new_id()
         marker_id = self._new_id()
-        data = (
-            request[:4] + _SIZE.pack(request_id) + request[8:]
-            + encode_packet(Packet(marker_id, SERVERDATA_RESPONSE_VALUE, b""))
-        )
+        data = b"".join((
+            _HEADER.pack(MIN_PACKET_SIZE + len(command), request_id, SERVERDATA_EXECCOMMAND),
+            command,
+            b"\0\0",
+            _HEADER.pack(MIN_PACKET_SIZE, marker_id, SERVERDATA_RESPONSE_VALUE),
+            b"\0\0",
+        ))
         self._pending[request_id] = (marker_id, [], 0)
         self._by_marker[marker_id] = request_id
         return request_id, data

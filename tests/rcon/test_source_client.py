@@ -293,7 +293,13 @@ class QueueAndTimeoutTests(ClientTestCase):
         d.cancel()
         self.failureResultOf(d, CancelledError)
         self.assertEqual(client.pending, 0)
-        self.assertEqual(len(self.clock.getDelayedCalls()), 1)  # only the auth timer is left
+        self.endpoint.peer.answer()  # auth: the link comes up, nothing else is sent
+        self.assertEqual([p.type for p in self.endpoint.peer.received], [SERVERDATA_AUTH])
+        after = client.rcon("after")
+        self.endpoint.peer.answer()
+        self.assertEqual(self.successResultOf(after), "ran after")
+        self.clock.advance(10)  # the cancelled command's deadline passes harmlessly
+        self.assertEqual(client.state, LinkState.UP)
 
     def test_link_lost_fails_in_flight_only(self) -> None:
         """A drop fails commands already sent (they may have run) and keeps queued ones."""
