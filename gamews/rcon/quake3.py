@@ -368,7 +368,7 @@ class Quake3RconClient:
             self._rejected_at = self._reactor.seconds()
             self.notifier.set(LinkState.AUTH_FAILED, "rcon password rejected")
             request.deferred.errback(RconPasswordRejectedError(
-                f"rcon password rejected by {self.name} (Bad rconpassword.)"
+                f"rcon password rejected by {self.name} ({text.strip()})"
             ))
         else:
             self._rejected_at = None

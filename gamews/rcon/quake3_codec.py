@@ -20,6 +20,7 @@ from typing import Final
 __all__ = [
     "BAD_PASSWORD_REPLY",
     "MAX_REQUEST",
+    "NO_PASSWORD_REPLY",
     "OOB",
     "OobMessage",
     "Player",
@@ -112,9 +113,13 @@ def parse_datagram(data: bytes) -> OobMessage | None:
     return None
 
 
+#: The engine's reply when the server has no rconpassword at all.
+NO_PASSWORD_REPLY: Final = "No rconpassword set on the server."  # noqa: S105 - a reply text
+
+
 def is_bad_password(text: str) -> bool:
-    """Whether an rcon reply is the engine's wrong-password answer."""
-    return text.strip() == BAD_PASSWORD_REPLY
+    """Whether an rcon reply is the engine's wrong-password (or no-password) answer."""
+    return text.strip() in (BAD_PASSWORD_REPLY, NO_PASSWORD_REPLY)
 
 
 def strip_colours(text: str) -> str:

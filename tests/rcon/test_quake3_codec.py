@@ -91,6 +91,7 @@ class RecordedReplyTests(unittest.SynchronousTestCase):
         self.assertTrue(is_bad_password(joined(self.replies["rcon wrongpw status"])))
         self.assertTrue(is_bad_password(joined(self.replies["rcon (no password) status"])))
         self.assertFalse(is_bad_password(joined(self.replies["rcon secret say hello"])))
+        self.assertTrue(is_bad_password("No rconpassword set on the server.\n"))
 
     def test_getstatus(self) -> None:
         """getstatus gives the info keys and the four bots with score and ping."""
