@@ -8,7 +8,8 @@ Keys read (others are ignored)::
     log = "udp:27500:interface=0.0.0.0"    # or "http:/logs/alpha", "file:/srv/oa/games.log"
     log_secret_file = "/etc/gamews/alpha.logsecret"   # or log_secret_env = "ALPHA_LOGSECRET"
     log_format = "auto"                    # "source", "quake3" or "auto" (the default)
-    log_replay = false                     # file: read the lines already there at start
+    log_replay = false                     # file: at start, true reads the lines already
+                                           # there, "map" those since the last InitGame
     log_poll_interval = 0.1                # file: seconds between polls
     kill_feed_size = 20                    # match state backlogs
     chat_size = 50
@@ -212,8 +213,8 @@ def log_source_from_table(
         if base_dir is not None and not file_path.is_absolute():
             file_path = base_dir / file_path
         replay = table.get("log_replay", False)
-        if not isinstance(replay, bool):
-            raise ConfigError(f"{where}.log_replay", "expected true or false")
+        if not isinstance(replay, bool) and replay != "map":
+            raise ConfigError(f"{where}.log_replay", 'expected true, false or "map"')
         interval = table.get("log_poll_interval", 0.1)
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
             raise ConfigError(f"{where}.log_poll_interval", "expected seconds, more than 0")

@@ -1,7 +1,8 @@
 """Follow a growing log file like ``tail -F`` (ioquake3 / OpenArena ``games.log``).
 
 The file is polled every ``interval`` seconds on the given clock. At start only lines
-written from then on are read (unless ``replay``); a file that appears later, or replaces
+written from then on are read (unless ``replay``: all of them, or ``"map"``: those of the
+current map); a file that appears later, or replaces
 the followed one (rotation: another inode at the path), is read from its beginning once
 the old one is drained; a file that shrinks (truncation) is read again from its start.
 A line is handed on only once its newline has been written.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -32,9 +33,14 @@ _log = Logger(namespace="gamews.logs.tail")
 class FileTailer:
     """The polling logic, without a timer: call :meth:`poll` to read what is new."""
 
-    def __init__(self, path: Path, sink: LineSink, *, replay: bool = False,
+    def __init__(self, path: Path, sink: LineSink, *, replay: bool | Literal["map"] = False,
                  stats: LogStats | None = None, max_read: int = 4 * 1024 * 1024) -> None:
-        """Follow ``path``; ``replay`` reads the lines already there at the first poll."""
+        """Follow ``path``; ``replay`` reads the lines already there at the first poll.
+
+        ``replay="map"`` reads from the last ``InitGame:`` line in the file's last
+        ``max_read`` bytes (the current map's events, so a late start still learns the
+        players, names and teams), or from the end if there is none.
+        """
         self.path = path
         self.sink = sink
         self.replay = replay
@@ -63,10 +69,23 @@ class FileTailer:
         st = os.fstat(fd)
         self._fd = fd
         self._identity = (st.st_dev, st.st_ino)
-        self._pos = st.st_size if (self._first and not self.replay) else 0
+        if not self._first or self.replay is True:
+            self._pos = 0
+        elif self.replay == "map":
+            self._pos = self._last_map_start(fd, st.st_size)
+        else:
+            self._pos = st.st_size
         self._partial = b""
         self._first = False
         return True
+
+    def _last_map_start(self, fd: int, size: int) -> int:
+        start = max(0, size - self.max_read)
+        window = os.pread(fd, size - start, start)
+        at = window.rfind(b" InitGame:")
+        if at < 0:
+            return size
+        return start + window.rfind(b"\n", 0, at) + 1
 
     def poll(self) -> int:
         """Read what was added since the last poll; return how many lines were handed on."""

@@ -85,6 +85,8 @@ class BuildTests(SynchronousTestCase):
         self.assertIsInstance(svc, FileTailService)
         self.assertEqual(svc.tailer.path, Path("/srv/oa/games.log"))
         self.assertEqual((svc.tailer.replay, svc.interval), (True, 0.5))
+        svc = build({"name": "oa", "log": "file:/g.log", "log_replay": "map"})
+        self.assertEqual(svc.tailer.replay, "map")
 
     def test_state_sizes(self) -> None:
         """The server's match state is registered with its backlog sizes."""
@@ -102,6 +104,7 @@ class BuildTests(SynchronousTestCase):
             ({"name": "a", "log": 5}, "server[0].log"),
             ({"name": "a", "log": "file:/x", "log_format": "doom"}, "server[0].log_format"),
             ({"name": "a", "log": "file:/x", "log_replay": "yes"}, "server[0].log_replay"),
+            ({"name": "a", "log": "file:/x", "log_replay": 1}, "server[0].log_replay"),
             ({"name": "a", "log": "file:/x", "log_poll_interval": 0},
              "server[0].log_poll_interval"),
             ({"name": "a", "log": "file:/x", "chat_size": -1}, "server[0].chat_size"),

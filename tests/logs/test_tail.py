@@ -51,6 +51,36 @@ class TailerTests(SynchronousTestCase):
         t.poll()
         self.assertEqual(self.lines, ["a", "b"])
 
+    def test_replay_current_map(self) -> None:
+        """replay="map" starts at the last InitGame line, or at the end without one."""
+        self.write("  0:00 InitGame: \\mapname\\a\n  0:01 old\n"
+                   "  0:00 InitGame: \\mapname\\b\n  0:02 current\n")
+        t = FileTailer(self.path, self.lines.append, replay="map")
+        self.addCleanup(t.close)
+        t.poll()
+        self.assertEqual(self.lines, ["  0:00 InitGame: \\mapname\\b", "  0:02 current"])
+        other = self.dir / "other.log"
+        other.write_text("no map here\n", "utf-8")
+        seen: list[str] = []
+        t2 = FileTailer(other, seen.append, replay="map")
+        self.addCleanup(t2.close)
+        self.assertEqual(t2.poll(), 0)
+
+    def test_replay_map_recorded_game(self) -> None:
+        """Started late on the recorded log with replay="map", the state knows the players."""
+        self.path.write_text("\n".join(openarena_lines()[:470]) + "\n", "utf-8")
+        bus = EventBus(Clock())
+        t = FileTailer(self.path, LinePipeline(bus, "oa", parse_line), replay="map")
+        self.addCleanup(t.close)
+        t.poll()
+        state = bus.state("oa")
+        assert state is not None
+        self.assertEqual(state.map, "oa_dm2")
+        # In the recorded TDM game all four bots were put on the red team.
+        self.assertEqual(sorted((p.name, p.team) for p in state.players.values()),
+                         [("Grism", "red"), ("Kyonshi", "red"), ("Major", "red"),
+                          ("Sarge", "red")])
+
     def test_partial_line_waits(self) -> None:
         """A line is handed on only once its newline is written."""
         t = self.tailer()
