@@ -49,7 +49,10 @@ type                     fields
 ``player_connected``     ``player``, ``address`` (``ip:port`` or ``null``)
 ``player_entered``       ``player``
 ``player_disconnected``  ``player``, ``reason`` (or ``null``)
-``player_info``          ``player`` (name and team as now set), ``info`` (properties)
+``player_info``          ``player`` (name and team as now set), ``info`` (properties);
+                         a Quake 3 user-info line of a known player that changes only
+                         the team or only the name is published as a team change or a
+                         name change instead
 ``team_change``          ``player``, ``team``, ``old_team`` (or ``null``)
 ``name_change``          ``player`` (old name), ``new_name``
 ``chat``                 ``player``, ``text``, ``team`` (bool), ``dead`` (bool),
@@ -592,7 +595,23 @@ class MatchState:
         Quake 3 chat lines name the player but not the client number (``name:NAME`` keys)
         and most Quake 3 lines give the number but not the name or team; the event is
         returned with those players completed (unchanged when nothing is known).
+
+        A Quake 3 :class:`PlayerInfo` of a known player that changes only the team becomes a
+        :class:`TeamChange`, one that changes only the name a :class:`NameChange`, so that
+        plugins see the same events for every game.
         """
+        if isinstance(event, PlayerInfo):
+            known = self.players.get(event.player.key)
+            if known is not None:
+                p = event.player
+                old = Player(known.name, p.key, p.slot, known.team, p.bot, p.steam_id)
+                if p.name == known.name and p.team != known.team and p.team is not None:
+                    return TeamChange(old, p.team, known.team, log_time=event.log_time,
+                                      game_clock=event.game_clock)
+                if p.name != known.name and p.team == known.team:
+                    return NameChange(old, p.name, log_time=event.log_time,
+                                      game_clock=event.game_clock)
+            return event
         changes: dict[str, Any] = {}
         for name in _player_fields(type(event)):
             value = getattr(event, name)

@@ -180,6 +180,21 @@ class MatchStateTests(SynchronousTestCase):
         unknown = Chat(Player("Nobody", "name:Nobody"), "x")
         self.assertIs(st.resolve(unknown), unknown)
 
+    def test_quake3_team_and_name_changes(self) -> None:
+        """A known player's user info becomes TeamChange or NameChange when only one changed."""
+        bus = EventBus(Clock())
+        bus.publish("oa", PlayerInfo(quake3.player(2, "Kyonshi", "red", True)))
+        e = bus.publish("oa", PlayerInfo(quake3.player(2, "Kyonshi", "blue", True))).event
+        assert isinstance(e, TeamChange)
+        self.assertEqual((e.player.team, e.team, e.old_team), ("red", "blue", "red"))
+        e = bus.publish("oa", PlayerInfo(quake3.player(2, "Kyo", "blue", True))).event
+        assert isinstance(e, NameChange)
+        self.assertEqual((e.player.name, e.new_name), ("Kyonshi", "Kyo"))
+        e = bus.publish("oa", PlayerInfo(quake3.player(2, "K", "red", True))).event
+        self.assertIsInstance(e, PlayerInfo)
+        players = bus.state("oa").snapshot()["players"]  # type: ignore[union-attr]
+        self.assertEqual([(p["name"], p["team"]) for p in players], [("K", "red")])
+
     def test_shutdown_clears_players(self) -> None:
         """Quake 3 ShutdownGame drops every client; a world kill counts a death."""
         st = MatchState("s")
