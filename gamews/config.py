@@ -36,6 +36,10 @@ class WebSocketLimits:
     """Largest single frame payload in bytes."""
     fragment_size: int = 64 * 1024
     """Outgoing messages larger than this are sent as several frames."""
+    max_send_buffer: int = 2 * MiB
+    """Bytes a child may have waiting to be sent once its socket is full; a browser that
+    reads slower than that is closed with 1008 (at least twice ``max_message_size``
+    is used)."""
     handshake_timeout: float = 5.0
     """Seconds a client has to finish the opening handshake."""
     close_timeout: float = 2.0
@@ -62,6 +66,7 @@ _LIMIT_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "max_message_size": int,
     "max_frame_size": int,
     "fragment_size": int,
+    "max_send_buffer": int,
     "handshake_timeout": (int, float),
     "close_timeout": (int, float),
     "ping_interval": (int, float),

@@ -34,7 +34,6 @@ from gamews.api import (
     IListenerHandler,
     IMount,
     IncomingCallback,
-    ReadyState,
 )
 from gamews.config import WebSocketLimits
 from gamews.isolation import call_plugin
@@ -403,7 +402,7 @@ class Listener:
         prepared = None
         sent = 0
         for child in children:
-            if child.ready_state is ReadyState.OPEN:
+            if child.reserve(len(payload)):
                 if prepared is None:
                     prepared = self._route.factory.prepareMessage(payload, is_binary)
                 child.protocol.sendPreparedMessage(prepared)

@@ -13,7 +13,7 @@ from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflat
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -216,6 +216,23 @@ class Child:
         elif state is ReadyState.CONNECTING and self.protocol.transport is not None:
             self.protocol.transport.loseConnection()
 
+    def reserve(self, size: int) -> bool:
+        """Whether ``size`` more bytes may be sent now: the child is OPEN and not
+        too far behind. A child past ``max_send_buffer`` is closed with 1008."""
+        if self.ready_state is not ReadyState.OPEN:
+            return False
+        buffer = self.protocol.send_buffer
+        if buffer.paused:
+            buffer.queued += size
+            limits = self.route.limits
+            if buffer.queued > max(limits.max_send_buffer, 2 * limits.max_message_size):
+                log.info("closing {peer}: it reads too slowly ({queued} bytes waiting)",
+                         peer=self.request.peer if self.request else "?",
+                         queued=buffer.queued)
+                self.close(1008, "reading too slowly")
+                return False
+        return True
+
     def on_lost(self, waiter: Deferred[None]) -> None:
         """Fire ``waiter`` once the connection is gone."""
         if self.lost:
@@ -319,7 +336,7 @@ class ConnectionHandle:
         limit = self._child.route.limits.max_message_size
         if len(payload) > limit:
             raise ValueError(f"message of {len(payload)} bytes exceeds the limit of {limit}")
-        if self.ready_state is not ReadyState.OPEN:
+        if not self._child.reserve(len(payload)):
             return False
         self._child.protocol.sendMessage(payload, isBinary=is_binary)  # type: ignore[no-untyped-call]
         return True
@@ -337,6 +354,33 @@ class ConnectionHandle:
             self._child.close(code, reason)
 
 
+@implementer(IPushProducer)
+class SendBuffer:
+    """Counts what is sent to a child while its socket's buffer is full.
+
+    Registered as the transport's producer, it is paused when the kernel and
+    the transport hold more than the transport will buffer, and resumed when
+    they have drained; bytes sent in between are what a slow reader costs.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.queued = 0
+
+    def pauseProducing(self) -> None:
+        # the transport calls this on every write while its buffer is full
+        if not self.paused:
+            self.paused = True
+            self.queued = 0
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.queued = 0
+
+    def stopProducing(self) -> None:
+        self.paused = False
+
+
 class GamewsServerProtocol(WebSocketServerProtocol):
     """Autobahn's server protocol, handing each event to the child's plugins."""
 
@@ -345,6 +389,12 @@ class GamewsServerProtocol(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:
         self.child = Child(self, self.factory.route)
+        self.send_buffer = SendBuffer()
+        transport: Any = self.transport
+        # the HTTP channel that parsed the upgrade is still the transport's producer
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()
+        transport.registerProducer(self.send_buffer, True)
         super().connectionMade()
 
     def onConnect(  # type: ignore[override]  # Autobahn also takes a Deferred

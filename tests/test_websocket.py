@@ -507,6 +507,29 @@ class LimitTests(ContractTestBase):
 
         return ensureDeferred(run())
 
+    def test_slow_reader_closed_1008_with_bounded_buffer(self) -> Deferred[None]:
+        """A client that stops reading is closed with 1008 once max_send_buffer is queued."""
+        chunk = b"x" * (64 * 1024)
+
+        async def run() -> None:
+            client = await connect(self.port, "/ws")
+            await poll_until(lambda: bool(self.named("plugin:open")))
+            child = self.children[0]
+            client.pause_reading()
+            sent = 0
+            while child.send_binary(chunk):
+                sent += len(chunk)
+                self.assertLess(sent, 64 * MiB, "the send buffer is not bounded")
+            self.assertLessEqual(sent, 2 * MiB + 256 * 1024)
+            self.assertEqual(child.ready_state, ReadyState.CLOSING)
+            client.resume_reading()
+            _, code, _ = await client.closed
+            self.assertEqual(code, 1008)
+            await poll_until(lambda: bool(self.named("plugin:error")))
+            self.assertEqual(self.named("plugin:error")[0].code, 1008)
+
+        return ensureDeferred(run())
+
     def test_deflate_bomb_bounded(self) -> Deferred[None]:
         """permessage-deflate: a tiny compressed message inflating past the limit closes 1009."""
         async def bomb() -> int | None:
