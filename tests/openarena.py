@@ -97,15 +97,17 @@ class OpenArenaServer:
         home: Path | None = None,
         hostname: str = "gamews-test",
         extra_cfg: Sequence[str] = (),
+        timescale: float = 1.0,
         lifetime: float = 600.0,
         binary: Path = OPENARENA_BINARY,
     ) -> None:
         """Describe the server; ``home`` defaults to a fresh temporary directory;
         ``rcon_password`` must be one word (no spaces, quotes, semicolons).
 
-        ``extra_cfg`` lines are appended to ``gamews.cfg`` after the bots (say ``"set
-        timescale 4"``, which needs cheats, so also pass ``map_name`` via ``devmap``
-        yourself).  ``lifetime`` is a hard cap enforced by ``timeout(1)``.
+        ``extra_cfg`` lines are appended to ``gamews.cfg`` after the bots.  ``timescale`` > 1
+        runs the game clock faster (more kills and chat per wall second); it needs cheats,
+        so the map is then loaded with ``devmap``.  ``lifetime`` is a hard cap enforced by
+        ``timeout(1)``.
         """
         for word in (rcon_password, map_name, hostname, *bots):
             if not word or any(c in word for c in ' \t\r\n";\\\0'):
@@ -116,6 +118,9 @@ class OpenArenaServer:
         self.bot_skill = bot_skill
         self.hostname = hostname
         self.extra_cfg = tuple(extra_cfg)
+        if not 0 < timescale <= 20:
+            raise ValueError("timescale must be in (0, 20]")
+        self.timescale = timescale
         self.lifetime = lifetime
         self.binary = binary
         self._requested_port = port
@@ -296,7 +301,8 @@ class OpenArenaServer:
             "set bot_enable 1",
             "set bot_nochat 0",
             "set g_inactivity 0",
-            f"map {self.map_name}",
+            *((f"map {self.map_name}",) if self.timescale == 1 else
+              (f"devmap {self.map_name}", f"set timescale {self.timescale:g}")),
             *(f"addbot {bot} {self.bot_skill}" for bot in self.bots),
             *self.extra_cfg,
         ]

@@ -88,7 +88,6 @@ class SourceRconProtocol(Protocol):
         #: Called with (token, reply text) when the reply to a command sent with ``token``
         #: is complete, and with (token, RconLinkLostError) if the link drops first.
         self.deliver: Callable[[Any, str | Exception], object] = lambda token, result: None
-        self.connected_ok = False
         self.closed = False
         self.on_lost: Callable[[SourceRconProtocol], object] | None = None
         self._socket: socket.socket | None = None
@@ -198,7 +197,6 @@ class SourceRconProtocol(Protocol):
             elif isinstance(event, AuthAccepted):
                 self._stop_auth_timer()
                 auth, self._auth = self._auth, None
-                self.connected_ok = True
                 if auth is not None:
                     auth.callback(self)
             elif isinstance(event, AuthRejected):
@@ -281,6 +279,9 @@ class _ObservedEndpoint:
     def __init__(self, endpoint: IStreamClientEndpoint, client: SourceRconClient) -> None:
         self._endpoint = endpoint
         self._client = client
+
+    def __repr__(self) -> str:
+        return f"<rcon endpoint of {self._client.name!r}: {self._endpoint!r}>"
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         self._client._attempt_started()
