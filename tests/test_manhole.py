@@ -59,7 +59,7 @@ from tests.sshclient import (
     ssh_program,
     start_ssh,
 )
-from tests.support import connect
+from tests.support import can_connect, connect, free_port, poll_until, spawn_twistd
 
 reactor: Any = _global_reactor
 LOOPBACK_ANY_PORT = "tcp:0:interface=127.0.0.1"
@@ -647,9 +647,9 @@ class GamewsIntegrationTests(TestCase):
         (directory / "authorized_keys").write_text(line + "\n")
         config = GamewsConfig(
             listen=(LOOPBACK_ANY_PORT,),
-            plugin_config={"echo": {"path": "/echo", "api_token": "tok-SECRET-1"}},
-            servers=({"name": "alpha", "rcon_password": "hunter2-SECRET-2",
-                      "rcon": Secret("SECRET-3")},),
+            plugin_config={"echo": {"path": "/echo", "api_token": "tok-SECRET-1",
+                                    "rcon_password": "hunter2-SECRET-2",
+                                    "rcon": Secret("SECRET-3")}},
         )
         gamews = GamewsService(config, [EchoPlugin()], reactor=reactor)
         manhole = make_manhole_service(
@@ -669,7 +669,8 @@ class GamewsIntegrationTests(TestCase):
             '("open", len([c for c in connections() if c["state"] == "OPEN"]))',
             '("paths", [c["path"] for c in connections()])',
             '("plugins", sorted(plugins))',
-            '("ports", [(p["paths"], p["pages"]) for p in ports()])',
+            '("ports", [p["paths"] for p in ports()])',
+            '("index", "/" in ports()[0]["pages"])',
             '("kick", kick(-1))',
             '("broadcast", broadcast("/echo", "hello from the manhole"))',
             "config",
@@ -681,7 +682,8 @@ class GamewsIntegrationTests(TestCase):
         self.assertEqual(_results(result.stdout, "paths"), ["['/echo']"])
         self.assertEqual(_results(result.stdout, "plugins"), ["['echo']"])
         self.assertEqual(_results(result.stdout, "ports"),
-                         ["[({'/echo': {'plugins': ['echo'], 'children': 1}}, ['/'])]"])
+                         ["[{'/echo': {'plugins': ['echo'], 'children': 1}}]"])
+        self.assertEqual(_results(result.stdout, "index"), ["True"])
         self.assertEqual(_results(result.stdout, "kick"), ["False"])
         self.assertEqual(_results(result.stdout, "broadcast"), ["1"])
         self.assertEqual((yield client.wait_messages(1)), ["hello from the manhole"])
@@ -692,3 +694,50 @@ class GamewsIntegrationTests(TestCase):
         self.assertIn("manhole (running)", out)
         client.sendClose()
         yield client.closed
+
+
+class TwistdManholeTests(TestCase):
+    """``twistd -n gamews --manhole ...`` as a real process, reached by ssh."""
+
+    timeout = 90
+
+    @inlineCallbacks
+    def test_twistd_manhole_counts_websockets(self) -> Generator[Deferred[Any], Any, None]:
+        """The manhole of a running twistd gamews counts its one open WebSocket."""
+        directory = _tmp(self)
+        home = directory / "home"
+        home.mkdir()
+        key, line = make_client_key(directory)
+        (directory / "keys").write_text(line + "\n")
+        config = directory / "gamews.toml"
+        config.write_text('plugins = ["echo"]\ndemo = false\n\n'
+                          '[manhole]\nauthorized_keys = "keys"\ndata_dir = "state"\n')
+        web, ssh = free_port(), free_port()
+        process = spawn_twistd(["-n", "gamews", "--config", str(config),
+                                "--listen", f"tcp:{web}:interface=127.0.0.1",
+                                "--manhole", f"tcp:{ssh}:interface=127.0.0.1"])
+
+        @inlineCallbacks
+        def stop() -> Generator[Deferred[Any], Any, None]:
+            process.signal("KILL")
+            yield process.ended
+
+        self.addCleanup(stop)
+        yield poll_until(lambda: (can_connect(web) and can_connect(ssh))
+                         or process.ended.called, timeout=20)
+        self.assertFalse(process.ended.called, process.output.decode(errors="replace"))
+        client = yield Deferred.fromCoroutine(connect(web, "/echo"))
+        lines = ['("open", len([c for c in connections() if c["state"] == "OPEN"]))',
+                 '("names", [n for n in ("servers", "events", "rcon") if n in globals()])']
+        result = yield run_ssh_shell(reactor, ssh, lines, home=home, key=key)
+        self.assertEqual(result.exit_code, 0, result)
+        self.assertEqual(_results(result.stdout, "open"), ["1"])
+        self.assertEqual(_results(result.stdout, "names"), ["['servers', 'events', 'rcon']"])
+        key_file = directory / "state" / "manhole_host_ed25519_key"
+        self.assertEqual(stat.S_IMODE(key_file.stat().st_mode), 0o600)
+        client.sendClose()
+        yield client.closed
+        process.signal("TERM")
+        yield process.ended
+        self.assertTrue(process.stopped_cleanly(), process.output.decode(errors="replace"))
+        self.assertIn(b"manhole listening", process.output)
