@@ -753,6 +753,8 @@ class Subscription:
         self.failures = 0
         self.total_failures = 0
         self.active = True
+        self.after = 0
+        """Events of :attr:`server` up to this ``seq`` are skipped (already in a snapshot)."""
         self._busy = False
         self._draining = False
         self._scheduled: IDelayedCall | None = None
@@ -772,6 +774,8 @@ class Subscription:
         self._bus._remove(self)
 
     def _offer(self, envelope: Envelope) -> None:
+        if not self.active or (envelope.seq <= self.after and envelope.server == self.server):
+            return
         if len(self.queue) >= self.queue_size:
             self.queue.popleft()
             self.dropped += 1
@@ -862,6 +866,8 @@ class EventBus:
         self._all: list[Subscription] = []
         self._by_server: dict[str, list[Subscription]] = {}
         self._count = 0
+        self._pending: deque[Envelope] = deque()
+        self._publishing = False
 
     # servers and states
 
@@ -901,10 +907,20 @@ class EventBus:
             state = self.add_server(server)
         envelope = Envelope(seq, server, self.clock.seconds(), state.resolve(event))
         state.apply(envelope)
-        for sub in tuple(self._by_server.get(server, ())):
-            sub._offer(envelope)
-        for sub in tuple(self._all):
-            sub._offer(envelope)
+        self._pending.append(envelope)
+        if not self._publishing:
+            # A subscriber that publishes from its callback gets its event delivered after
+            # the current one has reached everybody, so every subscriber sees seq order.
+            self._publishing = True
+            try:
+                while self._pending:
+                    env = self._pending.popleft()
+                    for sub in tuple(self._by_server.get(env.server, ())):
+                        sub._offer(env)
+                    for sub in tuple(self._all):
+                        sub._offer(env)
+            finally:
+                self._publishing = False
         return envelope
 
     # subscribing
@@ -931,8 +947,11 @@ class EventBus:
     ) -> tuple[dict[str, Any], Subscription]:
         """``server``'s snapshot and a subscription whose first event has ``seq`` + 1."""
         snapshot = self.add_server(server).snapshot()
-        return snapshot, self.subscribe(callback, server=server, queue_size=queue_size,
-                                        name=name)
+        sub = self.subscribe(callback, server=server, queue_size=queue_size, name=name)
+        # Called from a subscriber's callback, events already in the snapshot may still be
+        # on their way to subscribers: this one skips them.
+        sub.after = snapshot["seq"]
+        return snapshot, sub
 
     def subscriptions(self) -> Iterator[Subscription]:
         """Every active subscription."""

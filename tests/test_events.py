@@ -383,6 +383,38 @@ class BusTests(SynchronousTestCase):
         self.bus.publish("a", RoundStart())
         self.assertEqual(got, [1, 2, 3])
 
+    def test_reentrant_publish_order_for_all(self) -> None:
+        """When one subscriber publishes, every subscriber still sees events in seq order."""
+        first: list[int] = []
+        second: list[int] = []
+
+        def republish(envelope: Envelope) -> None:
+            first.append(envelope.seq)
+            if envelope.seq == 1:
+                self.bus.publish("a", RoundStart())
+
+        self.bus.subscribe(republish)
+        self.bus.subscribe(lambda e: second.append(e.seq))
+        self.bus.publish("a", RoundStart())
+        self.assertEqual((first, second), ([1, 2], [1, 2]))
+
+    def test_snapshot_from_callback_no_duplicate(self) -> None:
+        """A snapshot taken inside a delivery is not followed by events it already holds."""
+        late: list[int] = []
+        taken: list[dict[str, Any]] = []
+
+        def joiner(envelope: Envelope) -> None:
+            if envelope.seq == 1:
+                self.bus.publish("a", RoundStart())
+                snap, _ = self.bus.subscribe_with_snapshot("a", lambda e: late.append(e.seq))
+                taken.append(snap)
+
+        self.bus.subscribe(joiner)
+        self.bus.publish("a", RoundStart())
+        self.bus.publish("a", RoundStart())
+        self.assertEqual(taken[0]["seq"], 2)
+        self.assertEqual(late, [3])
+
     def test_cancel(self) -> None:
         """A cancelled subscription gets nothing more; cancelling twice is harmless."""
         rec = Recorder()
