@@ -85,7 +85,8 @@ _LITERALS: Final = {
     'entered': ' entered the game', 'disconnected': ' disconnected', 'joined': ' joined team ',
     'switched': ' switched from team ', 'renamed': ' changed name to ', 'say': ' say',
     'ptrig': ' triggered ', 'purchased': ' purchased ', 'picked': ' picked up ',
-    'threw': ' threw ', 'role': ' changed role to ', 'tscore': 'Team ', 'ttrig': 'Team ',
+    'threw': ' threw ', 'role': ' changed role to ', 'spawned': ' spawned as ',
+    'tscore': 'Team ', 'ttrig': 'Team ',
     'wtrig': 'World triggered ', 'gameover': 'Game Over:', 'loading': 'Loading map ',
     'started': 'Started map ', 'mapchange': 'Mapchange to ', 'cvar': 'server_cvar: ',
     'cvardump': '" = "', 'rcon': 'rcon from ', 'badrcon': 'Bad Rcon: ',
@@ -115,6 +116,7 @@ _PATTERNS: Final[list[tuple[str, str, re.Pattern[str]]]] = [
         ("picked", rf'{_A} picked up (?:item )?"(?P<item>[^"]*)"'),
         ("threw", rf'{_A} threw (?P<item>\w+) \[(?P<ap>-?[\d.]+ -?[\d.]+ -?[\d.]+)\].*'),
         ("role", rf'{_A} changed role to "(?P<role>[^"]*)"'),
+        ("spawned", rf'{_A} spawned as "(?P<role>[^"]*)"'),
         ("tscore", r'Team "(?P<t>[^"]*)" (?:scored|current score|final score) "(?P<s>-?\d{1,9})"'
                    r'(?: with "(?P<n>\d{1,9})" players)?'),
         ("ttrig", rf'Team "(?P<t>[^"]*)" triggered "(?P<act>[^"]*)"{_REST}'),
@@ -332,6 +334,10 @@ def _role(m: re.Match[str], t: str | None) -> Event | None:
     return PlayerTriggered(_a(m), "changed_role", None, (("role", m["role"]),), log_time=t)
 
 
+def _spawned(m: re.Match[str], t: str | None) -> Event | None:
+    return PlayerTriggered(_a(m), "spawned", None, (("role", m["role"]),), log_time=t)
+
+
 def _tscore(m: re.Match[str], t: str | None) -> Event | None:
     n = m["n"]
     return TeamScore(m["t"], int(m["s"]), int(n) if n is not None else None, log_time=t)
@@ -396,7 +402,7 @@ _BUILDERS: Final[dict[str, _Builder]] = {
     "connected": _connected, "entered": _entered, "disconnected": _disconnected,
     "joined": _joined, "switched": _switched, "renamed": _renamed, "say": _say,
     "ptrig": _ptrig, "purchased": _purchased, "picked": _picked, "threw": _threw,
-    "role": _role, "tscore": _tscore, "ttrig": _ttrig, "wtrig": _wtrig,
+    "role": _role, "spawned": _spawned, "tscore": _tscore, "ttrig": _ttrig, "wtrig": _wtrig,
     "gameover": _gameover, "loading": _loading, "started": _started, "mapchange": _loading,
     "cvar": _cvar, "cvardump": _cvar, "rcon": _rcon, "badrcon": _badrcon,
 }

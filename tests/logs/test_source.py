@@ -301,6 +301,13 @@ class Tf2Tests(SynchronousTestCase):
         e = parse(TF2 + f'{self.RED} changed role to "scout"')
         assert isinstance(e, PlayerTriggered)
         self.assertEqual(e.properties, (("role", "scout"),))
+        e = parse(TF2 + f'{self.RED} spawned as "Soldier"')
+        assert isinstance(e, PlayerTriggered)
+        self.assertEqual((e.action, e.properties), ("spawned", (("role", "Soldier"),)))
+        e = parse(TF2 + 'Team "Red" triggered "pointcaptured" (cp "0") (cpname "#Gravel_cap_A") '
+                  '(numcappers "1") (player1 "Jim<12><[U:1:42]><Red>") (position1 "1 2 3")')
+        assert isinstance(e, TeamTriggered)
+        self.assertEqual(dict(e.properties)["player1"], "Jim<12><[U:1:42]><Red>")
         e = parse(TF2 + f'{self.RED} picked up item "medkit_small"')
         self.assertEqual(e, ItemPickup(make_player("Jim", "12", "[U:1:42]", "Red"),
                                        "medkit_small", log_time="2013-01-02T20:15:12"))
