@@ -741,3 +741,39 @@ class TwistdManholeTests(TestCase):
         yield process.ended
         self.assertTrue(process.stopped_cleanly(), process.output.decode(errors="replace"))
         self.assertIn(b"manhole listening", process.output)
+
+    @inlineCallbacks
+    def test_twistd_demo_rcon_from_the_manhole(self) -> Generator[Deferred[Any], Any, None]:
+        """rcon(server, "status") typed in the manhole shows the demo server's reply when
+        the Deferred fires."""
+        directory = _tmp(self)
+        home = directory / "home"
+        home.mkdir()
+        key, line = make_client_key(directory)
+        (directory / "keys").write_text(line + "\n")
+        config = directory / "gamews.toml"
+        config.write_text('[manhole]\nauthorized_keys = "keys"\ndata_dir = "state"\n')
+        web, ssh = free_port(), free_port()
+        process = spawn_twistd(["-n", "gamews", "--config", str(config),
+                                "--listen", f"tcp:{web}:interface=127.0.0.1",
+                                "--manhole", f"tcp:{ssh}:interface=127.0.0.1"],
+                               cwd=str(directory))
+
+        @inlineCallbacks
+        def stop() -> Generator[Deferred[Any], Any, None]:
+            process.signal("KILL")
+            yield process.ended
+
+        self.addCleanup(stop)
+        yield poll_until(lambda: (can_connect(web) and can_connect(ssh))
+                         or process.ended.called, timeout=20)
+        self.assertFalse(process.ended.called, process.output.decode(errors="replace"))
+        shell = start_ssh(reactor, ssh, ['rcon(sorted(servers)[0], "status")'], home=home,
+                          key=key, leave_at_end=False)
+        yield shell.wait_for(b"<Deferred #0>")
+        yield shell.wait_for(b"Deferred #0 called back: ")
+        shell.close_stdin()
+        result = yield shell.finished
+        self.assertEqual(result.exit_code, 0, result)
+        self.assertNotIn(b"Deferred #0 failed", result.stdout)
+        self.assertIn(b"called back: 'hostname:", result.stdout)
