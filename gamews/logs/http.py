@@ -7,8 +7,9 @@ secret as the path segment after the mount point (``/PATH/SECRET``, since CS2 ca
 headers) or in an ``Authorization: Bearer SECRET`` header. Everything else is answered
 403 (405 for other methods, 413 for bodies over the limit) and counted.
 
-The path is part of the URL the web server may write to its access log: give the Site a
-log formatter that leaves paths out, or rely on the address check alone.
+The web server writes each request's URI to its access log: the resource replaces the
+part below its mount point with ``<redacted>`` before the request ends, so the secret is
+not logged.
 """
 
 from __future__ import annotations
@@ -92,7 +93,12 @@ class SourceHttpLogResource(Resource):
         return b""
 
     def render(self, request: Request) -> bytes:
-        """Answer POST; anything else gets 405."""
+        """Answer POST; anything else gets 405. A path below the mount point is redacted."""
+        if request.postpath and any(request.postpath):
+            # The web server writes request.uri to its access log when the request ends:
+            # never let the secret (or a near miss of it) get there.
+            mount = b"/".join(request.prepath or [])
+            request.uri = b"/" + mount + b"/<redacted>"
         if request.method == b"POST":
             return self.render_POST(request)
         self.stats.received += 1

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
@@ -85,6 +86,15 @@ class ResourceTests(SynchronousTestCase):
         render(res, post(postpath=[b"tok3n"]))
         render(res, post(headers={b"authorization": b"bearer tok3n"}))
         self.assertEqual(len(lines), 6)
+
+    def test_secret_redacted_from_uri(self) -> None:
+        """The path below the mount point is replaced before the access log sees it."""
+        res, _ = self.resource("tok3n")
+        req = post(postpath=[b"tok3n"])
+        req.prepath = [b"logs", b"cs2"]
+        req.uri = b"/logs/cs2/tok3n"
+        render(res, req)
+        self.assertEqual(req.uri, b"/logs/cs2/<redacted>")
 
     def test_no_secret_extra_path(self) -> None:
         """Without a secret, paths below the mount point are not found."""
@@ -202,6 +212,10 @@ class LoopbackTests(TestCase):
                 three.callback(None)
 
         bus.subscribe(collect, server="cs2")
+        logged: list[str] = []
+        observer = cast(ILogObserver, lambda event: logged.append(formatEvent(event)))
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         svc.startService()
         self.addCleanup(svc.stopService)
         address: Any = await mounts[0].when_listening()
@@ -222,3 +236,8 @@ class LoopbackTests(TestCase):
         self.assertEqual((kill.killer.key, kill.log_time), ("[U:1:24691357]",
                                                              "2026-11-28T09:30:05.101"))
         self.assertEqual(svc.stats.dropped_secret, 1)  # type: ignore[attr-defined]
+        await registry.shutdown()
+        access = [line for line in logged if "POST" in line]
+        self.assertEqual(len(access), 2, logged)
+        self.assertTrue(all("/logs/cs2/<redacted>" in line for line in access), access)
+        self.assertFalse(any("s3cr3t" in line for line in logged))
