@@ -9,6 +9,10 @@ hold quotes, ``<``, ``>`` and any Unicode, so player tokens are matched by their
 
 Steam IDs are normalised to ``[U:1:N]`` (from ``STEAM_X:Y:Z``, ``[U:1:N]`` or a 64-bit id);
 bots get ``bot:USERID``, the console ``console``, pending or LAN ids ``uid:USERID``.
+
+Events go to plugins and browsers, so secrets in lines are replaced by ``<redacted>``: the
+values of cvars named like passwords, secrets, tokens or keys, the arguments of such rcon
+commands, and the whole command of a rejected rcon (it may hold a mistyped password).
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ from gamews.events import (
 )
 
 __all__ = [
-    "MAX_LINE", "make_player", "normalise_steam_id", "parse_line", "parse_properties",
-    "split_stamp",
+    "MAX_LINE", "REDACTED", "is_sensitive", "make_player", "normalise_steam_id", "parse_line",
+    "parse_properties", "redact_command", "split_stamp",
 ]
 
 STEAM64_BASE: Final = 76561197960265728
@@ -58,6 +62,12 @@ STEAM64_BASE: Final = 76561197960265728
 MAX_LINE: Final = 4096
 """Longer lines are not parsed (Unknown): the engine never writes them, and it bounds the
 time a hostile line can cost the patterns."""
+
+REDACTED: Final = "<redacted>"
+"""What stands in for a secret value in events."""
+
+_SENSITIVE: Final = ("password", "secret", "token", "setsteamaccount", "logaddress_add_http",
+                     "_key")
 
 _STAMP: Final = re.compile(
     r"(?:L )?(\d\d)/(\d\d)/(\d{4}) - (\d\d):(\d\d):(\d\d)(\.\d{1,6})?(?:: | - )")
@@ -382,12 +392,27 @@ def _started(m: re.Match[str], t: str | None) -> Event | None:
     return MapChange(m["map"], "started", props, log_time=t)
 
 
+def is_sensitive(name: str) -> bool:
+    """Whether a cvar or command ``name`` carries a secret (passwords, tokens, log URLs)."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SENSITIVE)
+
+
+def redact_command(command: str) -> str:
+    """``command`` with the arguments of secret-setting commands replaced."""
+    first = command.split(None, 1)
+    if first and is_sensitive(first[0]) and len(first) > 1:
+        return f"{first[0]} {REDACTED}"
+    return command
+
+
 def _cvar(m: re.Match[str], t: str | None) -> Event | None:
-    return ServerCvar(m["k"], m["v"], log_time=t)
+    value = REDACTED if is_sensitive(m["k"]) and m["v"] else m["v"]
+    return ServerCvar(m["k"], value, log_time=t)
 
 
 def _rcon(m: re.Match[str], t: str | None) -> Event | None:
-    return RconSeen(m["addr"] or None, m["cmd"], True, log_time=t)
+    return RconSeen(m["addr"] or None, redact_command(m["cmd"]), True, log_time=t)
 
 
 def _badrcon(m: re.Match[str], t: str | None) -> Event | None:

@@ -174,6 +174,23 @@ class CsgoTests(SynchronousTestCase):
         self.assertEqual(e, RconSeen("198.51.100.4:51234", "", False, log_time=t))
         self.assertNotIn("hunter2", json.dumps(Envelope(1, "s", 0, e).to_json()))
 
+    def test_secrets_redacted(self) -> None:
+        """Password, secret and token cvars and rcon commands never carry their values."""
+        t = "2018-06-23T19:52:17"
+        self.assertEqual(parse(CSGO + 'server_cvar: "sv_password" "letmein"'),
+                         ServerCvar("sv_password", "<redacted>", log_time=t))
+        self.assertEqual(parse(CSGO + '"sv_logsecret" = "31337"'),
+                         ServerCvar("sv_logsecret", "<redacted>", log_time=t))
+        self.assertEqual(parse(CSGO + 'server_cvar: "sv_password" ""'),
+                         ServerCvar("sv_password", "", log_time=t))
+        e = parse(CSGO + 'rcon from "198.51.100.4:51234": command "rcon_password n3wpass"')
+        self.assertEqual(e, RconSeen("198.51.100.4:51234", "rcon_password <redacted>", True,
+                                     log_time=t))
+        e = parse(CSGO + 'rcon from "198.51.100.4:1": command "logaddress_add_http '
+                  '"http://203.0.113.1:8080/logs/cs2/tok""')
+        assert isinstance(e, RconSeen)
+        self.assertNotIn("tok", e.command.split()[-1])
+
     def test_player_actions(self) -> None:
         """Bomb events, purchases, grenades and assists are typed."""
         e = parse(CSGO + '"Ann<2><STEAM_1:1:12345678><TERRORIST>" triggered "Planted_The_Bomb"')
