@@ -427,7 +427,12 @@
       queued = false;
       $('#map').textContent = state.map || '—';
       $('#round').textContent = state.round ? String(state.round) : '—';
-      const teams = Object.entries(state.teams).sort((a, b) => teamRank(a[0]) - teamRank(b[0])
+      // before the first round ends there are no scores yet: show the teams playing at 0
+      const scores = { ...state.teams };
+      for (const p of Object.values(state.players)) {
+        if (p && p.team && teamRank(p.team) < 20 && !(p.team in scores)) scores[p.team] = 0;
+      }
+      const teams = Object.entries(scores).sort((a, b) => teamRank(a[0]) - teamRank(b[0])
         || a[0].localeCompare(b[0]));
       $('#teams').replaceChildren(...teams.map(([team, score]) =>
         el('div', { class: `team-score ${teamClass(team)}` },
@@ -597,7 +602,7 @@
         if (frame.type === 'hello') return;
         if (frame.type === 'result') result(frame);
         else if (frame.type === 'console') {
-          show(el('div', { class: 'entry line' }, el('time', { class: 'ts' }, clock(frame.time)),
+          show(el('div', { class: 'entry cline' }, el('time', { class: 'ts' }, clock(frame.time)),
             el('span', { class: 'text' }, String(frame.line ?? ''))));
         }
       },
