@@ -33,6 +33,9 @@ Common keys, present in every object:
 ``game_clock``
     the line's own game-clock stamp in seconds since map start (Quake 3 ``M:SS``), or ``null``.
 
+Fields marked *private* (IP addresses) are only in the form asked for with
+``to_json(private=True)``, for admin tools; the default form, for browsers, leaves them out.
+
 A *player* is an object ``{"name", "id", "slot", "team", "bot"}``: ``id`` is a stable
 identity (Source: the Steam ID normalised to ``[U:1:N]``, ``bot:USERID`` for bots,
 ``console`` for the server console, ``uid:USERID`` when the Steam ID is pending or LAN;
@@ -46,7 +49,7 @@ object maps names to strings.
 type                     fields
 =======================  ===============================================================
 ``unknown``              ``raw``: the line (any line no other type fits)
-``player_connected``     ``player``, ``address`` (``ip:port`` or ``null``)
+``player_connected``     ``player``, ``address`` (``ip:port`` or ``null``; private)
 ``player_entered``       ``player``
 ``player_disconnected``  ``player``, ``reason`` (or ``null``)
 ``player_info``          ``player`` (name and team as now set), ``info`` (properties);
@@ -80,7 +83,7 @@ type                     fields
 ``map_change``           ``map``, ``phase`` (``loading`` or ``started``), ``settings``
 ``game_shutdown``        (nothing more)
 ``server_cvar``          ``name``, ``value``
-``rcon``                 ``address``, ``command``, ``ok`` (bool)
+``rcon``                 ``address`` (private), ``command``, ``ok`` (bool)
 =======================  ===============================================================
 """
 
@@ -172,6 +175,8 @@ class Event:
     """Base of all events: the line's own time stamps (either may be ``None``)."""
 
     type: ClassVar[str] = "event"
+    private: ClassVar[frozenset[str]] = frozenset()
+    """Fields left out of the JSON form by default (IP addresses)."""
     log_time: str | None = None
     """The line's wall-clock stamp, ISO 8601 without zone (Source)."""
     game_clock: int | None = None
@@ -191,6 +196,7 @@ class Connected(Event):
     """A player connected (``address`` is ``ip:port`` when the log gives it)."""
 
     type: ClassVar[str] = "player_connected"
+    private: ClassVar[frozenset[str]] = frozenset({"address"})
     player: Player
     address: str | None = None
 
@@ -446,6 +452,7 @@ class RconSeen(Event):
     """The game server logged an rcon command (``ok`` false for a bad password)."""
 
     type: ClassVar[str] = "rcon"
+    private: ClassVar[frozenset[str]] = frozenset({"address"})
     address: str | None
     command: str
     ok: bool = True
@@ -495,9 +502,15 @@ def _json_value(value: object) -> Any:
     return value
 
 
-def event_fields(event: Event) -> dict[str, Any]:
-    """The event's own fields as JSON values (without the envelope's keys)."""
-    return {name: _json_value(getattr(event, name)) for name in _field_names(type(event))}
+def event_fields(event: Event, *, private: bool = False) -> dict[str, Any]:
+    """The event's own fields as JSON values (without the envelope's keys).
+
+    Fields in the class's ``private`` set (IP addresses) are left out unless ``private``.
+    """
+    cls = type(event)
+    hidden = () if private else cls.private
+    return {name: _json_value(getattr(event, name)) for name in _field_names(cls)
+            if name not in hidden}
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,16 +522,21 @@ class Envelope:
     received: float
     event: Event
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object of the schema in the module docstring."""
+    def to_json(self, *, private: bool = False) -> dict[str, Any]:
+        """The JSON object of the schema in the module docstring.
+
+        IP addresses (``player_connected``'s and ``rcon``'s ``address``) are included only
+        with ``private=True``: the default form is the one for browsers.
+        """
         out: dict[str, Any] = {"type": self.event.type, "server": self.server, "seq": self.seq,
                                "received": self.received}
-        out.update(event_fields(self.event))
+        out.update(event_fields(self.event, private=private))
         return out
 
-    def to_json_text(self) -> str:
+    def to_json_text(self, *, private: bool = False) -> str:
         """:meth:`to_json` as compact JSON text (non-ASCII kept as is)."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(self.to_json(private=private), ensure_ascii=False,
+                          separators=(",", ":"))
 
 
 # -- match state ------------------------------------------------------------------------------

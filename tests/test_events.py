@@ -92,12 +92,19 @@ class JsonTests(SynchronousTestCase):
         doc = gamews.events.__doc__ or ""
         for name, cls in EVENT_TYPES.items():
             self.assertIn(f"``{name}``", doc)
-            for field_name in Envelope(1, "s", 0.0, RoundStart()).to_json():
+            for field_name in Envelope(1, "s", 0.0, RoundStart()).to_json(private=True):
                 self.assertIn(f"``{field_name}``", doc)
             row = doc.split(f"``{name}``", 1)[1].split("\n``", 1)[0]
             for f in fields(cls):
                 if f.name not in ("log_time", "game_clock"):
                     self.assertIn(f"``{f.name}``", row, (name, f.name))
+
+    def test_addresses_private(self) -> None:
+        """Player and rcon IP addresses are left out of the default JSON form."""
+        e = Envelope(1, "a", 0.0, Connected(ANN, "203.0.113.7:27005"))
+        self.assertNotIn("address", e.to_json())
+        self.assertNotIn("203.0.113.7", e.to_json_text())
+        self.assertEqual(e.to_json(private=True)["address"], "203.0.113.7:27005")
 
     def test_non_ascii_kept(self) -> None:
         """Non-ASCII names survive as themselves in the JSON text."""
