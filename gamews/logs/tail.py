@@ -11,6 +11,7 @@ A line is handed on only once its newline has been written.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -27,6 +28,7 @@ __all__ = ["FileTailService", "FileTailer"]
 MAX_LINE: Final = 64 * 1024
 """A partial line longer than this is handed on as it is (a file without newlines)."""
 
+_NOT_A_FILE: Final = -1
 _log = Logger(namespace="gamews.logs.tail")
 
 
@@ -51,6 +53,7 @@ class FileTailer:
         self._pos = 0
         self._partial = b""
         self._first = True
+        self._last_errno: int | None = None
 
     def close(self) -> None:
         """Close the followed file (the next :meth:`poll` opens it again)."""
@@ -63,10 +66,25 @@ class FileTailer:
     def _open(self) -> bool:
         try:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
+        except OSError as e:
             self._first = False
+            if e.errno != self._last_errno:
+                self._last_errno = e.errno
+                if isinstance(e, FileNotFoundError):
+                    _log.info("waiting for {path} to appear", path=str(self.path))
+                else:
+                    _log.error("cannot open {path}: {why}", path=str(self.path),
+                               why=e.strerror)
             return False
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            self._first = False
+            if self._last_errno != _NOT_A_FILE:
+                self._last_errno = _NOT_A_FILE
+                _log.error("cannot follow {path}: not a regular file", path=str(self.path))
+            return False
+        self._last_errno = None
         self._fd = fd
         self._identity = (st.st_dev, st.st_ino)
         if not self._first or self.replay is True:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from gamews.events import EventBus, Kill
@@ -123,6 +125,22 @@ class TailerTests(SynchronousTestCase):
         self.write("hello\n")
         t.poll()
         self.assertEqual(self.lines, ["hello"])
+
+    def test_unreadable_logged_once(self) -> None:
+        """A file that cannot be opened is logged once, not on every poll."""
+        logged: list[LogEvent] = []
+        observer = cast(ILogObserver, logged.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.path.mkdir()  # a directory cannot be read as a log
+        t = self.tailer()
+        for _ in range(3):
+            self.assertEqual(t.poll(), 0)
+        self.path.rmdir()
+        t.poll()
+        texts = [formatEvent(e) for e in logged if e.get("log_namespace") == "gamews.logs.tail"]
+        self.assertEqual(len(texts), 2, texts)
+        self.assertIn("waiting for", texts[1])
 
     def test_deleted_then_recreated(self) -> None:
         """A deleted file is kept until a new one appears at the path."""
