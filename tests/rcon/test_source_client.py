@@ -371,6 +371,27 @@ class ReconnectTests(ClientTestCase):
         self.clock.advance(2.0)
         self.assertEqual(len(self.endpoint.attempts), 2)
 
+    def test_peer_closes_during_auth(self) -> None:
+        """A close before the auth answer is a plain failure, not an error in the reactor."""
+        client = self.make()
+        self.endpoint.peer.transport.loseConnection()
+        self.clock.advance(0)  # would raise automat.NoTransition without the loss guard
+        self.assertEqual(client.state, LinkState.DOWN)
+        self.clock.advance(2.0)
+        self.endpoint.peer.answer()
+        self.assertEqual(client.state, LinkState.UP)
+
+    def test_stop_during_auth(self) -> None:
+        """Stopping while the password is in flight closes the connection and stops."""
+        client = self.make()
+        d = client.stop()
+        self.clock.advance(0)
+        self.successResultOf(d)
+        self.assertTrue(self.endpoint.peer.transport.aborted)
+        self.assertEqual(client.state, LinkState.STOPPED)
+        self.clock.advance(100)
+        self.assertEqual(len(self.endpoint.attempts), 1)
+
     def test_password_rejected_backs_off_minutes(self) -> None:
         """A rejection logs one clear error, reports AUTH_FAILED and waits 5 minutes."""
         client = self.make(password="wrong")
