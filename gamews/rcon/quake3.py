@@ -320,7 +320,10 @@ class Quake3RconClient:
             request.deferred.errback(RconTimeoutError(
                 f"no reply from {self.name} within {self.timeout} s to {request.kind}"
             ))
-        self._pump()
+        # Wait one quiet period more so that a very late reply is not taken for the next
+        # request's (UDP replies carry no request id).
+        if self._running and self._pump_timer is None:
+            self._pump_timer = self._reactor.callLater(self.quiet, self._pumped)
 
     def _refused(self) -> None:
         if self._running:

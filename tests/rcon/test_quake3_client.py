@@ -165,6 +165,20 @@ class Quake3ClientTests(unittest.SynchronousTestCase):
         self.assertIn("oa", str(self.failureResultOf(d, RconTimeoutError).value))
         self.assertEqual(client.state, LinkState.DOWN)
 
+    def test_after_timeout_waits_quiet_period(self) -> None:
+        """After a timeout the next request waits one quiet period (a late reply drains)."""
+        client = self.make(timeout=2.0, quiet=0.15)
+        first, second = client.rcon("status"), client.rcon("serverinfo")
+        self.reactor.advance(2.0)
+        self.failureResultOf(first, RconTimeoutError)
+        self.port.reply(OOB + b"print\nlate answer to status\n")
+        self.assertEqual(len(self.port.sent), 1)
+        self.reactor.advance(0.15)
+        self.assertEqual(len(self.port.sent), 2)
+        self.port.reply(OOB + b"print\nserverinfo reply\n")
+        self.reactor.advance(0.15)
+        self.assertEqual(self.successResultOf(second), "serverinfo reply\n")
+
     def test_queue_full(self) -> None:
         """Beyond max_pending a request fails at once."""
         client = self.make(max_pending=2)
