@@ -23,11 +23,11 @@ stopped.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.web.resource import IResource
@@ -46,6 +46,7 @@ __all__ = [
     "HttpLogService",
     "LinePipeline",
     "MountFunction",
+    "log_services",
     "log_source_from_table",
     "parse_any",
     "parse_log_spec",
@@ -184,12 +185,12 @@ def log_source_from_table(
     file paths are resolved against ``base_dir``. Raises
     :class:`~gamews.errors.ConfigError` naming the key at fault.
     """
-    name = table.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}.name", "every [[server]] needs a name")
     spec = table.get("log")
     if spec is None:
         return None
+    name = table.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name", "a [[server]] with a log needs a name")
     if not isinstance(spec, str):
         raise ConfigError(f"{where}.log", "expected a string")
     kind, path, port, interface = parse_log_spec(spec, f"{where}.log")
@@ -232,3 +233,34 @@ def log_source_from_table(
             service = HttpLogService(path, resource, mount, reactor)
     service.setName(f"log:{name}")
     return service
+
+
+def log_services(
+    servers: Sequence[Mapping[str, Any]],
+    *,
+    bus: EventBus,
+    reactor: Any,
+    base_dir: Path | None = None,
+    environ: dict[str, str] | None = None,
+    mount: MountFunction | None = None,
+) -> MultiService:
+    """A service holding the log source of every ``[[server]]`` table that has a ``log``.
+
+    Every server (with or without ``log``) gets its match state on ``bus``; tables are
+    named ``server[i]`` in errors; two servers with one name are refused.
+    """
+    parent = MultiService()
+    seen: set[str] = set()
+    for i, table in enumerate(servers):
+        where = f"server[{i}]"
+        name = table.get("name")
+        if isinstance(name, str) and name in seen:
+            raise ConfigError(f"{where}.name", f"another [[server]] is already called {name!r}")
+        service = log_source_from_table(table, bus=bus, reactor=reactor, where=where,
+                                        base_dir=base_dir, environ=environ, mount=mount)
+        if isinstance(name, str):
+            seen.add(name)
+            bus.add_server(name)
+        if service is not None:
+            service.setServiceParent(parent)
+    return parent

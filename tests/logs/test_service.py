@@ -14,6 +14,7 @@ from gamews.logs.http import SourceHttpLogResource
 from gamews.logs.service import (
     HttpLogService,
     LinePipeline,
+    log_services,
     log_source_from_table,
     parse_any,
     parse_log_spec,
@@ -123,6 +124,31 @@ class BuildTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as cm:
             build({"name": "a", "rcon": "h:1", "log": "udp:1", "log_secret": "hunter2"})
         self.assertNotIn("hunter2", str(cm.exception))
+
+
+class AllServersTests(SynchronousTestCase):
+    """log_services over the whole [[server]] list."""
+
+    def test_children_and_states(self) -> None:
+        """One child per server with a log; a state for every named server."""
+        bus = EventBus(Clock())
+        parent = log_services(
+            [{"name": "cs", "rcon": "203.0.113.5:27015", "log": "udp:27500"},
+             {"name": "oa", "log": "file:/srv/oa/games.log"},
+             {"name": "quiet", "rcon": "203.0.113.6:27015"}],
+            bus=bus, reactor=Clock())
+        self.assertEqual(sorted(s.name for s in parent), ["log:cs", "log:oa"])
+        self.assertEqual(sorted(bus.servers()), ["cs", "oa", "quiet"])
+
+    def test_duplicate_names_and_where(self) -> None:
+        """Two servers with one name are refused; errors name the table's index."""
+        with self.assertRaises(ConfigError) as cm:
+            log_services([{"name": "a"}, {"name": "a"}], bus=EventBus(Clock()), reactor=None)
+        self.assertEqual(cm.exception.key, "server[1].name")
+        with self.assertRaises(ConfigError) as cm:
+            log_services([{"name": "a"}, {"name": "b", "log": "udp:1"}],
+                         bus=EventBus(Clock()), reactor=None)
+        self.assertEqual(cm.exception.key, "server[1].rcon")
 
 
 class ParserChoiceTests(SynchronousTestCase):
