@@ -7,7 +7,8 @@ Keys read (others are ignored)::
     rcon = "203.0.113.5:27015"             # the game server's address: logs only from its host
     log = "udp:27500:interface=0.0.0.0"    # or "http:/logs/alpha", "file:/srv/oa/games.log"
     log_secret_file = "/etc/gamews/alpha.logsecret"   # or log_secret_env = "ALPHA_LOGSECRET"
-    log_format = "auto"                    # "source", "quake3" or "auto" (the default)
+    kind = "source"                        # "source" or "quake3" (the RCON keys): the parser
+    log_format = "auto"                    # overrides kind: "source", "quake3" or "auto"
     log_replay = false                     # file: at start, true reads the lines already
                                            # there, "map" those since the last InitGame
     log_poll_interval = 0.1                # file: seconds between polls
@@ -195,7 +196,8 @@ def log_source_from_table(
         raise ConfigError(f"{where}.log", "expected a string")
     kind, path, port, interface = parse_log_spec(spec, f"{where}.log")
 
-    fmt = table.get("log_format", "auto")
+    kind_key = table.get("kind")
+    fmt = table.get("log_format", kind_key if kind_key in PARSERS else "auto")
     if fmt not in PARSERS:
         raise ConfigError(f"{where}.log_format", f"expected one of {', '.join(PARSERS)}")
     sizes: dict[str, int] = {}
@@ -246,14 +248,15 @@ def log_services(
 ) -> MultiService:
     """A service holding the log source of every ``[[server]]`` table that has a ``log``.
 
-    Every server (with or without ``log``) gets its match state on ``bus``; tables are
-    named ``server[i]`` in errors; two servers with one name are refused.
+    Every server (with or without ``log``) gets its match state on ``bus``; errors name
+    keys as ``server.NAME.KEY`` (``server[i].name`` for a table without a name), as the
+    RCON configuration does; two servers with one name are refused.
     """
     parent = MultiService()
     seen: set[str] = set()
     for i, table in enumerate(servers):
-        where = f"server[{i}]"
         name = table.get("name")
+        where = f"server.{name}" if isinstance(name, str) and name else f"server[{i}]"
         if isinstance(name, str) and name in seen:
             raise ConfigError(f"{where}.name", f"another [[server]] is already called {name!r}")
         service = log_source_from_table(table, bus=bus, reactor=reactor, where=where,

@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gamews.errors import ConfigError
 from gamews.events import EventBus, Kill, RoundStart, Unknown
+from gamews.logs import quake3
 from gamews.logs.http import SourceHttpLogResource
 from gamews.logs.service import (
     HttpLogService,
@@ -144,11 +145,27 @@ class AllServersTests(SynchronousTestCase):
         """Two servers with one name are refused; errors name the table's index."""
         with self.assertRaises(ConfigError) as cm:
             log_services([{"name": "a"}, {"name": "a"}], bus=EventBus(Clock()), reactor=None)
-        self.assertEqual(cm.exception.key, "server[1].name")
+        self.assertEqual(cm.exception.key, "server.a.name")
         with self.assertRaises(ConfigError) as cm:
             log_services([{"name": "a"}, {"name": "b", "log": "udp:1"}],
                          bus=EventBus(Clock()), reactor=None)
-        self.assertEqual(cm.exception.key, "server[1].rcon")
+        self.assertEqual(cm.exception.key, "server.b.rcon")
+        with self.assertRaises(ConfigError) as cm:
+            log_services([{"log": "udp:1"}], bus=EventBus(Clock()), reactor=None)
+        self.assertEqual(cm.exception.key, "server[0].name")
+
+    def test_kind_picks_parser(self) -> None:
+        """The RCON ``kind`` key picks the parser; ``log_format`` overrides it."""
+        bus = EventBus(Clock())
+        parent = log_services(
+            [{"name": "q", "kind": "quake3", "log": "file:/a"},
+             {"name": "s", "kind": "source", "log": "file:/b", "log_format": "auto"},
+             {"name": "n", "log": "file:/c"}],
+            bus=bus, reactor=Clock())
+        parsers = {svc.name: svc.tailer.sink.parser for svc in parent}
+        self.assertIs(parsers["log:q"], quake3.parse_line)
+        self.assertIs(parsers["log:s"], parse_any)
+        self.assertIs(parsers["log:n"], parse_any)
 
 
 class ParserChoiceTests(SynchronousTestCase):
