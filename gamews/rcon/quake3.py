@@ -93,8 +93,8 @@ class TokenBucket:
 @dataclass(eq=False)
 class _Request:
     kind: _Kind
-    datagram: bytes
-    deferred: Deferred[Any]
+    datagram: bytes = field(repr=False)  # holds the password
+    deferred: Deferred[Any] = field(repr=False)
     chunks: list[str] = field(default_factory=list)
 
 

@@ -203,9 +203,10 @@ class Quake3ClientTests(unittest.SynchronousTestCase):
         self.reactor.advance(300)
         again = client.rcon("status")
         self.assertEqual(len(self.port.sent), 2)
+        self.assertNotIn("wrong", " ".join(lines) + repr(self.events) + repr(client)
+                         + repr(client.__dict__))  # the request in flight holds it
         client.stop()
         self.failureResultOf(again, RconStoppedError)
-        self.assertNotIn("wrong", " ".join(lines) + repr(self.events) + repr(client))
 
     def test_garbage_and_late_replies_ignored(self) -> None:
         """Datagrams that are not OOB replies, or not the awaited kind, are dropped."""
