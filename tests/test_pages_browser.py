@@ -236,6 +236,67 @@ class PagesInChromiumTests(TestCase):
 
         return self.serve(lambda: self.in_browser(script))
 
+    def test_chat_error_frame_shown_briefly(self) -> Deferred[None]:
+        """Lines faster than the rate limit: the page shows the error, then hides it."""
+        def script(context: BrowserContext) -> None:
+            tab = self.open(context, "/chat")
+            page = tab.page
+            page.fill("#name", "Hasty")
+            for i in range(5):
+                page.fill("#text", f"spam {i}")
+                page.press("#text", "Enter")
+            expect(page.locator("#toast")).to_be_visible()
+            expect(page.locator("#toast")).to_contain_text("rate limited")
+            expect(page.locator("#toast")).to_be_hidden(timeout=10_000)
+            tab.check_clean(self)
+
+        return self.serve(lambda: self.in_browser(script))
+
+    def test_server_selector_with_several_servers(self) -> Deferred[None]:
+        """hello with two servers shows a selector; choosing one sends select (mock socket)."""
+        sent: list[dict[str, Any]] = []
+
+        def hello(ws: WebSocketRoute, server: str) -> None:
+            for frame in ({"type": "hello", "plugin": "chat", "version": 1,
+                           "servers": ["alpha", "beta"], "server": server},
+                          {"type": "link", "server": server,
+                           "state": "connected" if server == "alpha" else "reconnecting",
+                           "detail": None},
+                          {"type": "backlog", "server": server, "lines": [
+                              {"seq": 1, "time": 1.0, "kind": "chat", "name": f"on {server}",
+                               "team": "CT", "text": "hi", "team_only": False,
+                               "dead": False}]}):
+                ws.send(json.dumps(frame))
+
+        def route(ws: WebSocketRoute) -> None:
+            def from_page(message: str | bytes) -> None:
+                frame = json.loads(message)
+                sent.append(frame)
+                if frame["type"] == "select":
+                    hello(ws, frame["server"])
+
+            ws.on_message(from_page)
+            hello(ws, "alpha")
+
+        def script(context: BrowserContext) -> None:
+            page = context.new_page()
+            page.route_web_socket("**/chat/ws", route)
+            page.goto(f"{self.base}/chat")
+            expect(page.locator("#server-box")).to_be_visible()
+            expect(page.locator("#server")).to_have_value("alpha")
+            expect(page.locator("#lines li .name")).to_have_text(["on alpha"])
+            page.select_option("#server", "beta")
+            expect(page.locator("#lines li .name")).to_have_text(["on beta"])
+            expect(page.locator("#link")).to_have_text("beta: reconnecting")
+            self.assertEqual(page.evaluate("() => localStorage.getItem('gamews.server')"),
+                             "beta")
+
+        async def test() -> None:
+            await self.in_browser(script)
+            self.assertIn({"type": "select", "server": "beta"}, sent)
+
+        return self.serve(test)
+
     # -- live ----------------------------------------------------------------------
 
     def test_live_scoreboard_changes_as_bots_score(self) -> Deferred[None]:
@@ -453,6 +514,25 @@ class PagesInChromiumTests(TestCase):
                 "seq => Number(document.querySelector('#seq').dataset.seq) > seq", arg=seq,
                 timeout=SLOW)
             expect(page.locator("#players tr").first).to_be_attached()
+            tab.check_clean(self)
+
+        return self.serve(lambda: self.in_browser(script))
+
+    def test_console_logs_in_again_after_reconnecting(self) -> Deferred[None]:
+        """The console keeps its token in memory and logs in again when gamews is back."""
+        def script(context: BrowserContext) -> None:
+            tab = self.open(context, "/console", allowed_errors=("WebSocket connection",))
+            page = tab.page
+            page.fill("#token", self.tokens["viewer"])
+            page.press("#token", "Enter")
+            expect(page.locator("#role")).to_have_text("viewer")
+            expect(page.locator("#cmd")).to_be_disabled()
+            self.on_reactor(self.kill_gamews)
+            expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+            self.on_reactor(self.start_gamews)
+            expect(page.locator("#conn")).to_have_text("live", timeout=SLOW)
+            expect(page.locator(".entry.note", has_text="logged in as vera")).to_have_count(2)
+            expect(page.locator("#console")).to_be_visible()
             tab.check_clean(self)
 
         return self.serve(lambda: self.in_browser(script))
