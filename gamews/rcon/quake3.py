@@ -29,6 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gamews.ratelimit import TokenBucket
 from gamews.rcon.link import (
     LinkState,
     RconPasswordRejectedError,
@@ -50,7 +51,7 @@ from gamews.rcon.quake3_codec import (
 )
 from gamews.secret import Secret
 
-__all__ = ["Quake3RconClient", "TokenBucket"]
+__all__ = ["Quake3RconClient"]
 
 _Kind = Literal["rcon", "getstatus", "getinfo"]
 _EXPECT: dict[str, str] = {
@@ -64,30 +65,6 @@ def _resolve_reactor(reactor: Any) -> Any:
 
         return global_reactor
     return reactor
-
-
-class TokenBucket:
-    """``capacity`` tokens, refilled one per ``interval`` seconds; starts full."""
-
-    def __init__(self, capacity: float, interval: float, now: float) -> None:
-        """Make a full bucket at time ``now``."""
-        self.capacity = capacity
-        self.interval = interval
-        self._tokens = capacity
-        self._at = now
-
-    def _refill(self, now: float) -> None:
-        if now > self._at:
-            self._tokens = min(self.capacity, self._tokens + (now - self._at) / self.interval)
-        self._at = now
-
-    def take(self, now: float) -> float:
-        """Take a token and return 0, or take nothing and return the seconds until one."""
-        self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) * self.interval
 
 
 @dataclass(eq=False)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -42,7 +42,6 @@ __all__ = [
     "GameServer",
     "GameServerConfig",
     "GameServerStatus",
-    "GameServers",
     "IGameServer",
     "LinkState",
 ]
@@ -281,57 +280,3 @@ def _endpoint(reactor: Any, host: str, port: int) -> IStreamClientEndpoint:
     if ip.version == 6:
         return TCP6ClientEndpoint(reactor, host, port, timeout=10)
     return TCP4ClientEndpoint(reactor, host, port, timeout=10)
-
-
-class GameServers(MultiService):
-    """All configured game servers: a MultiService with lookup by name.
-
-    Build it with :meth:`from_tables` from the TOML file's ``[[server]]`` list, then
-    ``setServiceParent`` it under the application service; plugins call :meth:`get`.
-    """
-
-    def __init__(self) -> None:
-        """An empty set of game servers."""
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._by_name: dict[str, GameServer] = {}
-
-    @classmethod
-    def from_tables(
-        cls,
-        tables: list[dict[str, Any]],
-        *,
-        base_dir: Path | None,
-        reactor: Any = None,
-    ) -> GameServers:
-        """Validate every ``[[server]]`` table (names must be unique) and build the services.
-
-        Raises :class:`~gamews.errors.ConfigError` for the first bad table.
-        """
-        servers = cls()
-        for table in tables:
-            if not isinstance(table, dict):
-                raise ConfigError("server", "each [[server]] entry must be a table")
-            config = GameServerConfig.from_table(table, base_dir=base_dir)
-            if config.name in servers._by_name:
-                raise ConfigError(f"server.{config.name}.name", "duplicate game server name")
-            servers.add(GameServer(config, reactor=reactor))
-        return servers
-
-    def add(self, server: GameServer) -> None:
-        """Add one game server (its name must be new)."""
-        if server.name in self._by_name:
-            raise ValueError(f"duplicate game server name {server.name!r}")
-        self._by_name[server.name] = server
-        server.setServiceParent(self)  # type: ignore[no-untyped-call]
-
-    def get(self, name: str) -> IGameServer | None:
-        """The game server called ``name``, or ``None``."""
-        return self._by_name.get(name)
-
-    def names(self) -> list[str]:
-        """The configured names, in config order."""
-        return list(self._by_name)
-
-    def statuses(self) -> list[GameServerStatus]:
-        """A snapshot of every game server, in config order."""
-        return [server.status() for server in self._by_name.values()]

@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, Logger, formatEvent
 from twisted.trial import unittest
 
+from gamews.ratelimit import TokenBucket
 from gamews.rcon.link import (
     LinkState,
     RconPasswordRejectedError,
@@ -18,7 +19,7 @@ from gamews.rcon.link import (
     RconStoppedError,
     RconTimeoutError,
 )
-from gamews.rcon.quake3 import Quake3RconClient, TokenBucket
+from gamews.rcon.quake3 import Quake3RconClient
 from gamews.rcon.quake3_codec import OOB
 from gamews.secret import Secret
 

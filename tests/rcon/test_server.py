@@ -12,7 +12,7 @@ from zope.interface.verify import verifyObject
 
 from gamews.errors import ConfigError
 from gamews.rcon.link import LinkState
-from gamews.rcon.server import GameServer, GameServerConfig, GameServers, IGameServer
+from gamews.rcon.server import GameServer, GameServerConfig, IGameServer
 from tests.rcon.test_quake3_client import STATUS, FakeUDPReactor
 from tests.rcon.test_source_client import FakeEndpoint
 
@@ -164,42 +164,3 @@ class GameServerTests(unittest.SynchronousTestCase):
         server.stopService()
         self.assertFalse(port.listening)
         self.assertEqual(server.state, LinkState.STOPPED)
-
-
-class GameServersTests(unittest.SynchronousTestCase):
-    """Several game servers per instance."""
-
-    def test_from_tables(self) -> None:
-        """Each table becomes a named child service; plugins look them up by name."""
-        base = Path(self.mktemp())
-        base.mkdir()
-        (base / "pw").write_text(SECRET)
-        tables = [
-            {"name": "a", "kind": "quake3", "rcon": "127.0.0.1:27960", "password_file": "pw"},
-            {"name": "b", "kind": "quake3", "rcon": "127.0.0.1:27961", "password_file": "pw",
-             "log": "udp:127.0.0.1:27500"},
-        ]
-        reactor = FakeUDPReactor()
-        servers = GameServers.from_tables(tables, base_dir=base, reactor=reactor)
-        self.assertEqual(servers.names(), ["a", "b"])
-        b = servers.get("b")
-        assert b is not None
-        verifyObject(IGameServer, b)
-        self.assertIs(servers.getServiceNamed("b"), b)
-        self.assertIsNone(servers.get("c"))
-        servers.startService()
-        self.assertEqual([p.peer for _, p in reactor.ports],
-                         [("127.0.0.1", 27960), ("127.0.0.1", 27961)])
-        self.assertEqual([s.state for s in servers.statuses()], [LinkState.CONNECTING] * 2)
-        servers.stopService()
-        self.assertEqual([s.state for s in servers.statuses()], [LinkState.STOPPED] * 2)
-
-    def test_duplicate_names(self) -> None:
-        """Two tables with one name are refused."""
-        base = Path(self.mktemp())
-        base.mkdir()
-        (base / "pw").write_text(SECRET)
-        table = {"name": "a", "kind": "quake3", "rcon": "127.0.0.1:27960", "password_file": "pw"}
-        with self.assertRaises(ConfigError) as caught:
-            GameServers.from_tables([table, dict(table)], base_dir=base, reactor=FakeUDPReactor())
-        self.assertEqual(caught.exception.key, "server.a.name")
