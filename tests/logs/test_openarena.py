@@ -3,7 +3,8 @@
 The server (Debian ``openarena-server``) runs headless on 127.0.0.1 with bots; gamews follows
 its ``games.log`` through a ``file:`` log source built from a ``[[server]]`` table. An
 inotify watch on the same file notes when each line was written; every bot kill must reach
-a bus subscriber as a Kill event within 1 s of that.
+a bus subscriber as a Kill event within 1 s of that (wall clock). The game runs at
+``timescale 4`` so the bots kill each other about four times as often and the test is short.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class OpenArenaLogTests(TestCase):
         self.reactor = real_reactor()
         self.oa = OpenArenaServer(rcon_password="gamewslog",
                                   bots=("Sarge", "Grism", "Kyonshi", "Major", "Ayumi"),
-                                  lifetime=150)
+                                  lifetime=150, timescale=4)
         self.oa.start()
         self.addCleanup(self.oa.stop)
 
