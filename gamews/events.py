@@ -480,6 +480,19 @@ def _field_names(cls: type[Event]) -> tuple[str, ...]:
     return names
 
 
+_OBJECT_FIELDS: dict[type[Event], frozenset[str]] = {}
+
+
+def _object_fields(cls: type[Event]) -> frozenset[str]:
+    """Fields holding name/value pairs, rendered as JSON objects (``{}`` when empty)."""
+    names = _OBJECT_FIELDS.get(cls)
+    if names is None:
+        names = frozenset(f.name for f in fields(cls)
+                          if "Properties" in str(f.type) or "tuple[tuple[str" in str(f.type))
+        _OBJECT_FIELDS[cls] = names
+    return names
+
+
 _PLAYER_FIELDS: dict[type[Event], tuple[str, ...]] = {}
 
 
@@ -495,9 +508,6 @@ def _json_value(value: object) -> Any:
     if isinstance(value, Player):
         return value.to_json()
     if isinstance(value, tuple):
-        if value and all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)
-                         for v in value):
-            return {k: _json_value(v) for k, v in value}
         return [_json_value(v) for v in value]
     return value
 
@@ -509,8 +519,10 @@ def event_fields(event: Event, *, private: bool = False) -> dict[str, Any]:
     """
     cls = type(event)
     hidden = () if private else cls.private
-    return {name: _json_value(getattr(event, name)) for name in _field_names(cls)
-            if name not in hidden}
+    objects = _object_fields(cls)
+    return {name: ({k: _json_value(v) for k, v in getattr(event, name)} if name in objects
+                   else _json_value(getattr(event, name)))
+            for name in _field_names(cls) if name not in hidden}
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,11 @@ class JsonTests(SynchronousTestCase):
         self.assertEqual(obj["scores"], {"red": 8, "blue": 5})
         obj = Envelope(1, "a", 0.0, TeamTriggered("CT", "x", (("CT", "1"),))).to_json()
         self.assertEqual(obj["properties"], {"CT": "1"})
+        obj = Envelope(1, "a", 0.0, kill()).to_json()
+        self.assertEqual((obj["properties"], obj["flags"]), ({}, ["headshot"]))
+        obj = Envelope(1, "a", 0.0, Kill(ANN, BOB, "x")).to_json()
+        self.assertEqual((obj["properties"], obj["flags"]), ({}, []))
+        self.assertEqual(Envelope(1, "a", 0.0, MapChange("m")).to_json()["settings"], {})
 
     def test_every_type_registered(self) -> None:
         """EVENT_TYPES names each class by its own unique type string."""
