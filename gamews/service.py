@@ -203,7 +203,8 @@ class GamewsService(MultiService):
                     environ: dict[str, str] | None = None) -> None:
         """A game server: its RCON link and its log source (from ``table``), as child services."""
         if game_config.name in self.servers:
-            raise ConfigError(f"server[{index}].name", f"{game_config.name!r} is used twice")
+            raise ConfigError(f"server.{game_config.name}.name",
+                              f"another [[server]] is already called {game_config.name!r}")
         endpoint = self.config.listen[0]
 
         def mount(path: str, resource: IResource) -> Mount:
@@ -211,7 +212,8 @@ class GamewsService(MultiService):
 
         self.events.add_server(game_config.name)
         log_service = log_source_from_table(
-            table, bus=self.events, reactor=self.registry.reactor, where=f"server[{index}]",
+            table, bus=self.events, reactor=self.registry.reactor,
+            where=f"server.{game_config.name}",
             base_dir=self.config.base_dir, environ=environ, mount=mount)
         if log_service is not None:
             log_service.setServiceParent(self)

@@ -24,11 +24,11 @@ stopped.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.web.resource import IResource
@@ -47,7 +47,6 @@ __all__ = [
     "HttpLogService",
     "LinePipeline",
     "MountFunction",
-    "log_services",
     "log_source_from_table",
     "parse_any",
     "parse_log_spec",
@@ -235,35 +234,3 @@ def log_source_from_table(
             service = HttpLogService(path, resource, mount, reactor)
     service.setName(f"log:{name}")
     return service
-
-
-def log_services(
-    servers: Sequence[Mapping[str, Any]],
-    *,
-    bus: EventBus,
-    reactor: Any,
-    base_dir: Path | None = None,
-    environ: dict[str, str] | None = None,
-    mount: MountFunction | None = None,
-) -> MultiService:
-    """A service holding the log source of every ``[[server]]`` table that has a ``log``.
-
-    Every server (with or without ``log``) gets its match state on ``bus``; errors name
-    keys as ``server.NAME.KEY`` (``server[i].name`` for a table without a name), as the
-    RCON configuration does; two servers with one name are refused.
-    """
-    parent = MultiService()
-    seen: set[str] = set()
-    for i, table in enumerate(servers):
-        name = table.get("name")
-        where = f"server.{name}" if isinstance(name, str) and name else f"server[{i}]"
-        if isinstance(name, str) and name in seen:
-            raise ConfigError(f"{where}.name", f"another [[server]] is already called {name!r}")
-        service = log_source_from_table(table, bus=bus, reactor=reactor, where=where,
-                                        base_dir=base_dir, environ=environ, mount=mount)
-        if isinstance(name, str):
-            seen.add(name)
-            bus.add_server(name)
-        if service is not None:
-            service.setServiceParent(parent)
-    return parent

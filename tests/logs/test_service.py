@@ -15,7 +15,6 @@ from gamews.logs.http import SourceHttpLogResource
 from gamews.logs.service import (
     HttpLogService,
     LinePipeline,
-    log_services,
     log_source_from_table,
     parse_any,
     parse_log_spec,
@@ -127,42 +126,21 @@ class BuildTests(SynchronousTestCase):
         self.assertNotIn("hunter2", str(cm.exception))
 
 
-class AllServersTests(SynchronousTestCase):
-    """log_services over the whole [[server]] list."""
-
-    def test_children_and_states(self) -> None:
-        """One child per server with a log; a state for every named server."""
-        bus = EventBus(Clock())
-        parent = log_services(
-            [{"name": "cs", "rcon": "203.0.113.5:27015", "log": "udp:27500"},
-             {"name": "oa", "log": "file:/srv/oa/games.log"},
-             {"name": "quiet", "rcon": "203.0.113.6:27015"}],
-            bus=bus, reactor=Clock())
-        self.assertEqual(sorted(s.name for s in parent), ["log:cs", "log:oa"])
-        self.assertEqual(sorted(bus.servers()), ["cs", "oa", "quiet"])
-
-    def test_duplicate_names_and_where(self) -> None:
-        """Two servers with one name are refused; errors name the table's index."""
-        with self.assertRaises(ConfigError) as cm:
-            log_services([{"name": "a"}, {"name": "a"}], bus=EventBus(Clock()), reactor=None)
-        self.assertEqual(cm.exception.key, "server.a.name")
-        with self.assertRaises(ConfigError) as cm:
-            log_services([{"name": "a"}, {"name": "b", "log": "udp:1"}],
-                         bus=EventBus(Clock()), reactor=None)
-        self.assertEqual(cm.exception.key, "server.b.rcon")
-        with self.assertRaises(ConfigError) as cm:
-            log_services([{"log": "udp:1"}], bus=EventBus(Clock()), reactor=None)
-        self.assertEqual(cm.exception.key, "server[0].name")
+class ParserPickTests(SynchronousTestCase):
+    """Which parser a log source uses."""
 
     def test_kind_picks_parser(self) -> None:
         """The RCON ``kind`` key picks the parser; ``log_format`` overrides it."""
         bus = EventBus(Clock())
-        parent = log_services(
-            [{"name": "q", "kind": "quake3", "log": "file:/a"},
-             {"name": "s", "kind": "source", "log": "file:/b", "log_format": "auto"},
-             {"name": "n", "log": "file:/c"}],
-            bus=bus, reactor=Clock())
-        parsers = {svc.name: svc.tailer.sink.parser for svc in parent}
+        parsers = {}
+        for table in ({"name": "q", "kind": "quake3", "log": "file:/a"},
+                      {"name": "s", "kind": "source", "log": "file:/b", "log_format": "auto"},
+                      {"name": "n", "log": "file:/c"}):
+            svc = log_source_from_table(table, bus=bus, reactor=Clock())
+            assert isinstance(svc, FileTailService)
+            sink = svc.tailer.sink
+            assert isinstance(sink, LinePipeline)
+            parsers[svc.name] = sink.parser
         self.assertIs(parsers["log:q"], quake3.parse_line)
         self.assertIs(parsers["log:s"], parse_any)
         self.assertIs(parsers["log:n"], parse_any)
