@@ -10,6 +10,8 @@ from typing import Any, TypeAlias
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
+from gamews.events import Event, Unknown
+
 __all__ = ["AllowedHosts", "LineSink", "LogStats", "split_lines"]
 
 LineSink: TypeAlias = Callable[[str], object]
@@ -111,3 +113,19 @@ def split_lines(data: bytes) -> Iterator[str]:
         line = raw.rstrip(b"\r\x00")
         if line:
             yield line.decode("utf-8", "replace")
+
+
+MAX_LINE = 4096
+"""The longest log line parsed; a longer one is ``Unknown`` (engines cut lines near 1 KiB)."""
+
+
+def parse_safely(parse: Callable[[str], Event], line: str) -> Event:
+    """``parse(line)`` with trailing CR, LF and NUL removed; never raises: a line that is
+    too long, or that trips a parser bug, is :class:`~gamews.events.Unknown`."""
+    if len(line) > MAX_LINE:
+        return Unknown(line)
+    try:
+        return parse(line.rstrip("\r\n\x00"))
+    except Exception:  # a parser bug must not stop the stream
+        return Unknown(line)
+

@@ -34,10 +34,10 @@ from gamews.events import (
     Unknown,
     WorldKill,
 )
+from gamews.logs.common import MAX_LINE, parse_safely
 
 __all__ = ["MAX_LINE", "TEAMS", "WORLD", "parse_line", "player", "split_info"]
 
-MAX_LINE: Final = 4096
 """Longer lines are not parsed (Unknown): the engine never writes them, and it bounds the
 time a hostile line can cost the patterns."""
 
@@ -81,12 +81,7 @@ def split_info(text: str) -> tuple[tuple[str, str], ...]:
 
 def parse_line(line: str) -> Event:
     """Parse one ``games.log`` line; never raises."""
-    if len(line) > MAX_LINE:
-        return Unknown(line)
-    try:
-        return _parse(line.rstrip("\r\n\x00"))
-    except Exception:  # a parser bug must not stop the stream
-        return Unknown(line)
+    return parse_safely(_parse, line)
 
 
 def _parse(line: str) -> Event:

@@ -50,6 +50,7 @@ from gamews.events import (
     Unknown,
     WorldTriggered,
 )
+from gamews.logs.common import MAX_LINE, parse_safely
 
 __all__ = [
     "MAX_LINE", "REDACTED", "is_sensitive", "make_player", "normalise_steam_id", "parse_line",
@@ -59,7 +60,6 @@ __all__ = [
 STEAM64_BASE: Final = 76561197960265728
 """The 64-bit Steam ID of account 0 in the public universe."""
 
-MAX_LINE: Final = 4096
 """Longer lines are not parsed (Unknown): the engine never writes them, and it bounds the
 time a hostile line can cost the patterns."""
 
@@ -226,12 +226,7 @@ def _int(props: dict[str, str], key: str) -> int | None:
 
 def parse_line(line: str) -> Event:
     """Parse one Source log line (with or without its time stamp); never raises."""
-    if len(line) > MAX_LINE:
-        return Unknown(line)
-    try:
-        return _parse(line.rstrip("\r\n\x00"))
-    except Exception:  # a parser bug must not stop the stream
-        return Unknown(line)
+    return parse_safely(_parse, line)
 
 
 def _parse(line: str) -> Event:
