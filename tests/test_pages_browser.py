@@ -327,6 +327,7 @@ class PagesInChromiumTests(TestCase):
             self.assertEqual(keys, sorted(keys), rows)
             with self.screenshot_on_success(page, "live"):
                 expect(page.locator("#teams .team-score")).to_have_count(2)
+                expect(page.locator("#killfeed li").nth(5)).to_be_attached(timeout=SLOW)
             tab.check_clean(self)
 
         return self.serve(lambda: self.in_browser(script))
