@@ -383,6 +383,16 @@ class ConsoleTests(SynchronousTestCase):
             ConsoleService(context)
         self.assertEqual(raised.exception.key, "plugin.console.tokens_file")
 
+    def test_console_lines_readable(self) -> None:
+        """Events without a chat sentence are still one readable line each."""
+        child = self.login("view-tok")
+        publish(self.context, "alpha", JOIN[0],
+                f'{STAMP}rcon from "127.0.0.1:5": command "status"',
+                f"{STAMP}something nobody parses")
+        self.assertEqual([f["line"] for f in child.of_type("console")],
+                         ["[player_entered] player=Sarge", "rcon: status",
+                          f"{STAMP}something nobody parses"])
+
     def test_token_never_echoed(self) -> None:
         """Nothing the console sends contains the token."""
         child = self.login("admin-tok")

@@ -34,7 +34,7 @@ from gamews.plugins.chat import line_of
 from gamews.plugins.web import WebPluginService
 from gamews.ratelimit import TokenBucket
 
-__all__ = ["AuditLog", "ConsolePlugin", "ConsoleService"]
+__all__ = ["AuditLog", "ConsolePlugin", "ConsoleService", "console_text"]
 
 MODERATOR_COMMANDS: Final = ("status", "say", "kick", "kickid", "clientkick", "changelevel",
                              "map")
@@ -171,15 +171,32 @@ class ConsoleService(WebPluginService):
     # -- the game's output -------------------------------------------------------
 
     def event(self, envelope: Any) -> None:
-        event = envelope.to_json()
-        line = line_of(event)
-        text = (f"{line['name']}: {line['text']}" if line and line.get("name") else
-                line["text"] if line else event.get("raw") or
-                json.dumps({k: v for k, v in event.items()
-                            if k not in ("server", "seq", "received")}, ensure_ascii=False))
         self.broadcast(envelope.server, {"type": "console", "server": envelope.server,
                                          "time": envelope.received, "seq": envelope.seq,
-                                         "line": text})
+                                         "line": console_text(envelope.to_json())})
+
+
+_SKIP: Final = frozenset({"type", "server", "seq", "received", "log_time", "game_clock"})
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dict) and "name" in value:
+        return str(value["name"])
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+
+
+def console_text(event: dict[str, Any]) -> str:
+    """One readable console line for an event (JSON schema of :mod:`gamews.events`)."""
+    line = line_of(event)
+    if line is not None:
+        return f"{line['name']}: {line['text']}" if line.get("name") else str(line["text"])
+    if event.get("type") == "unknown":
+        return str(event.get("raw", ""))
+    if event.get("type") == "rcon":
+        return f"rcon: {event.get('command')}"
+    fields = " ".join(f"{k}={_value(v)}" for k, v in event.items()
+                      if k not in _SKIP and v not in (None, [], {}, ""))
+    return f"[{event.get('type')}] {fields}".rstrip()
 
 
 @implementer(IGamewsPlugin)
