@@ -39,7 +39,9 @@ from tests.support import (
 )
 
 try:
-    from playwright.sync_api import (
+    # Playwright is an optional test dependency: without it these tests skip, and mypy
+    # (which then cannot see it) must not fail the build either
+    from playwright.sync_api import (  # type: ignore[import-not-found, unused-ignore]
         BrowserContext,
         ConsoleMessage,
         Dialog,
@@ -83,11 +85,13 @@ class Tab:
     page: Page
     dialogs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
 
     def check_clean(self, test: TestCase) -> None:
-        """No dialog was opened and no script failed."""
+        """No dialog was opened, no script failed, nothing was fetched from elsewhere."""
         test.assertEqual(self.dialogs, [], "a dialog opened: game text ran as HTML")
         test.assertEqual(self.errors, [], "the page logged errors")
+        test.assertEqual(self.foreign, [], "the page fetched from another host")
 
 
 class PagesInChromiumTests(TestCase):
@@ -190,6 +194,8 @@ class PagesInChromiumTests(TestCase):
         page.on("dialog", dialog)
         page.on("console", console)
         page.on("pageerror", lambda error: tab.errors.append(str(error)))
+        page.on("request", lambda request: None if request.url.startswith(
+            (f"{self.base}/", "data:")) else tab.foreign.append(request.url))
         page.goto(f"{self.base}{path}")
         if path != "/console":
             expect(page.locator("#conn")).to_have_text("live")
