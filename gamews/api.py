@@ -33,9 +33,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
 
+from gamews.auth import TokenStore, User
 from gamews.errors import ConfigError, EndpointConflictError
+from gamews.ratelimit import TokenBucket
+from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from twisted.application.service import IService
     from twisted.internet.defer import Deferred
     from twisted.internet.interfaces import IAddress
@@ -59,7 +64,16 @@ __all__ = [
     "IncomingCallback",
     "MessageCallback",
     "ReadyState",
+    "TokenBucket",
+    "TokenStore",
+    "User",
     "WebSocketError",
+    "change_map",
+    "clean_text",
+    "kick",
+    "kick_slot",
+    "page",
+    "say",
 ]
 
 
@@ -297,3 +311,13 @@ class IGamewsPlugin(IPlugin):
     def make_service(context: IPluginContext) -> IService:
         """Build the plugin's service; it opens listeners when started and
         closes them (returning a Deferred) when stopped."""
+
+
+def page(path: Path) -> IResource:
+    """An HTML page read from ``path`` on each request, served with a strict
+    Content-Security-Policy (the page may load only its own host's scripts and
+    styles and talk only to its own host)."""
+    from gamews.pages import Page
+
+    return Page(path)
+

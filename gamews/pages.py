@@ -31,9 +31,9 @@ class Page(Resource):
 
     isLeaf = True
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, path: Path) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.path = STATIC_DIR / name
+        self.path = path
 
     def render_GET(self, request: Request) -> bytes:
         _secure(request)

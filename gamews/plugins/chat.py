@@ -24,10 +24,8 @@ from twisted.application.service import IService
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gamews.api import IConnection, IGamewsPlugin, IPluginContext
+from gamews.api import IConnection, IGamewsPlugin, IPluginContext, TokenBucket, clean_text, say
 from gamews.plugins.web import WebPluginService
-from gamews.ratelimit import TokenBucket
-from gamews.rcon.commands import clean_text, say
 
 __all__ = ["ChatPlugin", "ChatService", "line_of"]
 

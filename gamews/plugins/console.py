@@ -27,12 +27,17 @@ from twisted.application.service import IService
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gamews.api import IConnection, IGamewsPlugin, IPluginContext
-from gamews.auth import TokenStore, User
-from gamews.errors import ConfigError
+from gamews.api import (
+    ConfigError,
+    IConnection,
+    IGamewsPlugin,
+    IPluginContext,
+    TokenBucket,
+    TokenStore,
+    User,
+)
 from gamews.plugins.chat import line_of
 from gamews.plugins.web import WebPluginService
-from gamews.ratelimit import TokenBucket
 
 __all__ = ["AuditLog", "ConsolePlugin", "ConsoleService", "console_text"]
 

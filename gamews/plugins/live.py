@@ -26,8 +26,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
-from gamews.api import IConnection, IGamewsPlugin, IListener, IPluginContext
-from gamews.auth import TokenStore
+from gamews.api import IConnection, IGamewsPlugin, IListener, IPluginContext, TokenStore
 from gamews.plugins.web import WebPluginService
 
 __all__ = ["LivePlugin", "LiveService", "diff_views", "view_of"]

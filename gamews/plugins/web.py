@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
-from gamews.api import IConnection, IListener, IPluginContext
-from gamews.pages import Page
+from gamews.api import IConnection, IListener, IPluginContext, page
 
 __all__ = ["PROTOCOL_VERSION", "SUBPROTOCOL", "WebPluginService", "link_state_name"]
 
+STATIC = Path(__file__).parent / "static"
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "gamews.v1"
 MAX_FRAME = 16 * 1024
@@ -54,8 +55,8 @@ class WebPluginService(Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         for endpoint in self.context.endpoints:
-            self._mounts.append(self.context.mount(f"/{self.plugin}", Page(f"{self.plugin}.html"),
-                                                   endpoint=endpoint))
+            html = page(STATIC / f"{self.plugin}.html")
+            self._mounts.append(self.context.mount(f"/{self.plugin}", html, endpoint=endpoint))
             listener = self.context.open(f"/{self.plugin}/ws", endpoint=endpoint,
                                          incoming=self._incoming_for_listener(endpoint))
             self.listeners.append(listener)
