@@ -426,6 +426,7 @@
     function draw() {
       queued = false;
       $('#map').textContent = state.map || '—';
+      document.title = `${state.map ? `${state.map} · ` : ''}Live · gamews`;
       $('#round').textContent = state.round ? String(state.round) : '—';
       // before the first round ends there are no scores yet: show the teams playing at 0
       const scores = { ...state.teams };
@@ -614,7 +615,8 @@
         pending.clear();
         if (token === null) return false;
         if (event.code === 1008 && user === null) {
-          loggedOut('That token was refused.');
+          const why = event.reason && event.reason !== 'login refused' ? ` (${event.reason})` : '';
+          loggedOut(`That token was refused${why}.`);
           return false;
         }
         return true;
