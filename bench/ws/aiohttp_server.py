@@ -50,10 +50,9 @@ async def ticker() -> None:
     while True:
         next_at += period
         delay = next_at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
+        if delay <= 0:  # late: skip the missed ticks, but let the loop run first
             next_at = time.monotonic()
+        await asyncio.sleep(max(delay, 0))
         if spectators:
             seq += 1
             message = payload(seq)

@@ -31,10 +31,9 @@ async def ticker() -> None:
     while True:
         next_at += period
         delay = next_at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            next_at = time.monotonic()  # late: skip the missed ticks
+        if delay <= 0:  # late: skip the missed ticks, but let the loop run first
+            next_at = time.monotonic()
+        await asyncio.sleep(max(delay, 0))  # late: skip the missed ticks
         if spectators:
             seq += 1
             broadcast(spectators, payload(seq))
