@@ -18,7 +18,8 @@
  *   loadgen bcast     PORT PATH SPID STEPS SECONDS SETTLE P99MS MINHZ
  * SPID is the server's pid (its CPU use is read from /proc over each window).
  * STEPS is a comma-separated list of spectator counts, tried in order until one
- * fails (p99 >= P99MS, loss, server below MINHZ, or this process saturated).
+ * fails (p99 >= P99MS, loss, server below MINHZ, or this process saturated) in two
+ * windows in a row (a failed window is measured again once).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -588,6 +589,7 @@ static int mode_bcast(const char *steps, double seconds, double settle, double p
             fflush(stdout);
             return 0;
         }
+        for (int attempt = 0; attempt < 2; attempt++) {
         double ts = now_mono() + settle;
         while (now_mono() < ts) poll_once(5);
         memset(g_hist, 0, HIST_BUCKETS * sizeof(unsigned int));
@@ -625,11 +627,17 @@ static int mode_bcast(const char *steps, double seconds, double settle, double p
         printf("{\"mode\":\"bcast\",\"n\":%d,\"ok\":true,\"open\":%lld,\"sampled\":%d,\"closed_in_window\":%lld,"
                "\"sent\":%lld,\"hz\":%.2f,\"expected\":%lld,\"received\":%lld,\"lost\":%lld,"
                "\"reordered\":%lld,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
-               "\"lg_cpu\":%.3f,\"srv_cpu\":%.3f,\"void\":%s,\"pass\":%s}\n",
+               "\"lg_cpu\":%.3f,\"srv_cpu\":%.3f,\"void\":%s,\"pass\":%s,\"attempt\":%d,"
+               "\"final\":%s}\n",
                n, open0, (n + g_sample_k - 1) / g_sample_k, open0 - g_open, sent_msgs, hz, expected, g_received, lost, g_bad, p50,
-               p99, g_lat_max * 1000, lg, srv, vd ? "true" : "false", pass ? "true" : "false");
+               p99, g_lat_max * 1000, lg, srv, vd ? "true" : "false", pass ? "true" : "false",
+               attempt + 1, (pass || vd || attempt == 1) ? "true" : "false");
         fflush(stdout);
-        if (!pass) return 0;
+        if (pass) break;
+        /* a failed point is measured once more (a neighbour's burst on core 0 can fail
+         * one window); the point fails only if both windows fail */
+        if (vd || attempt == 1) return 0;
+        }
     }
     return 0;
 }

@@ -15,7 +15,9 @@ core is void and is shown as such. Tests:
 * **handshakes**: 50 workers, each connect -> upgrade -> close handshake -> next.
 * **broadcast**: a 200-byte text message at 64 Hz to N spectators; N = 500, then 1,000
   to 10,000 in steps of 500 (1,000 in ``--quick``) until p99 >= 50 ms, a loss, or the
-  server falls below 95 % of 64 Hz. Figure: the largest N that passed.
+  server falls below 95 % of 64 Hz (it skips ticks it is too late for) in two windows in
+  a row. Figure: the largest N that passed. Latency is sampled on about 1,000 sockets
+  (every K-th); losses are counted on all.
 
 The table (absolute figures, and ratios to python-websockets from the same run) is
 printed and written to ``bench/results/ws.json`` (and a timestamped copy).
@@ -284,12 +286,14 @@ def test_broadcast(peer: Peer, s: Settings) -> dict[str, Any]:
                 f"p50 {p['p50_ms']:.1f} ms p99 {p['p99_ms']:.1f} ms lost {p['lost']} "
                 f"{p['hz']:.1f} Hz srv {p['srv_cpu']:.0%} lg {p['lg_cpu']:.0%}"
                 f"{' VOID' if p['void'] else ''}{'' if p['pass'] else ' FAIL'}"
+                f"{'' if p.get('final', True) else ' (measuring again)'}"
                 if p.get("ok") else p.get("why", "error")), flush=True)
         _stop(proc)
     finally:
         server.stop()
-    passed = [p for p in points if p.get("pass")]
-    last = points[-1] if points else None
+    finals = [p for p in points if p.get("final", True)]
+    passed = [p for p in finals if p.get("pass")]
+    last = finals[-1] if finals else None
     best = passed[-1]["n"] if passed else 0
     void = bool(last and last.get("void"))
     top = bool(last and last.get("pass") and last["n"] == s.broadcast_steps[-1])
