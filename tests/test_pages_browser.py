@@ -336,6 +336,28 @@ class PagesInChromiumTests(TestCase):
 
         return self.serve(lambda: self.in_browser(script))
 
+    def test_live_spectator_delay_and_admin_sees_live(self) -> Deferred[None]:
+        """With a spectator delay the page says so and lags; a console token makes it live."""
+        with self.config.open("a") as f:
+            f.write('[plugin.live]\ndelay = 30\ntokens_file = "tokens.txt"\n')
+
+        def script(context: BrowserContext) -> None:
+            public = self.open(context, "/live")
+            admin = self.open(context, "/live")
+            for tab in (public, admin):
+                expect(tab.page.locator("#delay")).to_have_text("Spectator delay: 30s")
+            admin.page.fill("#admin-token", self.tokens["admin"])
+            admin.page.press("#admin-token", "Enter")
+            expect(admin.page.locator("#delay")).to_be_hidden()
+            expect(admin.page.locator("#players tr").first).to_be_attached()
+            # 30 s behind a demo that started seconds ago: the public view is still empty
+            self.assertEqual(public.page.locator("#players tr").count(), 0)
+            self.assertNotIn(self.tokens["admin"], admin.page.url)
+            public.check_clean(self)
+            admin.check_clean(self)
+
+        return self.serve(lambda: self.in_browser(script))
+
     def test_live_gap_in_seq_asks_for_resync(self) -> Deferred[None]:
         """A delta lost on the way makes the page send resync and carry on from the snapshot."""
         sent: list[str] = []

@@ -375,6 +375,7 @@
     let delay = 0;
     let queued = false;
     let resyncs = 0;
+    let token = null; // a console token, kept in this closure only, to skip the delay
 
     function snapshot(frame) {
       const s = frame.state || {};
@@ -471,6 +472,7 @@
       $('#no-kills').hidden = feed.length > 0;
       $('#delay').hidden = !(delay > 0);
       $('#delay').textContent = delay > 0 ? `Spectator delay: ${delay}s` : '';
+      $('#admin-form').hidden = !(delay > 0);
       const meta = $('#seq');
       meta.textContent = seq === null ? '' : `seq ${seq}${resyncs ? ` · ${resyncs} resync` : ''}`;
       meta.dataset.seq = seq === null ? '' : String(seq);
@@ -479,11 +481,13 @@
     const socket = new Socket('/live/ws', {
       onOpen() { waiting = true; },
       onFrame(frame, sock) {
+        if (frame.type === 'error' && frame.reason === 'login refused') token = null;
         if (chrome.common(frame, sock)) return;
         if (frame.type === 'hello') {
           server = chrome.server;
           waiting = true;
           seq = null;
+          if (token) sock.send({ type: 'login', token });
         } else if (frame.server !== undefined && frame.server !== server) {
           // a frame for a server no longer followed
         } else if (frame.type === 'snapshot') {
@@ -492,6 +496,13 @@
           delta(frame, sock);
         }
       },
+    });
+    $('#admin-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      const input = $('#admin-token');
+      token = input.value.trim() || null;
+      input.value = '';
+      if (token) socket.send({ type: 'login', token });
     });
     socket.start();
     draw();
