@@ -244,5 +244,10 @@ class GamewsService(MultiService):
             mounts, self._index_mounts = self._index_mounts, []
             return DeferredList([m.close() for m in mounts]).addCallback(lambda _: None)
 
+        def cleanup(result: object) -> object:
+            if self.demo is not None:
+                self.demo.cleanup()
+            return result
+
         return (going_away.addCallback(stop_plugins).addCallback(unmount)
-                .addCallback(lambda _: registry.shutdown()))
+                .addCallback(lambda _: registry.shutdown()).addBoth(cleanup))

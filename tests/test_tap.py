@@ -49,7 +49,9 @@ class OptionsTests(SynchronousTestCase):
         service = makeService(options)
         assert isinstance(service, GamewsService)
         self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live", "console"])
-        self.assertIsNotNone(service.demo)
+        assert service.demo is not None
+        self.addCleanup(service.demo.cleanup)
+        self.assertTrue(service.demo.tokens_path.exists())
         self.assertEqual(list(service.servers), ["demo"])
 
     def test_listen_repeatable(self) -> None:

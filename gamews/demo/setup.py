@@ -9,6 +9,7 @@ once in the log, with its audit log in a temporary directory.
 from __future__ import annotations
 
 import secrets
+import shutil
 import socket
 import tempfile
 from dataclasses import dataclass, field
@@ -40,7 +41,12 @@ class DemoGame:
     table: dict[str, Any]
     environ: dict[str, str]
     tokens_path: Path
+    directory: Path
     plugin_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def cleanup(self) -> None:
+        """Remove the run's temporary directory (tokens, audit log)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def announce(self) -> None:
         """Log where the console tokens are (the tokens themselves never go to the log)."""
@@ -81,4 +87,5 @@ def make_demo(*, reactor: Any = None, seed: int | None = None) -> DemoGame:
         "console": {"tokens_file": str(tokens_file), "audit_log": str(directory / "audit.jsonl")},
         "live": {"tokens_file": str(tokens_file)},
     }
-    return DemoGame(service, game, table, {_LOG_SECRET_ENV: log_secret}, tokens_path, defaults)
+    return DemoGame(service, game, table, {_LOG_SECRET_ENV: log_secret}, tokens_path,
+                    directory, defaults)
