@@ -41,13 +41,15 @@ def listener_for(request: WSUpgradeRequest) -> WSListener:
 async def ticker() -> None:
     seq = 0
     period = 1 / BROADCAST_HZ
-    next_at = time.monotonic()
+    start = time.monotonic()
+    slot = 0
     while True:
-        next_at += period
-        delay = next_at - time.monotonic()
-        if delay <= 0:  # late: skip the missed ticks, but let the loop run first
-            next_at = time.monotonic()
-        await asyncio.sleep(max(delay, 0))
+        # the 64 Hz grid of Twisted's LoopingCall: a late tick skips to the next slot
+        slot += 1
+        now = time.monotonic()
+        if now > start + slot * period:
+            slot = int((now - start) / period) + 1
+        await asyncio.sleep(start + slot * period - now)
         if spectators:
             seq += 1
             message = payload(seq).encode()
