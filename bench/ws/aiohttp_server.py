@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from aiohttp import WSMsgType, web
 
 from .common import (
-    BROADCAST_HZ,
     BROADCAST_PATH,
     ECHO_PATH,
+    broadcast_forever,
     parse_port,
     payload,
     raise_nofile,
@@ -43,24 +42,11 @@ async def watch(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def ticker() -> None:
-    seq = 0
-    period = 1 / BROADCAST_HZ
-    start = time.monotonic()
-    slot = 0
-    while True:
-        # the 64 Hz grid of Twisted's LoopingCall: a late tick skips to the next slot
-        slot += 1
-        now = time.monotonic()
-        if now > start + slot * period:
-            slot = int((now - start) / period) + 1
-        await asyncio.sleep(start + slot * period - now)
-        if spectators:
-            seq += 1
-            message = payload(seq)
-            for ws in list(spectators):
-                if not ws.closed:
-                    await ws.send_str(message)
+async def send_all(seq: int) -> None:
+    message = payload(seq)
+    for ws in list(spectators):
+        if not ws.closed:
+            await ws.send_str(message)
 
 
 async def main(port: int) -> None:
@@ -72,7 +58,7 @@ async def main(port: int) -> None:
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     ready(port)
-    await ticker()
+    await broadcast_forever(send_all, lambda: bool(spectators))
 
 
 if __name__ == "__main__":

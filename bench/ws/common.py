@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import resource
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 BROADCAST_HZ = 64
 BROADCAST_SIZE = 200
 ECHO_PATH = "/echo"
 BROADCAST_PATH = "/broadcast"
+
+
+async def broadcast_forever(send: Callable[[int], Awaitable[None] | None],
+                            active: Callable[[], bool]) -> None:
+    """Call ``send(seq)`` at ``BROADCAST_HZ`` while ``active()``, on the grid Twisted's
+    ``LoopingCall`` keeps (a late tick skips to the next slot), for the asyncio peers."""
+    seq = 0
+    period = 1 / BROADCAST_HZ
+    start = time.monotonic()
+    slot = 0
+    while True:
+        slot += 1
+        now = time.monotonic()
+        if now > start + slot * period:
+            slot = int((now - start) / period) + 1
+        await asyncio.sleep(start + slot * period - now)
+        if active():
+            seq += 1
+            sent = send(seq)
+            if sent is not None:
+                await sent
 
 
 def payload(seq: int) -> str:

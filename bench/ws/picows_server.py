@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
 
-from .common import BROADCAST_HZ, BROADCAST_PATH, parse_port, payload, raise_nofile, ready
+from .common import BROADCAST_PATH, broadcast_forever, parse_port, payload, raise_nofile, ready
 
 spectators: set[WSTransport] = set()
 
@@ -38,30 +37,17 @@ def listener_for(request: WSUpgradeRequest) -> WSListener:
     return Spectator() if request.path == BROADCAST_PATH.encode() else Echo()
 
 
-async def ticker() -> None:
-    seq = 0
-    period = 1 / BROADCAST_HZ
-    start = time.monotonic()
-    slot = 0
-    while True:
-        # the 64 Hz grid of Twisted's LoopingCall: a late tick skips to the next slot
-        slot += 1
-        now = time.monotonic()
-        if now > start + slot * period:
-            slot = int((now - start) / period) + 1
-        await asyncio.sleep(start + slot * period - now)
-        if spectators:
-            seq += 1
-            message = payload(seq).encode()
-            for transport in spectators:
-                transport.send(WSMsgType.TEXT, message)
+def send_all(seq: int) -> None:
+    message = payload(seq).encode()
+    for transport in spectators:
+        transport.send(WSMsgType.TEXT, message)
 
 
 async def main(port: int) -> None:
     server = await ws_create_server(listener_for, "127.0.0.1", port)
     async with server:
         ready(port)
-        await ticker()
+        await broadcast_forever(send_all, lambda: bool(spectators))
 
 
 if __name__ == "__main__":
