@@ -48,12 +48,14 @@ if TYPE_CHECKING:
     from twisted.web.resource import IResource
 
 __all__ = [
+    "ChannelKind",
     "ChildCallback",
     "ConfigError",
     "ConnectionRequest",
     "DisconnectCallback",
     "EndpointConflictError",
     "ErrorCallback",
+    "IChannel",
     "IChildHandler",
     "IConnection",
     "IGamewsPlugin",
@@ -88,6 +90,18 @@ class ReadyState(enum.IntEnum):
     """A close frame has been sent or received; nothing more can be sent."""
     CLOSED = 3
     """The TCP connection is gone."""
+
+
+class ChannelKind(enum.Enum):
+    """What a channel does with a subscriber that reads too slowly."""
+
+    EVENTS = "events"
+    """Every message matters (chat, a console, an event feed): a subscriber with
+    more than ``max_send_buffer`` bytes waiting is closed with 1008."""
+    STATE = "state"
+    """Only the latest state matters (a scoreboard, a game-state tick): while a
+    subscriber's socket is full its messages are skipped, and when it drains it
+    is caught up once (``catch_up``, or the last message published)."""
 
 
 class WebSocketError(Exception):
@@ -240,11 +254,49 @@ class IListener(Interface):
         to; raises ``ValueError`` above the maximum message size.
         """
 
+    def channel(name: str, kind: ChannelKind = ChannelKind.EVENTS, *,
+                catch_up: Callable[[IConnection], object] | None = None) -> IChannel:
+        """This plugin's channel ``name`` on this listener, made on first use.
+
+        ``kind`` says what happens to a subscriber that reads too slowly (see
+        :class:`ChannelKind`). For a ``STATE`` channel, ``catch_up(child)`` runs
+        when such a subscriber can take more, to send it what it needs (say, a
+        fresh snapshot); without it the subscriber gets the last message
+        published. Raises ``ValueError`` if ``name`` exists with another kind.
+        """
+
     def close() -> Deferred[None]:
         """Stop this plugin's callbacks at once and release the port.
 
         The port stays open while other handles use it; the Deferred returned
         by the last close fires when the port has stopped listening.
+        """
+
+
+class IChannel(Interface):
+    """A named group of children one plugin sends to in one call (a topic):
+    "everyone watching server X". Made by :meth:`IListener.channel`."""
+
+    name: str = Attribute("The channel's name, unique per listener.")
+    kind: ChannelKind = Attribute("What the channel does with slow subscribers.")
+
+    def subscribe(child: IConnection) -> None:
+        """Add a child this plugin has hooked (``ValueError`` otherwise).
+
+        A child leaves by itself when it is unhooked or gone.
+        """
+
+    def unsubscribe(child: IConnection) -> None:
+        """Remove ``child`` (no error if it was not subscribed)."""
+
+    def subscribers() -> list[IConnection]:
+        """The children subscribed now."""
+
+    def publish(data: str | bytes) -> int:
+        """Send one message to every OPEN subscriber, encoded and framed once.
+
+        Text is ``str``, binary ``bytes``. Returns how many were sent to now;
+        raises ``ValueError`` above the maximum message size.
         """
 
 

@@ -28,13 +28,16 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from gamews.api import (
+    ChannelKind,
     EndpointConflictError,
+    IChannel,
     IConnection,
     IListener,
     IListenerHandler,
     IMount,
     IncomingCallback,
 )
+from gamews.channels import Channel, send_once
 from gamews.config import WebSocketLimits
 from gamews.isolation import call_plugin
 from gamews.websocket import Child, GamewsServerFactory, ListenerLike
@@ -367,6 +370,7 @@ class Listener:
         self._error = error
         self._closed = closed
         self._active = True
+        self._channels: dict[str, Channel] = {}
 
     def __repr__(self) -> str:
         state = "" if self.active else " closed"
@@ -399,15 +403,21 @@ class Listener:
         else:
             ids = {c.id for c in to}
             children = [c for c in self._route.children if c.id in ids]
-        prepared = None
-        sent = 0
-        for child in children:
-            if child.reserve(len(payload)):
-                if prepared is None:
-                    prepared = self._route.factory.prepareMessage(payload, is_binary)
-                child.protocol.sendPreparedMessage(prepared)
-                sent += 1
-        return sent
+        return send_once(children, payload, is_binary, self._route.factory.prepareMessage)
+
+    def channel(self, name: str, kind: ChannelKind = ChannelKind.EVENTS, *,
+                catch_up: Callable[[IConnection], object] | None = None) -> IChannel:
+        existing = self._channels.get(name)
+        if existing is not None:
+            if existing.kind is not kind:
+                raise ValueError(f"channel {name!r} is already a {existing.kind.name} channel")
+            return existing
+        if not self._active:
+            raise ValueError("this plugin's listener is closed")
+        made = self._channels[name] = Channel(
+            self, name, kind, catch_up, self._route.factory.prepareMessage,
+            self._route.limits.max_message_size)
+        return made
 
     def close(self) -> Deferred[None]:
         if not self._active:
@@ -415,6 +425,7 @@ class Listener:
         self._active = False
         for child in list(self._route.children):
             child.unhook(self)
+        self._channels.clear()
         return self._port.release(self)
 
     def port_failed(self, failure: Failure) -> None:

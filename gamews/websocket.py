@@ -35,6 +35,8 @@ from gamews.isolation import call_plugin
 if TYPE_CHECKING:
     from autobahn.websocket.types import ConnectionRequest as AutobahnRequest
 
+    from gamews.channels import Channel
+
 __all__ = ["Child", "ConnectionHandle", "GamewsServerFactory", "GamewsServerProtocol", "Route"]
 
 log = Logger(namespace="gamews.websocket")
@@ -99,6 +101,9 @@ class Child:
         self.lost = False
         self.admitted = False
         self._lost_waiters: list[Deferred[None]] = []
+        self.channels: set[Channel] = set()
+        # STATE channels whose messages this child missed while its socket was full
+        self.behind: dict[Channel, None] = {}
 
     # -- state ---------------------------------------------------------------
 
@@ -201,6 +206,8 @@ class Child:
         """Drop ``listener``'s hook; close (1000) when nobody holds the child."""
         if self._hooks.pop(listener, None) is None:
             return
+        for channel in [c for c in self.channels if c.listener is listener]:
+            channel.drop(self)
         if not self._hooks and self.ready_state is ReadyState.OPEN:
             self.close(1000, "no plugin holds this connection")
 
@@ -232,6 +239,13 @@ class Child:
                 self.close(1008, "reading too slowly")
                 return False
         return True
+
+    def drained(self) -> None:
+        """The socket can take more: catch up the STATE channels it fell behind on."""
+        while self.behind and not self.protocol.send_buffer.paused and not self.lost:
+            channel = next(iter(self.behind))
+            del self.behind[channel]
+            channel.catch_up(self)
 
     def on_lost(self, waiter: Deferred[None]) -> None:
         """Fire ``waiter`` once the connection is gone."""
@@ -266,6 +280,8 @@ class Child:
             self._dispatch("on_error", lambda h: h.on_error, failure)
         self._dispatch("on_disconnect", lambda h: h.on_disconnect, code, reason or "")
         self._hooks.clear()
+        for channel in list(self.channels):
+            channel.drop(self)
         waiters, self._lost_waiters = self._lost_waiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -363,7 +379,8 @@ class SendBuffer:
     they have drained; bytes sent in between are what a slow reader costs.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, child: Child) -> None:
+        self.child = child
         self.paused = False
         self.queued = 0
 
@@ -376,6 +393,8 @@ class SendBuffer:
     def resumeProducing(self) -> None:
         self.paused = False
         self.queued = 0
+        if self.child.behind:
+            self.child.drained()
 
     def stopProducing(self) -> None:
         self.paused = False
@@ -389,7 +408,7 @@ class GamewsServerProtocol(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:
         self.child = Child(self, self.factory.route)
-        self.send_buffer = SendBuffer()
+        self.send_buffer = SendBuffer(self.child)
         transport: Any = self.transport
         # the HTTP channel that parsed the upgrade is still the transport's producer
         if getattr(transport, "producer", None) is not None:

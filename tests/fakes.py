@@ -18,7 +18,9 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from gamews.api import (
+    ChannelKind,
     ConnectionRequest,
+    IChannel,
     IConnection,
     IListener,
     IPluginContext,
@@ -104,6 +106,7 @@ class FakeListener:
         self.incoming = incoming
         self.active = True
         self.broadcasts = 0
+        self.channels: dict[str, FakeChannel] = {}
 
     def connect(self, child: FakeChild | None = None) -> FakeChild:
         """A new child: offered to the plugin, then opened if hooked."""
@@ -127,9 +130,38 @@ class FakeListener:
             sent += child.send_text(data)
         return sent
 
+    def channel(self, name: str, kind: ChannelKind = ChannelKind.EVENTS, *,
+                catch_up: Callable[[IConnection], object] | None = None) -> IChannel:
+        channel = self.channels.get(name)
+        if channel is None:
+            channel = self.channels[name] = FakeChannel(self, name, kind)
+        return channel
+
     def close(self) -> Deferred[None]:
         self.active = False
         return succeed(None)
+
+
+@implementer(IChannel)
+class FakeChannel:
+    """A channel that publishes by sending to each subscriber (counted as a broadcast)."""
+
+    def __init__(self, listener: FakeListener, name: str, kind: ChannelKind) -> None:
+        self.listener, self.name, self.kind = listener, name, kind
+        self.members: dict[int, IConnection] = {}
+
+    def subscribe(self, child: IConnection) -> None:
+        self.members[child.id] = child
+
+    def unsubscribe(self, child: IConnection) -> None:
+        self.members.pop(child.id, None)
+
+    def subscribers(self) -> list[IConnection]:
+        return [c for c in self.members.values() if c.ready_state is not ReadyState.CLOSED]
+
+    def publish(self, data: str | bytes) -> int:
+        subscribers = self.subscribers()
+        return self.listener.broadcast(data, subscribers) if subscribers else 0
 
 
 class FakeMount:

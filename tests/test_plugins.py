@@ -11,6 +11,7 @@ from typing import Any
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from gamews.api import ChannelKind
 from gamews.auth import TokenStore, hash_token
 from gamews.auth import main as auth_main
 from gamews.errors import ConfigError
@@ -228,6 +229,22 @@ class LiveTests(SynchronousTestCase):
         publish(self.context, "alpha", KILL)
         self.assertEqual(self.context.listeners[0].broadcasts - before, 1)
         self.assertTrue(all(c.of_type("delta") for c in children))
+
+    def test_spectators_in_a_state_channel_caught_up_with_a_snapshot(self) -> None:
+        """Spectators of a server share one STATE channel; one that fell behind is
+        caught up with the link state and a fresh snapshot at the current seq."""
+        service = self.make()
+        child = self.context.listeners[0].connect()
+        channel = self.context.listeners[0].channels["alpha"]
+        self.assertIs(channel.kind, ChannelKind.STATE)
+        self.assertEqual(channel.subscribers(), [child])
+        publish(self.context, "alpha", *JOIN[:2])
+        child.sent.clear()
+        service.catch_up(child)
+        self.assertEqual([f["type"] for f in child.sent], ["link", "snapshot"])
+        state = self.context.events.state("alpha")
+        assert state is not None
+        self.assertEqual(child.sent[1]["seq"], state.seq)
 
     def test_resync(self) -> None:
         """A resync frame gets a fresh snapshot at the current seq."""

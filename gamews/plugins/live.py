@@ -2,7 +2,9 @@
 
 Page ``/live``, socket ``/live/ws`` (``docs/protocol.md``): a ``snapshot`` on connect,
 then ``delta`` frames numbered by the event ``seq``; a browser that sees a gap asks for
-a ``resync``. Each frame is encoded and framed once for all spectators of a server.
+a ``resync``. Each frame is encoded and framed once for all spectators of a server
+(a STATE channel per server: a spectator that reads too slowly skips deltas and gets
+a fresh snapshot once its socket drains, so it never holds the server's memory).
 
 A spectator delay (like SourceTV's ``tv_delay``) holds the public view ``delay``
 seconds behind the game, so a player cannot ghost through it; a browser that logs in
@@ -26,7 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
-from gamews.api import IConnection, IGamewsPlugin, IListener, IPluginContext, TokenStore
+from gamews.api import ChannelKind, IConnection, IGamewsPlugin, IPluginContext, TokenStore
 from gamews.plugins.web import WebPluginService
 
 __all__ = ["LivePlugin", "LiveService", "diff_views", "view_of"]
@@ -92,6 +94,11 @@ def _resolve(path: str, base: Path | None) -> Path:
     return p if p.is_absolute() or base is None else base / p
 
 
+def _public(server: str) -> str:
+    """The channel of ``server``'s delayed public view."""
+    return f"{server} (delayed)"
+
+
 class _Feed:
     """One game server's view, and the delayed public view with the history it lags."""
 
@@ -108,6 +115,7 @@ class LiveService(WebPluginService):
     """The live plugin's service."""
 
     plugin = "live"
+    channel_kind = ChannelKind.STATE
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
@@ -147,6 +155,19 @@ class LiveService(WebPluginService):
     def _delayed(self, child: IConnection) -> bool:
         return self.delay > 0 and child.id not in self.privileged
 
+    def channel_names(self, server: str) -> tuple[str, ...]:
+        return (server, _public(server)) if self.delay > 0 else (server,)
+
+    def channel_for(self, child: IConnection, server: str) -> str:
+        return _public(server) if self._delayed(child) else server
+
+    def catch_up(self, child: IConnection) -> None:
+        """A spectator that read too slowly skipped deltas: send it a fresh snapshot."""
+        server = self.following.get(child.id)
+        if server is not None:
+            self.send(child, self.link_frame(server, self.context.servers[server].state))
+            self.joined(child, server)
+
     def joined(self, child: IConnection, server: str) -> None:
         feed = self.feeds.get(server) or self._fresh(server)
         delayed = self._delayed(child)
@@ -175,6 +196,7 @@ class LiveService(WebPluginService):
         self.privileged.add(child.id)
         server = self.following.get(child.id)
         if server is not None:
+            self.subscribe(child, server)
             self.joined(child, server)
 
     def event(self, envelope: Any) -> None:
@@ -194,22 +216,12 @@ class LiveService(WebPluginService):
         frame = {"type": "delta", "server": server, "seq": envelope.seq,
                  "changes": diff_views(feed.view, view)}
         feed.view, feed.seq = view, envelope.seq
-        live, public = self._split(server)
-        self.broadcast(server, frame, to=live)
+        self.publish((server,), frame)
         if self.delay <= 0:
             feed.public_view, feed.public_seq = view, envelope.seq
-            self.broadcast(server, frame, to=public)
             return
         feed.history.append((self.clock.seconds(), envelope.seq, view))
         self._timers.append(self.clock.callLater(self.delay, self._release, server))
-
-    def _split(self, server: str) -> tuple[list[tuple[IListener, IConnection]],
-                                           list[tuple[IListener, IConnection]]]:
-        live: list[tuple[IListener, IConnection]] = []
-        public: list[tuple[IListener, IConnection]] = []
-        for pair in self.followers(server):
-            (public if self._delayed(pair[1]) else live).append(pair)
-        return live, public
 
     def _release(self, server: str) -> None:
         """Send the delayed public view everything older than ``delay``."""
@@ -218,13 +230,12 @@ class LiveService(WebPluginService):
             return
         self._timers = [t for t in self._timers if t.active()]
         cutoff = self.clock.seconds() - self.delay
-        _, public = self._split(server)
         while feed.history and feed.history[0][0] <= cutoff:
             _, seq, view = feed.history.popleft()
             frame = {"type": "delta", "server": server, "seq": seq,
                      "changes": diff_views(feed.public_view, view)}
             feed.public_view, feed.public_seq = view, seq
-            self.broadcast(server, frame, to=public)
+            self.publish((_public(server),), frame)
 
 
 @implementer(IGamewsPlugin)

@@ -16,7 +16,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
-from gamews.api import IConnection, IListener, IPluginContext, page
+from gamews.api import ChannelKind, IChannel, IConnection, IListener, IPluginContext, page
 
 __all__ = ["PROTOCOL_VERSION", "SUBPROTOCOL", "WebPluginService", "link_state_name"]
 
@@ -39,6 +39,8 @@ class WebPluginService(Service):
     """A page at ``/NAME`` and its WebSocket at ``/NAME/ws`` on every web port."""
 
     plugin: ClassVar[str]
+    channel_kind: ClassVar[ChannelKind] = ChannelKind.EVENTS
+    """What the server channels do with a browser that reads too slowly."""
     log = Logger()
 
     def __init__(self, context: IPluginContext) -> None:
@@ -47,6 +49,7 @@ class WebPluginService(Service):
         self.listeners: list[IListener] = []
         self.following: dict[int, str] = {}
         self.children: dict[int, tuple[IListener, IConnection]] = {}
+        self.subscribed: dict[int, IChannel] = {}
         self._unsubscribe: list[Callable[[], object]] = []
         self._mounts: list[Any] = []
 
@@ -103,6 +106,7 @@ class WebPluginService(Service):
     def _gone(self, child: IConnection, code: int | None, reason: str) -> None:
         self.following.pop(child.id, None)
         self.children.pop(child.id, None)
+        self.subscribed.pop(child.id, None)
         self.gone(child)
 
     def gone(self, child: IConnection) -> None:
@@ -145,6 +149,7 @@ class WebPluginService(Service):
         """Make ``child`` follow ``server``: greet it, send the link state, the opening frames."""
         if server is not None:
             self.following[child.id] = server
+            self.subscribe(child, server)
         self.send(child, {"type": "hello", "plugin": self.plugin, "version": PROTOCOL_VERSION,
                           "servers": list(self.context.servers), "server": server})
         if server is not None:
@@ -158,6 +163,37 @@ class WebPluginService(Service):
     def followers(self, server: str) -> list[tuple[IListener, IConnection]]:
         return [self.children[cid] for cid, s in self.following.items()
                 if s == server and cid in self.children]
+
+    # -- channels: one per server and listener, or more (see channel_names) -----
+
+    def channel_names(self, server: str) -> tuple[str, ...]:
+        """Every channel name of ``server``'s followers (override with channel_for)."""
+        return (server,)
+
+    def channel_for(self, child: IConnection, server: str) -> str:
+        """The channel ``child`` joins to follow ``server``."""
+        return server
+
+    def channel(self, listener: IListener, name: str) -> IChannel:
+        return listener.channel(
+            name, self.channel_kind,
+            catch_up=self.catch_up if self.channel_kind is ChannelKind.STATE else None)
+
+    def subscribe(self, child: IConnection, server: str) -> None:
+        """Put ``child`` in the channel it should be in to follow ``server``."""
+        entry = self.children.get(child.id)
+        if entry is None:
+            return
+        channel = self.channel(entry[0], self.channel_for(child, server))
+        old = self.subscribed.get(child.id)
+        if old is not channel:
+            if old is not None:
+                old.unsubscribe(child)
+            channel.subscribe(child)
+            self.subscribed[child.id] = channel
+
+    def catch_up(self, child: IConnection) -> None:
+        """A follower of a STATE channel missed frames and can take more (override)."""
 
     def link_frame(self, server: str, state: Any) -> dict[str, Any]:
         return {"type": "link", "server": server, "state": link_state_name(state),
@@ -178,15 +214,13 @@ class WebPluginService(Service):
     def send(self, child: IConnection, frame: dict[str, Any]) -> None:
         child.send_text(self.encode(frame))
 
-    def broadcast(self, server: str, frame: dict[str, Any],
-                  to: list[tuple[IListener, IConnection]] | None = None) -> None:
-        """Send ``frame`` to the followers of ``server`` (or ``to``), encoding and framing once."""
-        targets = self.followers(server) if to is None else to
-        if not targets:
-            return
+    def broadcast(self, server: str, frame: dict[str, Any]) -> None:
+        """Send ``frame`` to every follower of ``server``, encoding and framing once."""
+        self.publish(self.channel_names(server), frame)
+
+    def publish(self, names: tuple[str, ...], frame: dict[str, Any]) -> None:
+        """Send ``frame`` on the channels ``names`` of every listener, encoding once."""
         text = self.encode(frame)
-        by_listener: dict[int, tuple[IListener, list[IConnection]]] = {}
-        for listener, child in targets:
-            by_listener.setdefault(id(listener), (listener, []))[1].append(child)
-        for listener, children in by_listener.values():
-            listener.broadcast(text, children)
+        for listener in self.listeners:
+            for name in names:
+                self.channel(listener, name).publish(text)
