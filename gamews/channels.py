@@ -125,12 +125,17 @@ def send_once(children: Iterable[Child], payload: bytes, is_binary: bool,
     only if someone takes it); a child too far behind is closed with 1008."""
     prepared = None
     sent = 0
+    size = len(payload)
     for child in list(children):
-        if child.reserve(len(payload)):
-            if prepared is None:
-                prepared = prepare(payload, is_binary)
-            child.protocol.sendPreparedMessage(prepared)
-            sent += 1
+        protocol = child.protocol
+        if child.lost or protocol.state != _OPEN:
+            continue
+        if protocol.send_buffer.paused and not child.reserve(size):
+            continue
+        if prepared is None:
+            prepared = prepare(payload, is_binary)
+        protocol.sendPreparedMessage(prepared)
+        sent += 1
     return sent
 
 

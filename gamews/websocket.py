@@ -6,11 +6,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from pprint import pformat
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import autobahn.twisted.websocket as ab_twisted
+import autobahn.websocket.protocol as ab_protocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
@@ -45,6 +49,13 @@ _LOST = Failure(ConnectionDone())
 _SENDABLE_CODES = frozenset({1000, 1001, 1008, 1011})
 _ERROR_CODES = frozenset({1002, 1003, 1006, 1007, 1008, 1009, 1010, 1011})
 _ids = itertools.count(1)
+_OPEN = WebSocketServerProtocol.STATE_OPEN
+# transports whose socket gamews may write to directly (not TLS, not wrapped)
+_PLAIN_TCP = frozenset({tcp.Server, tcp.Client})
+# what Autobahn keeps of the opening handshake, not needed once the child is open
+_HANDSHAKE_ATTRS = ("http_request_data", "http_response_data", "http_headers",
+                    "http_request_uri", "http_request_path", "http_request_params",
+                    "http_status_line", "http_request_host")
 
 
 class ListenerLike(Protocol):
@@ -226,9 +237,10 @@ class Child:
     def reserve(self, size: int) -> bool:
         """Whether ``size`` more bytes may be sent now: the child is OPEN and not
         too far behind. A child past ``max_send_buffer`` is closed with 1008."""
-        if self.ready_state is not ReadyState.OPEN:
+        protocol = self.protocol
+        if self.lost or protocol.state != _OPEN:
             return False
-        buffer = self.protocol.send_buffer
+        buffer = protocol.send_buffer
         if buffer.paused:
             buffer.queued += size
             limits = self.route.limits
@@ -267,7 +279,11 @@ class Child:
         self._dispatch("on_open", lambda h: h.on_open)
 
     def message(self, data: str | bytes) -> None:
-        self._dispatch("on_message", lambda h: h.on_message, data)
+        hooks = self._hooks
+        for listener, hook in tuple(hooks.items()):
+            on_message = hook.on_message
+            if on_message is not None and listener.active and hooks.get(listener) is hook:
+                call_plugin(listener.owner, "on_message", on_message, hook.handle, data)
 
     def closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         """The connection is gone: tell every holder once, then forget them."""
@@ -422,10 +438,63 @@ class GamewsServerProtocol(WebSocketServerProtocol):
         return self.child.offer(request)
 
     def onOpen(self) -> None:
+        for name in _HANDSHAKE_ATTRS:  # the child's ConnectionRequest has what plugins need
+            self.__dict__.pop(name, None)
         self.child.opened()
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.child.message(payload if isBinary else payload.decode("utf-8"))
+    _replies: list[bytes] | None = None
+    """While this protocol handles bytes it read: what it sends meanwhile, written
+    together when the read is handled (an echo of 16 messages is one ``send``)."""
+
+    def dataReceived(self, data: bytes) -> None:
+        # not Autobahn's: that one first formats a debug line even with debug off
+        replies: list[bytes] = []
+        self._replies = replies
+        try:
+            self._dataReceived(data)
+        finally:
+            self._replies = None
+            if replies:
+                self._write(b"".join(replies))
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Write ``data`` at once (or with the other replies to the read being handled).
+
+        Twisted's ``transport.write`` always queues, registers the socket for
+        writability and sends on the next reactor turn: three system calls per
+        child per broadcast, where a child that keeps up takes the bytes in one
+        ``send``. What the kernel does not take goes through ``transport.write``.
+        Autobahn's own ``sendData`` adds only debug logging and statistics.
+        """
+        if sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+        elif self._replies is not None:
+            self._replies.append(data)
+        else:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        transport: Any = self.transport
+        if (type(transport) not in _PLAIN_TCP
+                or transport._tempDataLen or len(transport.dataBuffer) != transport.offset
+                or not transport.connected or transport.disconnecting
+                or transport._writeDisconnected):
+            transport.write(data)
+            return
+        try:
+            written = transport.socket.send(data)
+        except OSError:  # would block, or the peer is gone: Twisted's write path sees to it
+            written = 0
+        if written < len(data):
+            transport.write(data[written:])
+
+    def onMessageEnd(self) -> None:
+        # Autobahn's also fires a "message" observable event through a Deferred per
+        # message (nobody observes it here): hand the message straight to the child
+        if not self.failedByMe:
+            payload = b"".join(self.message_data)
+            self.child.message(payload if self.message_is_binary else payload.decode("utf-8"))
+        self.message_data = None  # type: ignore[assignment]  # as Autobahn does
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not self.child.lost:
@@ -437,6 +506,95 @@ class GamewsServerProtocol(WebSocketServerProtocol):
         if not self.child.lost:  # Autobahn skips onClose for some early failures
             self.child.closed(False, None, "connection lost")
         self.factory.route.release(self.child)
+
+
+class _LazyText:
+    """A debug-log argument formatted only if the line is emitted."""
+
+    __slots__ = ("_args", "_format")
+
+    def __init__(self, format_: Callable[..., str], *args: Any) -> None:
+        self._format = format_
+        self._args = args
+
+    def __str__(self) -> str:
+        return self._format(*self._args)
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _lazy(format_: Callable[..., str]) -> Callable[..., _LazyText]:
+    def deferred(*args: Any) -> _LazyText:
+        return _LazyText(format_, *args)
+
+    deferred.lazy_of = format_  # type: ignore[attr-defined]
+    return deferred
+
+
+def tune_autobahn() -> None:
+    """Remove two per-message costs found by profiling Autobahn (``bench/README.md``).
+
+    1. Autobahn calls ``hltype``/``hlval``/``pformat`` on every debug line's
+       arguments before the logger drops the line (a third of a handshake's cost,
+       from ``pformat`` of every option); its modules get lazy versions that give
+       the same text when a debug line is written.
+    2. Unmasking a client frame builds a CFFI masker (or loops over the bytes in
+       Python) per frame: a fifth of the echo path. :class:`XorMasker` does it with
+       two integer conversions.
+
+    Idempotent; called when gamews builds its first factory.
+    """
+    for module in (ab_protocol, ab_twisted):
+        for name in ("hltype", "hlval", "pformat"):
+            current = getattr(module, name, None)
+            if current is not None and not hasattr(current, "lazy_of"):
+                setattr(module, name, _lazy(current))
+    # the one use of pformat that is not a log argument: Timings.__str__
+    ab_protocol.Timings.__str__ = _timings_text  # type: ignore[method-assign]
+    ab_protocol.create_xor_masker = XorMasker  # type: ignore[attr-defined]
+
+
+class XorMasker:
+    """RFC 6455 masking (XOR with a 4-byte key), Autobahn's masker interface.
+
+    ``process`` may be called on consecutive pieces of one payload; the key
+    position carries over between them.
+    """
+
+    __slots__ = ("_key", "_ptr")
+
+    def __init__(self, mask: bytes, length: int | None = None) -> None:
+        if len(mask) != 4:
+            raise ValueError("a mask is 4 bytes")
+        self._key = bytes(mask) * 2
+        self._ptr = 0
+
+    def pointer(self) -> int:
+        return self._ptr
+
+    def reset(self) -> None:
+        self._ptr = 0
+
+    def process(self, data: bytes) -> bytes:
+        n = len(data)
+        if not n:
+            return b""
+        start = self._ptr & 3
+        self._ptr += n
+        key = self._key[start:start + 4] * ((n >> 2) + 1)
+        return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(
+            n, "little")
+
+
+def _timings_text(timings: Any) -> str:
+    return pformat(timings._timings)
+
+
+def _class_attribute(value: Any) -> Any:
+    return staticmethod(value) if callable(value) else value
 
 
 def _accept_deflate(limits: WebSocketLimits) -> Callable[[list[Any]], Any]:
@@ -502,6 +660,7 @@ class GamewsServerFactory(WebSocketServerFactory):
     protocol = GamewsServerProtocol  # type: ignore[assignment]
 
     def __init__(self, route: Route, reactor: Any) -> None:
+        tune_autobahn()
         super().__init__(reactor=reactor)  # type: ignore[no-untyped-call]
         self.route = route
         self.timers = self._batched_timer = _ReactorTimers(reactor)
@@ -523,3 +682,10 @@ class GamewsServerFactory(WebSocketServerFactory):
         if limits.permessage_deflate:
             options["perMessageCompressionAccept"] = _accept_deflate(limits)
         self.setProtocolOptions(**options)  # type: ignore[no-untyped-call]
+        # Autobahn copies every option onto every protocol instance (3 KB each) unless
+        # the protocol already has it: give this factory's protocols them as class
+        # attributes (functions as staticmethods, so they are not bound to the protocol)
+        self.protocol = cast("type[GamewsServerProtocol]", type(
+            "GamewsServerProtocol", (GamewsServerProtocol,),
+            {name: _class_attribute(getattr(self, name))
+             for name in GamewsServerProtocol.CONFIG_ATTRS}))

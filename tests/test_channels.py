@@ -11,7 +11,7 @@ from zope.interface.verify import verifyObject
 
 from gamews.api import ChannelKind, IChannel, IConnection, ReadyState
 from gamews.config import WebSocketLimits
-from tests.support import Client, connect, poll_until
+from tests.support import Client, buffered, connect, poll_until
 from tests.test_websocket import ContractTestBase, MiB
 
 CHUNK = 64 * 1024
@@ -25,12 +25,6 @@ def numbered(n: int) -> bytes:
 def number_of(message: str | bytes) -> int:
     assert isinstance(message, bytes)
     return int(struct.unpack("!I", message[:4])[0])
-
-
-def buffered(child: IConnection) -> int:
-    """Bytes the server's transport holds for ``child`` (Twisted's write buffer)."""
-    transport: Any = child._child.protocol.transport  # type: ignore[attr-defined]
-    return len(transport.dataBuffer) + int(transport._tempDataLen)
 
 
 class ChannelTests(ContractTestBase):

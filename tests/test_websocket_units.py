@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
+from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -118,3 +119,54 @@ class ProtocolUnitTests(SynchronousTestCase):
         status = self.transport.value().split(b"\r\n", 1)[0]
         self.assertIn(status[9:12], (b"400", b"426"))
         self.assertTrue(self.transport.disconnecting)
+
+
+class AutobahnDebugFormattingTests(SynchronousTestCase):
+    """Autobahn's debug-log arguments are formatted only when a line is written,
+    and then to the same text as before."""
+
+    def test_same_text_when_emitted(self) -> None:
+        import autobahn.websocket.protocol
+        from autobahn.util import hltype, hlval
+
+        from gamews.websocket import tune_autobahn
+
+        ab_protocol: Any = autobahn.websocket.protocol
+        tune_autobahn()
+        tune_autobahn()  # idempotent: no lazy of a lazy
+        lazy_type = ab_protocol.hltype(self.test_same_text_when_emitted)
+        lazy_value = ab_protocol.hlval(1234)
+        self.assertNotIsInstance(lazy_type, str)
+        self.assertEqual(str(lazy_type), hltype(self.test_same_text_when_emitted))
+        self.assertEqual(f"{lazy_value}", hlval(1234))
+        self.assertEqual(str(ab_protocol.pformat([("a", 1)])), "[('a', 1)]")
+        timings = ab_protocol.Timings()
+        timings.track("x")
+        self.assertIn("'x'", str(timings))
+
+
+class XorMaskerTests(SynchronousTestCase):
+    """gamews's masker equals the RFC's definition, whole or in pieces."""
+
+    def reference(self, mask: bytes, data: bytes) -> bytes:
+        return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def test_matches_rfc_in_any_pieces(self) -> None:
+        from gamews.websocket import XorMasker
+
+        mask = bytes([0x37, 0xFA, 0x21, 0x3D])
+        data = os.urandom(1000) + b"\x00" * 7
+        for cuts in ([], [1], [3, 4, 5], [2, 500, 501, 999], list(range(0, 1007, 13))):
+            masker = XorMasker(mask)
+            pieces = []
+            previous = 0
+            for cut in [*cuts, len(data)]:
+                pieces.append(masker.process(data[previous:cut]))
+                previous = cut
+            self.assertEqual(b"".join(pieces), self.reference(mask, data), cuts)
+            self.assertEqual(masker.pointer(), len(data))
+        masker.reset()
+        self.assertEqual(masker.pointer(), 0)
+        self.assertEqual(masker.process(b""), b"")
+        with self.assertRaises(ValueError):
+            XorMasker(b"abc")

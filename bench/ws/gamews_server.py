@@ -1,6 +1,7 @@
 """gamews itself, built in-process as ``twistd gamews`` would build it (shared-port Site,
 plugin layer, per-IP caps), with one benchmark plugin: echo on /echo (``child.hook`` and
-``send_text``/``send_binary``) and a 64 Hz ``listener.broadcast`` on /broadcast."""
+``send_text``/``send_binary``) and a 64 Hz ``channel.publish`` to every spectator on
+/broadcast (an EVENTS channel: every message counts)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from twisted.internet.task import LoopingCall  # noqa: E402
 from twisted.plugin import IPlugin  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
-from gamews.api import IConnection, IGamewsPlugin, IListener, IPluginContext  # noqa: E402
+from gamews.api import IChannel, IConnection, IGamewsPlugin, IPluginContext  # noqa: E402
 from gamews.config import GamewsConfig, WebSocketLimits  # noqa: E402
 from gamews.service import GamewsService  # noqa: E402
 
@@ -41,10 +42,6 @@ def hook_echo(child: IConnection) -> None:
     child.hook(on_message=echo)
 
 
-def hook_spectator(child: IConnection) -> None:
-    child.hook()
-
-
 def announce(address: IAddress) -> None:
     ready(getattr(address, "port", 0))
 
@@ -53,20 +50,26 @@ class BenchService(Service):
     def __init__(self, context: IPluginContext) -> None:
         self.context = context
         self.seq = 0
-        self.spectators: IListener | None = None
+        self.spectators: IChannel | None = None
         self.ticker = LoopingCall(self.tick)
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self.context.open(ECHO_PATH, incoming=hook_echo)
-        self.spectators = self.context.open(BROADCAST_PATH, incoming=hook_spectator)
-        self.spectators.when_listening().addCallback(announce)
+        listener = self.context.open(BROADCAST_PATH, incoming=self.spectator)
+        self.spectators = listener.channel("spectators")
+        listener.when_listening().addCallback(announce)
         self.ticker.start(1 / BROADCAST_HZ, now=False)
+
+    def spectator(self, child: IConnection) -> None:
+        assert self.spectators is not None
+        child.hook()
+        self.spectators.subscribe(child)
 
     def tick(self) -> None:
         assert self.spectators is not None
         self.seq += 1
-        if self.spectators.broadcast(payload(self.seq)) == 0:
+        if self.spectators.publish(payload(self.seq)) == 0:
             self.seq -= 1  # nobody watching: keep the sequence dense for the clients
 
 
