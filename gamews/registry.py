@@ -37,6 +37,7 @@ from gamews.api import (
 )
 from gamews.config import WebSocketLimits
 from gamews.isolation import call_plugin
+from gamews.stats import WebSocketStats
 from gamews.websocket import Child, GamewsServerFactory, ListenerLike
 
 __all__ = ["EndpointKey", "Listener", "Mount", "Registry", "normalize_endpoint", "origin_allowed"]
@@ -194,6 +195,7 @@ class _Route:
         self.limits = port.registry.limits
         self._listeners: list[Listener] = []
         self.children: set[Child] = set()
+        self.stats = port.registry.stats.path(path)
         self.factory = GamewsServerFactory(self, port.registry.reactor)
         self.resource = WebSocketResource(self.factory)
 
@@ -213,6 +215,7 @@ class _Route:
     def admit(self, child: Child) -> tuple[int, str] | None:
         verdict = self.port.registry.admit(child)
         if verdict is None:
+            self.stats.accepted += 1
             self.children.add(child)
             self.port.children.add(child)
         return verdict
@@ -407,6 +410,8 @@ class Listener:
                     prepared = self._route.factory.prepareMessage(payload, is_binary)
                 child.protocol.sendPreparedMessage(prepared)
                 sent += 1
+        self._route.stats.messages_out += sent
+        self._route.stats.bytes_out += sent * len(payload)
         return sent
 
     def close(self) -> Deferred[None]:
@@ -474,6 +479,8 @@ class Registry:
         self._per_host: Counter[str] = Counter()
         self._admitted = 0
         self.shutting_down = False
+        self.stats = WebSocketStats()
+        """Per-path message, byte and handshake counters (read by :mod:`gamews.metrics`)."""
 
     # -- opening ---------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from gamews.api import (
 )
 from gamews.config import WebSocketLimits
 from gamews.isolation import call_plugin
+from gamews.stats import PathStats
 
 if TYPE_CHECKING:
     from autobahn.websocket.types import ConnectionRequest as AutobahnRequest
@@ -60,6 +61,7 @@ class Route(Protocol):
     """What a child needs of the path it arrived on (the registry's route)."""
 
     limits: WebSocketLimits
+    stats: PathStats
 
     def listeners(self) -> list[ListenerLike]: ...
 
@@ -230,6 +232,7 @@ class Child:
                          peer=self.request.peer if self.request else "?",
                          queued=buffer.queued)
                 self.close(1008, "reading too slowly")
+                self.route.stats.slow_consumers += 1
                 return False
         return True
 
@@ -338,6 +341,9 @@ class ConnectionHandle:
             raise ValueError(f"message of {len(payload)} bytes exceeds the limit of {limit}")
         if not self._child.reserve(len(payload)):
             return False
+        stats = self._child.route.stats
+        stats.messages_out += 1
+        stats.bytes_out += len(payload)
         self._child.protocol.sendMessage(payload, isBinary=is_binary)  # type: ignore[no-untyped-call]
         return True
 
@@ -406,7 +412,19 @@ class GamewsServerProtocol(WebSocketServerProtocol):
         self.child.opened()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        stats = self.factory.route.stats
+        stats.messages_in += 1
+        stats.bytes_in += len(payload)
         self.child.message(payload if isBinary else payload.decode("utf-8"))
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        self.factory.route.stats.handshake_failed(code, reason)
+        super().failHandshake(reason, code, responseHeaders)
+
+    def onOpenHandshakeTimeout(self) -> None:
+        if self.state == self.STATE_CONNECTING:
+            self.factory.route.stats.handshake_failed(408, "timeout")
+        super().onOpenHandshakeTimeout()
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not self.child.lost:
