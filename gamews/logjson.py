@@ -46,6 +46,8 @@ class JsonLinesObserver(FileLogObserver):
     def __init__(self, out: IO[Any]) -> None:
         """Write to ``out``, flushing after each line."""
         super().__init__(out, json_line)
+        self.file = out
+        """Where the lines go (close it when the observer is no longer used)."""
 
 
 def json_lines_observer(out: IO[Any]) -> JsonLinesObserver:
