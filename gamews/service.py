@@ -158,9 +158,10 @@ class _PluginHost(Service):
 class GamewsService(MultiService):
     """One gamews instance: the shared-port registry with its plugins.
 
-    Start order: index pages, then each plugin. Stop order: every child
-    connection is closed with 1001 (going away), then the plugins stop, then
-    every port stops listening.
+    Start order: index pages, then each plugin, then the manhole and the metrics
+    port. Stop order: every child connection is closed with 1001 (going away),
+    then the metrics port, the manhole and the plugins stop, then every port
+    stops listening.
     """
 
     def __init__(self, config: GamewsConfig, plugins: list[IGamewsPlugin], *,
@@ -206,8 +207,8 @@ class GamewsService(MultiService):
         """This instance's Prometheus metrics, when served (``metrics`` given)."""
         if metrics is not None:
             self.metrics = GamewsMetrics(self.registry, self.servers, self.log_sources)
-            MetricsService(metrics.listen, self.metrics, reactor=reactor).setServiceParent(
-                self)  # type: ignore[no-untyped-call]
+            metrics_service = MetricsService(metrics.listen, self.metrics, reactor=reactor)
+            metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def _add_server(self, index: int, table: Mapping[str, Any], game_config: GameServerConfig,
                     environ: dict[str, str] | None = None) -> None:

@@ -110,8 +110,11 @@ class Options(usage.Options):
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError("--log-format: expected text or json")
         twistd = getattr(self, "parent", None)
-        if self["log-format"] == "text" or twistd is None:
+        if self["log-format"] == "text":
             return
+        if twistd is None:
+            raise usage.UsageError("--log-format json works under twistd; in a .tac file, "
+                                   "set ILogObserver to gamews.logjson.observer()")
         if twistd.get("logger") or twistd.get("syslog"):
             raise usage.UsageError("--log-format json: twistd's --logger or --syslog is "
                                    "given too")

@@ -149,7 +149,20 @@ class EndpointTests(SynchronousTestCase):
             assert isinstance(service, MetricsService)
             self.assertEqual(service.endpoint, expected)
 
+    def test_default_binds_loopback(self) -> None:
+        """The default metrics endpoint binds 127.0.0.1:9108, nothing wider."""
+        reactor = MemoryReactorClock()
+        config = parse_config({"listen": "tcp:8080:interface=127.0.0.1", "demo": False,
+                               "plugins": []})
+        service = GamewsService(config, [], reactor=reactor,
+                                metrics=MetricsConfig.from_table({}))
+        service.startService()
+        self.addCleanup(service.stopService)
+        bound = {(port, interface) for port, _, _, interface in reactor.tcpServers}
+        self.assertEqual(bound, {(8080, "127.0.0.1"), (9108, "127.0.0.1")})
+
     def config_file(self, text: str) -> str:
+        """A config file without the demo, with ``text`` appended."""
         path = Path(self.mktemp())
         path.write_text('demo = false\nplugins = ["echo"]\n' + text)
         return str(path)
@@ -364,8 +377,10 @@ class JsonLogUnitTests(SynchronousTestCase):
         self.assertEqual(logjson._destination, "gamews.log")
 
     def test_log_format_conflicts(self) -> None:
-        """--log-format json with twistd's --logger, or a bad format, is one error line."""
-        cases: list[tuple[dict[str, Any], list[str]]] = [
+        """--log-format json with twistd's --logger or outside twistd, or a bad format, is
+        one error line."""
+        cases: list[tuple[dict[str, Any] | None, list[str]]] = [
+            (None, ["--log-format", "json"]),
             ({"logger": "x.y", "nodaemon": True}, ["--log-format", "json"]),
             ({"logger": None, "nodaemon": True}, ["--log-format", "xml"]),
         ]
@@ -373,13 +388,15 @@ class JsonLogUnitTests(SynchronousTestCase):
             err = io.StringIO()
             self.patch(sys, "stderr", err)
             options = Options()
-            options.parent = usage.Options()
-            options.parent.update(twistd)
+            if twistd is not None:
+                options.parent = usage.Options()
+                options.parent.update(twistd)
             with self.assertRaises(SystemExit):
                 options.parseOptions([*argv, "--config", self.plain_config()])
             self.assertIn("--log-format", err.getvalue())
 
     def plain_config(self) -> str:
+        """A config file: echo only on an ephemeral loopback port."""
         path = Path(self.mktemp())
         path.write_text('demo = false\nplugins = ["echo"]\nlisten = "tcp:0:interface=127.0.0.1"\n')
         return str(path)
