@@ -52,10 +52,10 @@ Kind = Literal["source", "quake3"]
 CommandObserver = Callable[[str, float], object]
 """Told of each finished rcon command: its :func:`~gamews.rcon.link.command_outcome` and
 the seconds from the call to the reply or failure (queueing included)."""
-_log = Logger(namespace="gamews.rcon.server")
 _KINDS: tuple[Kind, ...] = ("source", "quake3")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HOST = re.compile(r"[A-Za-z0-9_.-]{1,253}")
+_log = Logger(namespace="gamews.rcon.server")
 
 
 @dataclass(frozen=True, slots=True)
