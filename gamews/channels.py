@@ -24,6 +24,7 @@ from gamews.api import ChannelKind, IChannel, IConnection
 from gamews.isolation import call_plugin
 
 if TYPE_CHECKING:
+    from gamews.stats import PathStats
     from gamews.websocket import Child, ListenerLike
 
 __all__ = ["Channel", "send_once"]
@@ -37,13 +38,15 @@ class Channel:
 
     def __init__(self, listener: ListenerLike, name: str, kind: ChannelKind,
                  catch_up: Callable[[IConnection], object] | None,
-                 prepare: Callable[[bytes, bool], Any], max_message_size: int) -> None:
+                 prepare: Callable[[bytes, bool], Any], max_message_size: int,
+                 stats: PathStats) -> None:
         self.listener = listener
         self.name = name
         self.kind = kind
         self._catch_up = catch_up
         self._prepare = prepare
         self._max_message_size = max_message_size
+        self._stats = stats
         self._children: dict[int, Child] = {}
         self._last: Any = None
 
@@ -84,12 +87,16 @@ class Channel:
             raise ValueError(f"message of {len(payload)} bytes exceeds the limit of "
                              f"{self._max_message_size}")
         if self.kind is ChannelKind.EVENTS:
-            return send_once(self._children.values(), payload, is_binary, self._prepare)
+            return send_once(self._children.values(), payload, is_binary, self._prepare,
+                             self._stats)
         if not self._children:
             self._last = (payload, is_binary)  # framed if someone needs it
             return 0
         self._last = self._prepare(payload, is_binary)
-        return self._publish_state(self._last)
+        sent = self._publish_state(self._last)
+        self._stats.messages_out += sent
+        self._stats.bytes_out += sent * len(payload)
+        return sent
 
     def _publish_state(self, prepared: Any) -> int:
         sent = 0
@@ -117,10 +124,12 @@ class Channel:
             last = self._last = self._prepare(*last)
         if last is not None:
             child.protocol.sendPreparedMessage(last)
+            self._stats.messages_out += 1
+            self._stats.bytes_out += len(last.payload)
 
 
 def send_once(children: Iterable[Child], payload: bytes, is_binary: bool,
-              prepare: Callable[[bytes, bool], Any]) -> int:
+              prepare: Callable[[bytes, bool], Any], stats: PathStats) -> int:
     """Send one message to every open child in ``children``, framed once (and
     only if someone takes it); a child too far behind is closed with 1008."""
     prepared = None
@@ -136,6 +145,8 @@ def send_once(children: Iterable[Child], payload: bytes, is_binary: bool,
             prepared = prepare(payload, is_binary)
         protocol.sendPreparedMessage(prepared)
         sent += 1
+    stats.messages_out += sent
+    stats.bytes_out += sent * size
     return sent
 
 

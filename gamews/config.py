@@ -97,6 +97,8 @@ class GamewsConfig:
     """The raw ``[[server]]`` tables (game servers)."""
     manhole: Mapping[str, Any] | None = None
     """The raw ``[manhole]`` table (validated by :mod:`gamews.manhole`), if any."""
+    metrics: Mapping[str, Any] | None = None
+    """The raw ``[metrics]`` table (validated by :mod:`gamews.metrics`), if any."""
     demo: bool | None = None
     """Run the demo game (``None``: when no ``[[server]]`` is configured)."""
     base_dir: Path | None = None
@@ -174,11 +176,10 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Ga
         if key not in _TOP_KEYS:
             raise ConfigError(key, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
     kwargs: dict[str, Any] = {"base_dir": base_dir}
-    if "metrics" in data:
-        raise ConfigError("metrics", "not available in this version of gamews yet")
-    if "manhole" in data:
-        _check(data["manhole"], dict, "manhole")
-        kwargs["manhole"] = dict(data["manhole"])
+    for table in ("manhole", "metrics"):
+        if table in data:
+            _check(data[table], dict, table)
+            kwargs[table] = dict(data[table])
     if "demo" in data:
         _check(data["demo"], bool, "demo")
         kwargs["demo"] = data["demo"]

@@ -40,6 +40,7 @@ from gamews.api import (
 from gamews.channels import Channel, send_once
 from gamews.config import WebSocketLimits
 from gamews.isolation import call_plugin
+from gamews.stats import WebSocketStats
 from gamews.websocket import Child, GamewsServerFactory, ListenerLike
 
 __all__ = ["EndpointKey", "Listener", "Mount", "Registry", "normalize_endpoint", "origin_allowed"]
@@ -197,6 +198,7 @@ class _Route:
         self.limits = port.registry.limits
         self._listeners: list[Listener] = []
         self.children: set[Child] = set()
+        self.stats = port.registry.stats.path(path)
         self.factory = GamewsServerFactory(self, port.registry.reactor)
         self.resource = WebSocketResource(self.factory)
 
@@ -216,6 +218,7 @@ class _Route:
     def admit(self, child: Child) -> tuple[int, str] | None:
         verdict = self.port.registry.admit(child)
         if verdict is None:
+            self.stats.accepted += 1
             self.children.add(child)
             self.port.children.add(child)
         return verdict
@@ -403,7 +406,8 @@ class Listener:
         else:
             ids = {c.id for c in to}
             children = [c for c in self._route.children if c.id in ids]
-        return send_once(children, payload, is_binary, self._route.factory.prepareMessage)
+        return send_once(children, payload, is_binary, self._route.factory.prepareMessage,
+                         self._route.stats)
 
     def channel(self, name: str, kind: ChannelKind = ChannelKind.EVENTS, *,
                 catch_up: Callable[[IConnection], object] | None = None) -> IChannel:
@@ -416,7 +420,7 @@ class Listener:
             raise ValueError("this plugin's listener is closed")
         made = self._channels[name] = Channel(
             self, name, kind, catch_up, self._route.factory.prepareMessage,
-            self._route.limits.max_message_size)
+            self._route.limits.max_message_size, self._route.stats)
         return made
 
     def close(self) -> Deferred[None]:
@@ -485,6 +489,8 @@ class Registry:
         self._per_host: Counter[str] = Counter()
         self._admitted = 0
         self.shutting_down = False
+        self.stats = WebSocketStats()
+        """Per-path message, byte and handshake counters (read by :mod:`gamews.metrics`)."""
 
     # -- opening ---------------------------------------------------------------
 

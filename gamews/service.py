@@ -28,6 +28,7 @@ from gamews.events import EventBus
 from gamews.index import IndexPage
 from gamews.logs.service import log_source_from_table
 from gamews.manhole import ManholeConfig, make_manhole_service, service_namespace
+from gamews.metrics import GamewsMetrics, MetricsConfig, MetricsService
 from gamews.pages import static_files
 from gamews.rcon.server import GameServer, GameServerConfig, IGameServer
 from gamews.registry import Listener, Mount, Registry
@@ -157,14 +158,16 @@ class _PluginHost(Service):
 class GamewsService(MultiService):
     """One gamews instance: the shared-port registry with its plugins.
 
-    Start order: index pages, then each plugin. Stop order: every child
-    connection is closed with 1001 (going away), then the plugins stop, then
-    every port stops listening.
+    Start order: index pages, then each plugin, then the manhole and the metrics
+    port. Stop order: every child connection is closed with 1001 (going away),
+    then the metrics port, the manhole and the plugins stop, then every port
+    stops listening.
     """
 
     def __init__(self, config: GamewsConfig, plugins: list[IGamewsPlugin], *,
                  reactor: Any = None, demo: DemoGame | None = None,
-                 manhole: ManholeConfig | None = None) -> None:
+                 manhole: ManholeConfig | None = None,
+                 metrics: MetricsConfig | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
         self.registry = Registry(config.websocket, reactor=reactor,
@@ -172,6 +175,8 @@ class GamewsService(MultiService):
         reactor = self.registry.reactor
         self.events = EventBus(reactor)
         self.servers: dict[str, GameServer] = {}
+        self.log_sources: dict[str, Service] = {}
+        """Each game server's log source service, by server name."""
         self.plugins = plugins
         self.demo = demo
         self._index_mounts: list[Mount] = []
@@ -198,6 +203,12 @@ class GamewsService(MultiService):
             namespace = service_namespace(self, servers=self.servers, events=self.events,
                                           rcon=rcon)
             make_manhole_service(manhole, namespace, reactor=reactor).setServiceParent(self)
+        self.metrics: GamewsMetrics | None = None
+        """This instance's Prometheus metrics, when served (``metrics`` given)."""
+        if metrics is not None:
+            self.metrics = GamewsMetrics(self.registry, self.servers, self.log_sources)
+            metrics_service = MetricsService(metrics.listen, self.metrics, reactor=reactor)
+            metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def _add_server(self, index: int, table: Mapping[str, Any], game_config: GameServerConfig,
                     environ: dict[str, str] | None = None) -> None:
@@ -217,6 +228,7 @@ class GamewsService(MultiService):
             base_dir=self.config.base_dir, environ=environ, mount=mount)
         if log_service is not None:
             log_service.setServiceParent(self)
+            self.log_sources[game_config.name] = log_service
         game = GameServer(game_config, reactor=self.registry.reactor)
         game.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.servers[game_config.name] = game

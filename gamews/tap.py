@@ -11,7 +11,9 @@ from twisted.python import usage
 from gamews.config import DEFAULT_LISTEN, GamewsConfig, load_config
 from gamews.demo.setup import make_demo
 from gamews.errors import ConfigError
+from gamews.logjson import use_file
 from gamews.manhole import ManholeConfig
+from gamews.metrics import MetricsConfig, metrics_endpoint
 from gamews.registry import normalize_endpoint
 from gamews.service import GamewsService, available_plugins, select_plugins
 
@@ -29,6 +31,8 @@ class Options(usage.Options):
         ["config", "c", None, "A TOML config file."],
         ["manhole", None, None, "Run an SSH manhole on this endpoint (credentials from the "
                                 "config's [manhole] table) [default: off]."],
+        ["log-format", None, "text", "text, or json: JSON lines (twistd's --logfile still "
+                                     "says where)."],
     ]
     optFlags: ClassVar[list[list[str | None]]] = [
         ["demo", None, "Run the built-in demo game (the default when no [[server]] is "
@@ -38,6 +42,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
+        self["metrics"] = None
         self.config: GamewsConfig = GamewsConfig()
         self.service: GamewsService | None = None
 
@@ -53,9 +58,12 @@ class Options(usage.Options):
     opt_l = opt_listen
 
     def opt_metrics(self, description: str) -> None:
-        """Serve metrics on an endpoint (not available yet)."""
-        raise usage.UsageError("--metrics: the metrics endpoint is not available in this "
-                               "version of gamews yet")
+        """Serve Prometheus metrics at /metrics on an endpoint (a bare port number means
+        loopback) [default: off, or the config's [metrics] table]."""
+        try:
+            self["metrics"] = metrics_endpoint(description, "--metrics")
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
 
     def parseOptions(self, options: Any = None) -> None:
         """Parse, printing a bad option or config as one line (not a usage dump)."""
@@ -84,11 +92,39 @@ class Options(usage.Options):
                 if self["manhole"] is not None:
                     table["endpoint"] = self["manhole"]
                 manhole = ManholeConfig.from_table(table, base_dir=config.base_dir)
+            metrics = None
+            if self["metrics"] is not None or config.metrics is not None:
+                table = dict(config.metrics or {})
+                if self["metrics"] is not None:
+                    table["listen"] = self["metrics"]
+                metrics = MetricsConfig.from_table(table)
             self.service = GamewsService(config, plugins, demo=make_demo() if demo else None,
-                                         manhole=manhole)
+                                         manhole=manhole, metrics=metrics)
         except ConfigError as e:
             raise usage.UsageError(f"config: {e}") from None
         self.config = config
+        self._log_format()
+
+    def _log_format(self) -> None:
+        """``--log-format json``: have twistd log through :mod:`gamews.logjson`."""
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError("--log-format: expected text or json")
+        twistd = getattr(self, "parent", None)
+        if self["log-format"] == "text":
+            return
+        if twistd is None:
+            raise usage.UsageError("--log-format json works under twistd; in a .tac file, "
+                                   "set ILogObserver to gamews.logjson.observer()")
+        if twistd.get("logger") or twistd.get("syslog"):
+            raise usage.UsageError("--log-format json: twistd's --logger or --syslog is "
+                                   "given too")
+        logfile = twistd.get("logfile")
+        if not logfile and not twistd.get("nodaemon"):
+            logfile = "twistd.log"
+        if logfile == "-" and not twistd.get("nodaemon"):
+            raise usage.UsageError("--log-format json: daemons cannot log to stdout")
+        use_file(logfile)
+        twistd["logger"] = "gamews.logjson.observer"
 
 
 def makeService(options: Options) -> IService:

@@ -35,6 +35,7 @@ from gamews.api import (
 )
 from gamews.config import WebSocketLimits
 from gamews.isolation import call_plugin
+from gamews.stats import PathStats
 
 if TYPE_CHECKING:
     from autobahn.websocket.types import ConnectionRequest as AutobahnRequest
@@ -73,6 +74,7 @@ class Route(Protocol):
     """What a child needs of the path it arrived on (the registry's route)."""
 
     limits: WebSocketLimits
+    stats: PathStats
 
     def listeners(self) -> list[ListenerLike]: ...
 
@@ -249,6 +251,7 @@ class Child:
                          peer=self.request.peer if self.request else "?",
                          queued=buffer.queued)
                 self.close(1008, "reading too slowly")
+                self.route.stats.slow_consumers += 1
                 return False
         return True
 
@@ -370,6 +373,9 @@ class ConnectionHandle:
             raise ValueError(f"message of {len(payload)} bytes exceeds the limit of {limit}")
         if not self._child.reserve(len(payload)):
             return False
+        stats = self._child.route.stats
+        stats.messages_out += 1
+        stats.bytes_out += len(payload)
         self._child.protocol.sendMessage(payload, isBinary=is_binary)  # type: ignore[no-untyped-call]
         return True
 
@@ -493,8 +499,20 @@ class GamewsServerProtocol(WebSocketServerProtocol):
         # message (nobody observes it here): hand the message straight to the child
         if not self.failedByMe:
             payload = b"".join(self.message_data)
+            stats = self.factory.route.stats
+            stats.messages_in += 1
+            stats.bytes_in += len(payload)
             self.child.message(payload if self.message_is_binary else payload.decode("utf-8"))
         self.message_data = None  # type: ignore[assignment]  # as Autobahn does
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        self.factory.route.stats.handshake_failed(code, reason)
+        super().failHandshake(reason, code, responseHeaders)
+
+    def onOpenHandshakeTimeout(self) -> None:
+        if self.state == self.STATE_CONNECTING:
+            self.factory.route.stats.handshake_failed(408, "timeout")
+        super().onOpenHandshakeTimeout()
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not self.child.lost:

@@ -110,6 +110,8 @@ class ChannelTests(ContractTestBase):
             for client in clients:
                 await client.wait_messages(1)
             self.assertEqual(prepared, [b"tick"])
+            stats = self.registry.stats.path("/ws")  # what the metrics report
+            self.assertEqual((stats.messages_out, stats.bytes_out), (20, 80))
             await self.close_all(clients)
 
         return ensureDeferred(run())

@@ -65,7 +65,7 @@ class ConfigTests(SynchronousTestCase):
             ({"plugin": {"echo": 3}}, "plugin.echo"),
             ({"manhole": "on"}, "manhole"),
             ({"demo": "yes"}, "demo"),
-            ({"metrics": {}}, "metrics"),
+            ({"metrics": "on"}, "metrics"),
         ]
         for data, key in cases:
             self.assertEqual(self.key_of(data), key, data)

@@ -65,10 +65,10 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(message.count("\n"), 1)
         self.assertIn("--listen", message)
 
-    def test_metrics_not_yet(self) -> None:
-        """--metrics says it is not available yet."""
-        message = self.error_of("--metrics", "tcp:9100")
-        self.assertIn("not available", message)
+    def test_bad_metrics_one_line(self) -> None:
+        """A malformed --metrics endpoint is one line naming the option."""
+        message = self.error_of("--metrics", "tcp:notaport")
+        self.assertEqual(message.count("\n"), 1)
         self.assertIn("--metrics", message)
 
     def test_manhole_without_credentials(self) -> None:

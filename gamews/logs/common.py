@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeAlias
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -40,10 +41,15 @@ class LogStats:
     """Lines whose handling raised (logged), or failed polls of a file."""
     rotations: int = 0
     """Files followed after a rotation or truncation."""
+    too_long: int = 0
+    """Lines longer than :data:`MAX_LINE`, parsed as ``unknown`` unread."""
+    events: Counter[str] = field(default_factory=Counter)
+    """Parsed lines by event type (``unknown``: no type fits), counted by the line pipeline."""
 
     def as_dict(self) -> dict[str, int]:
-        """The counters by name."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The integer counters by name."""
+        return {f.name: value for f in fields(self)
+                if isinstance(value := getattr(self, f.name), int)}
 
     @property
     def dropped(self) -> int:

@@ -36,7 +36,7 @@ from twisted.web.resource import IResource
 from gamews.errors import ConfigError
 from gamews.events import Event, EventBus
 from gamews.logs import quake3, source
-from gamews.logs.common import AllowedHosts, LogStats
+from gamews.logs.common import MAX_LINE, AllowedHosts, LogStats
 from gamews.logs.http import SourceHttpLogResource
 from gamews.logs.tail import FileTailer, FileTailService
 from gamews.logs.udp import SourceLogReceiver, UdpLogService
@@ -74,15 +74,21 @@ class LinePipeline:
     """A line sink: parse each line and publish the event as ``server`` on ``bus``."""
 
     def __init__(self, bus: EventBus, server: str,
-                 parser: Callable[[str], Event] = parse_any) -> None:
-        """Publish ``parser(line)`` for each line."""
+                 parser: Callable[[str], Event] = parse_any, *,
+                 stats: LogStats | None = None) -> None:
+        """Publish ``parser(line)`` for each line, counting event types in ``stats``."""
         self.bus = bus
         self.server = server
         self.parser = parser
+        self.stats = stats if stats is not None else LogStats()
 
     def __call__(self, line: str) -> None:
         """Parse and publish one line."""
-        self.bus.publish(self.server, self.parser(line))
+        event = self.parser(line)
+        self.stats.events[event.type] += 1
+        if len(line) > MAX_LINE:
+            self.stats.too_long += 1
+        self.bus.publish(self.server, event)
 
 
 class _Unmount(Protocol):
@@ -207,8 +213,8 @@ def log_source_from_table(
                 raise ConfigError(f"{where}.{key}", "expected an integer, 0 or more")
             sizes[key] = value
     bus.add_server(name, **sizes)
-    sink = LinePipeline(bus, name, PARSERS[fmt])
     stats = LogStats()
+    sink = LinePipeline(bus, name, PARSERS[fmt], stats=stats)
 
     if kind == "file":
         file_path = Path(path).expanduser()

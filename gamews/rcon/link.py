@@ -19,6 +19,7 @@ __all__ = [
     "RconStoppedError",
     "RconTimeoutError",
     "StateNotifier",
+    "command_outcome",
 ]
 
 
@@ -68,6 +69,28 @@ class RconPasswordRejectedError(RconError):
 
 class RconStoppedError(RconError):
     """The client was stopped before the command could be sent."""
+
+
+_OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
+    (RconTimeoutError, "timeout"),
+    (RconQueueFullError, "queue_full"),
+    (RconLinkLostError, "link_lost"),
+    (RconPasswordRejectedError, "password_rejected"),
+    (RconStoppedError, "stopped"),
+    (ValueError, "invalid"),
+)
+
+
+def command_outcome(error: BaseException | None) -> str:
+    """A short name for how a command ended: ``ok`` (``error`` is ``None``), ``timeout``,
+    ``queue_full``, ``link_lost``, ``password_rejected``, ``stopped``, ``invalid`` (an
+    unsendable command) or ``error``."""
+    if error is None:
+        return "ok"
+    for kind, name in _OUTCOMES:
+        if isinstance(error, kind):
+            return name
+    return "error"
 
 
 class StateNotifier:

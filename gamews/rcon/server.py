@@ -29,16 +29,18 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
 from gamews.errors import ConfigError
-from gamews.rcon.link import LinkState
+from gamews.rcon.link import LinkState, command_outcome
 from gamews.rcon.quake3 import Quake3RconClient
 from gamews.rcon.quake3_codec import Player
 from gamews.rcon.source import SourceRconClient
 from gamews.secret import Secret, secret_from_table
 
 __all__ = [
+    "CommandObserver",
     "GameServer",
     "GameServerConfig",
     "GameServerStatus",
@@ -47,9 +49,13 @@ __all__ = [
 ]
 
 Kind = Literal["source", "quake3"]
+CommandObserver = Callable[[str, float], object]
+"""Told of each finished rcon command: its :func:`~gamews.rcon.link.command_outcome` and
+the seconds from the call to the reply or failure (queueing included)."""
 _KINDS: tuple[Kind, ...] = ("source", "quake3")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HOST = re.compile(r"[A-Za-z0-9_.-]{1,253}")
+_log = Logger(namespace="gamews.rcon.server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +220,8 @@ class GameServer(Service):
         self.config = config
         self.name: str = config.name
         self.kind: Kind = config.kind
+        self._clock = reactor
+        self._command_observers: list[CommandObserver] = []
         self.client: SourceRconClient | Quake3RconClient
         options: dict[str, Any] = {}
         if config.timeout is not None:
@@ -252,7 +260,32 @@ class GameServer(Service):
 
     def rcon(self, command: str) -> Deferred[str]:
         """See :meth:`IGameServer.rcon`."""
-        return self.client.rcon(command)
+        if not self._command_observers:
+            return self.client.rcon(command)
+        started = self._clock.seconds()
+
+        def finished(result: str | Failure) -> str | Failure:
+            error = result.value if isinstance(result, Failure) else None
+            outcome, elapsed = command_outcome(error), self._clock.seconds() - started
+            for observer in list(self._command_observers):
+                try:
+                    observer(outcome, elapsed)
+                except Exception:
+                    _log.failure("rcon command observer of {name} raised", name=self.name)
+            return result
+
+        return self.client.rcon(command).addBoth(finished)
+
+    def observe_commands(self, observer: CommandObserver) -> Callable[[], None]:
+        """Call ``observer(outcome, seconds)`` as each command ends (never with the command
+        text, which may hold secrets); return a function that stops it."""
+        self._command_observers.append(observer)
+
+        def stop() -> None:
+            if observer in self._command_observers:
+                self._command_observers.remove(observer)
+
+        return stop
 
     def subscribe(self, callback: Callable[[LinkState], object]) -> Callable[[], None]:
         """See :meth:`IGameServer.subscribe`."""

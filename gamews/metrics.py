@@ -1,0 +1,376 @@
+"""Prometheus metrics: ``--metrics ENDPOINT`` or a ``[metrics]`` table serves ``/metrics``.
+
+Off unless asked for; listens on loopback by default::
+
+    [metrics]
+    listen = "tcp:9108:interface=127.0.0.1"   # or a bare port: 9108 (loopback)
+
+Each gamews service has its own ``CollectorRegistry`` (never prometheus_client's global
+one), so tests and several services in one process do not collide. The WebSocket message
+path only adds to plain integers (:mod:`gamews.stats`); :class:`GamewsCollector` reads
+them, the registry's live connections, the RCON links and the log sources' counters
+when scraped. RCON commands, which are slow anyway, go to a normal Counter and Histogram.
+
+Labels are URL paths, plugin names, game server names, event types and fixed reason
+words: never peer addresses, commands, plugins' free-text reasons or secrets.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.resource import EncodingResourceWrapper, IResource, Resource
+from twisted.web.server import GzipEncoderFactory, Request, Site
+
+from gamews.api import ReadyState
+from gamews.errors import ConfigError
+from gamews.logs.service import HttpLogService
+from gamews.logs.tail import FileTailService
+from gamews.logs.udp import UdpLogService
+from gamews.manhole import is_loopback_endpoint
+from gamews.rcon.link import LinkState
+from gamews.rcon.server import GameServer
+from gamews.registry import Registry, normalize_endpoint
+
+__all__ = [
+    "DEFAULT_METRICS_LISTEN",
+    "GamewsCollector",
+    "GamewsMetrics",
+    "MetricsConfig",
+    "MetricsResource",
+    "MetricsService",
+    "metrics_endpoint",
+]
+
+log = Logger(namespace="gamews.metrics")
+
+DEFAULT_METRICS_LISTEN: Final = "tcp:9108:interface=127.0.0.1"
+"""Where metrics are served when asked for without an endpoint: loopback only."""
+
+_SOURCE_KIND: Final[dict[type, str]] = {UdpLogService: "udp", HttpLogService: "http",
+                                        FileTailService: "file"}
+_DROPS: Final = (("address", "dropped_address"), ("secret", "dropped_secret"),
+                 ("malformed", "dropped_malformed"))
+
+
+def metrics_endpoint(value: object, key: str) -> str:
+    """A metrics endpoint description from config or the command line: strports syntax,
+    or a bare port number meaning that port on loopback. Raises :class:`ConfigError`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "expected an endpoint such as tcp:9108:interface=127.0.0.1")
+    if value.isdigit():
+        value = f"tcp:{value}:interface=127.0.0.1"
+    try:
+        normalize_endpoint(value)
+    except ValueError as e:
+        raise ConfigError(key, str(e)) from None
+    return value
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """A validated ``[metrics]`` table."""
+
+    listen: str = DEFAULT_METRICS_LISTEN
+    """The endpoint ``/metrics`` is served on."""
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> MetricsConfig:
+        """Validate a ``[metrics]`` table (keys: ``listen``)."""
+        for key in table:
+            if key != "listen":
+                raise ConfigError(f"metrics.{key}", "unknown key (known: listen)")
+        if "listen" not in table:
+            return cls()
+        return cls(metrics_endpoint(table["listen"], "metrics.listen"))
+
+
+# -- reading gamews's state at scrape time ------------------------------------------------
+
+
+def _counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=labels)
+
+
+def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+class GamewsCollector:
+    """A prometheus_client collector reading gamews's own counters when scraped."""
+
+    def __init__(self, registry: Registry, servers: Mapping[str, GameServer],
+                 log_sources: Mapping[str, object]) -> None:
+        """Read ``registry``'s connections and counters, ``servers``' links and the
+        counters of ``log_sources`` (by game server name)."""
+        self.registry = registry
+        self.servers = servers
+        self.log_sources = log_sources
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing up front: the families are built afresh on each scrape."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family, from the current state."""
+        yield from self._connections()
+        yield from self._traffic()
+        yield from self._links()
+        yield from self._logs()
+
+    def _connections(self) -> Iterator[Metric]:
+        held: defaultdict[tuple[str, str], int] = defaultdict(int)
+        admitted: defaultdict[str, int] = defaultdict(int)
+        for port in self.registry.ports():
+            for path, route in port.routes.items():
+                admitted[path] += len(route.children)
+                for listener in route.listeners():
+                    held[path, listener.owner] += 0
+                for child in route.children:
+                    if child.ready_state is ReadyState.OPEN:
+                        for owner in child.holders():
+                            held[path, owner] += 1
+        connections = _gauge("gamews_websocket_connections",
+                             "Open WebSocket connections each plugin holds.", ["path", "plugin"])
+        for (path, plugin), n in sorted(held.items()):
+            connections.add_metric([path, plugin], n)
+        children = _gauge("gamews_websocket_admitted_connections",
+                          "WebSocket connections admitted on a path, in any state.", ["path"])
+        for path, n in sorted(admitted.items()):
+            children.add_metric([path], n)
+        yield connections
+        yield children
+
+    def _traffic(self) -> Iterator[Metric]:
+        path_counters = {
+            "accepted": _counter("gamews_websocket_connections_accepted",
+                                 "WebSocket connections admitted since start.", ["path"]),
+            "messages_in": _counter("gamews_websocket_messages_received",
+                                    "Whole messages received from browsers.", ["path"]),
+            "bytes_in": _counter("gamews_websocket_received_bytes",
+                                 "Payload bytes of the messages received.", ["path"]),
+            "messages_out": _counter("gamews_websocket_messages_sent",
+                                     "Messages sent to browsers (a broadcast counts once per "
+                                     "connection reached).", ["path"]),
+            "bytes_out": _counter("gamews_websocket_sent_bytes",
+                                  "Payload bytes of the messages sent.", ["path"]),
+            "slow_consumers": _counter("gamews_websocket_slow_consumers_closed",
+                                       "Connections closed with 1008 for reading too slowly.",
+                                       ["path"]),
+        }
+        failures = _counter("gamews_websocket_handshake_failures",
+                            "Opening handshakes refused, by HTTP status and reason.",
+                            ["path", "status", "reason"])
+        for path, stats in sorted(self.registry.stats.paths.items()):
+            for attribute, family in path_counters.items():
+                family.add_metric([path], getattr(stats, attribute))
+            for (status, reason), n in sorted(stats.handshake_failures.items()):
+                failures.add_metric([path, str(status), reason], n)
+        yield from path_counters.values()
+        yield failures
+
+    def _links(self) -> Iterator[Metric]:
+        state = _gauge("gamews_rcon_link_state",
+                       "1 for the current state of each game server's RCON link.",
+                       ["server", "state"])
+        pending = _gauge("gamews_rcon_pending_commands",
+                         "RCON commands queued or in flight.", ["server"])
+        for name, server in sorted(self.servers.items()):
+            current = server.state
+            for each in LinkState:
+                state.add_metric([name, each.value], 1 if each is current else 0)
+            pending.add_metric([name], server.client.pending)
+        yield state
+        yield pending
+
+    def _logs(self) -> Iterator[Metric]:
+        received = _counter("gamews_log_received",
+                            "Log datagrams, HTTP posts or file reads taken in.",
+                            ["server", "source"])
+        dropped = _counter("gamews_log_dropped",
+                           "Log datagrams or posts dropped: wrong address, wrong or missing "
+                           "secret, or malformed.", ["server", "source", "reason"])
+        lines = _counter("gamews_log_lines", "Log lines parsed, by event type.",
+                         ["server", "type"])
+        misses = _counter("gamews_log_parse_misses",
+                          "Log lines no event type fits (parsed as unknown).",
+                          ["server", "reason"])
+        errors = _counter("gamews_log_errors",
+                          "Log lines whose handling failed, or failed reads of a log file.",
+                          ["server"])
+        for name, service in sorted(self.log_sources.items()):
+            if not isinstance(service, UdpLogService | HttpLogService | FileTailService):
+                continue
+            stats = service.stats
+            kind = _SOURCE_KIND[type(service)]
+            received.add_metric([name, kind], stats.received)
+            for reason, attribute in _DROPS:
+                dropped.add_metric([name, kind, reason], getattr(stats, attribute))
+            for event_type, n in sorted(stats.events.items()):
+                lines.add_metric([name, event_type], n)
+            unknown = stats.events.get("unknown", 0)
+            misses.add_metric([name, "no_match"], unknown - stats.too_long)
+            misses.add_metric([name, "too_long"], stats.too_long)
+            errors.add_metric([name], stats.errors)
+        yield from (received, dropped, lines, misses, errors)
+
+
+# -- the metrics of one service -----------------------------------------------------------
+
+
+class GamewsMetrics:
+    """One gamews service's metrics: its own ``CollectorRegistry``, the collector of its
+    live state and the RCON command counters."""
+
+    def __init__(self, registry: Registry, servers: Mapping[str, GameServer],
+                 log_sources: Mapping[str, object]) -> None:
+        """Collect from ``registry``, ``servers`` and ``log_sources``, and observe every
+        RCON command of ``servers``."""
+        self.collector_registry = CollectorRegistry()
+        self.collector = GamewsCollector(registry, servers, log_sources)
+        self.collector_registry.register(self.collector)
+        self.rcon_commands = Counter(
+            "gamews_rcon_commands", "RCON commands finished, by outcome.",
+            ["server", "outcome"], registry=self.collector_registry)
+        self.rcon_seconds = Histogram(
+            "gamews_rcon_command_duration_seconds",
+            "Seconds from a successful RCON command's call to its whole reply.",
+            ["server"], registry=self.collector_registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+        for name, server in servers.items():
+            self.rcon_commands.labels(name, "ok")
+            self.rcon_seconds.labels(name)
+            server.observe_commands(self._command_observer(name))
+
+    def _command_observer(self, server: str) -> Any:
+        commands, seconds = self.rcon_commands, self.rcon_seconds.labels(server)
+
+        def observe(outcome: str, elapsed: float) -> None:
+            commands.labels(server, outcome).inc()
+            if outcome == "ok":
+                seconds.observe(elapsed)
+
+        return observe
+
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The metrics text for an ``Accept`` header, and its content type (the
+        Prometheus text format 0.0.4 unless the scraper asks for another)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.collector_registry), content_type
+
+
+class MetricsResource(Resource):
+    """``GET`` answers the Prometheus exposition of a :class:`GamewsMetrics`."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: GamewsMetrics) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        """The exposition, in the format the scraper's ``Accept`` asks for."""
+        accept = request.getHeader("accept") or ""
+        body, content_type = self.metrics.exposition(accept)
+        request.setHeader("content-type", content_type)
+        request.setHeader("cache-control", "no-store")
+        return body
+
+
+class _QuietSite(Site):
+    """A Site without an access log line per scrape."""
+
+    noisy = False
+
+    def log(self, request: http.Request) -> None:
+        pass
+
+
+def metrics_site(metrics: GamewsMetrics) -> Site:
+    """A Site serving ``/metrics`` (gzip when asked) and nothing else."""
+    root = Resource()
+    resource: IResource = EncodingResourceWrapper(MetricsResource(metrics), [GzipEncoderFactory()])
+    root.putChild(b"metrics", resource)
+    site = _QuietSite(root)  # type: ignore[no-untyped-call]
+    site.displayTracebacks = False
+    return site
+
+
+class MetricsService(Service):
+    """Serves ``/metrics`` on an endpoint while running."""
+
+    def __init__(self, endpoint: str, metrics: GamewsMetrics, *, reactor: Any) -> None:
+        """Listen on ``endpoint`` (strports syntax) with ``reactor`` when started."""
+        self.endpoint = endpoint
+        self.metrics = metrics
+        self.site = metrics_site(metrics)
+        self._reactor = reactor
+        self._listening: Deferred[None] | None = None
+        self._port: IListeningPort | None = None
+        self._failure: Failure | None = None
+        self.setName("metrics")  # type: ignore[no-untyped-call]
+
+    def startService(self) -> None:
+        """Start listening; a failure to bind is logged, and fails :meth:`when_listening`."""
+        super().startService()  # type: ignore[no-untyped-call]
+        if not is_loopback_endpoint(self.endpoint):
+            log.warn("metrics: {endpoint} is not a loopback address: anyone who can reach it "
+                     "sees the metrics", endpoint=self.endpoint)
+        self._port, self._failure = None, None
+        listening: Deferred[IListeningPort] = serverFromString(
+            self._reactor, self.endpoint).listen(self.site)
+        self._listening = listening.addCallbacks(self._listened, self._listen_failed)
+
+    def _listened(self, port: IListeningPort) -> None:
+        self._port = port
+        log.info("metrics on http://{address.host}:{address.port}/metrics",
+                 address=port.getHost())
+
+    def _listen_failed(self, failure: Failure) -> None:
+        self._failure = failure
+        log.error("metrics: cannot listen on {endpoint}: {reason}", endpoint=self.endpoint,
+                  reason=failure.getErrorMessage())
+
+    def when_listening(self) -> Deferred[IAddress]:
+        """Fire with the listening address once listening (fail if it cannot listen)."""
+        if self._port is not None:
+            return succeed(self._port.getHost())
+        if self._failure is not None or self._listening is None:
+            return fail(self._failure or RuntimeError("the metrics service is not running"))
+        waiter: Deferred[IAddress] = Deferred()
+
+        def report(_: object) -> None:
+            if self._port is not None:
+                waiter.callback(self._port.getHost())
+            else:
+                waiter.errback(self._failure or RuntimeError("metrics stopped"))
+
+        self._listening.addCallback(report)
+        return waiter
+
+    def stopService(self) -> Deferred[None]:
+        """Stop listening."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._listening is not None and not self._listening.called:
+            self._listening.cancel()
+        self._listening = None
+        port, self._port = self._port, None
+        if port is None:
+            return succeed(None)
+        stopped: Deferred[object] = maybeDeferred(port.stopListening)
+        return stopped.addCallback(lambda _: None)
