@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,6 +243,9 @@ class GamewsService(MultiService):
         super().startService()  # type: ignore[no-untyped-call]
         if self.demo is not None:
             self.demo.announce()
+        # the modules and objects of start-up live as long as the process: keep them out
+        # of the cyclic collector's full passes (an eighth of a handshake's cost before)
+        gc.freeze()
 
     def stopService(self) -> Deferred[None]:
         registry = self.registry

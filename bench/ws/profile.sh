@@ -18,6 +18,6 @@ for _ in $(seq 100); do grep -q READY bench/results/profile-server.out && break;
 taskset -c 1 bench/results/ws-loadgen "$mode" "$port" "$path" "$spid" "$@" &
 lg=$!
 sleep "${PROF_DELAY:-1}"
-taskset -c 1 py-spy record -p "$spid" -d "${PROF_SECS:-4}" -r 250 -f raw -o "$out" > /dev/null 2>&1
+taskset -c 1 py-spy record ${PYSPY_FLAGS:-} -p "$spid" -d "${PROF_SECS:-4}" -r 250 -f raw -o "$out" > /dev/null 2>&1
 wait $lg
 python -m bench.ws.pyspy_top "$out"
