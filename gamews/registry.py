@@ -164,6 +164,48 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
 # -- routing ------------------------------------------------------------------
 
 
+MAX_REQUEST_BODY = 1024 * 1024
+"""The largest HTTP request body a shared port takes (a CS2 log POST is far smaller)."""
+
+_TOO_LARGE = (b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\n"
+              b"Content-Length: 0\r\n\r\n")
+
+
+class BoundedRequest(Request):
+    """A request whose body may not pass :data:`MAX_REQUEST_BODY`: a larger one is
+    answered 413 and its connection closed as soon as it is known (from the
+    ``Content-Length``, or while a chunked body arrives), before it is stored and
+    before any resource sees it."""
+
+    _refused = False
+    _received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > MAX_REQUEST_BODY:
+            self._refuse()
+            length = 0
+        super().gotLength(length)  # type: ignore[no-untyped-call]
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > MAX_REQUEST_BODY:
+            self._refuse()
+            return
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:
+            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+
+    def _refuse(self) -> None:
+        self._refused = True
+        transport: Any = self.channel.transport
+        transport.write(_TOO_LARGE)
+        transport.loseConnection()
+
+
 class _Router(Resource):
     """The root of a shared port's Site: dispatches on the full URL path."""
 
@@ -240,6 +282,7 @@ class _Port:
         # an HTTP request (a WebSocket upgrade included) must arrive within
         # the handshake timeout; idle page connections are dropped as fast
         self.site = Site(self.router, timeout=registry.limits.handshake_timeout)
+        self.site.requestFactory = BoundedRequest
         self.site.displayTracebacks = False
         self.routes: dict[str, _Route] = {}
         self.mounts: dict[str, Mount] = {}

@@ -10,6 +10,7 @@ from typing import Any, cast
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
@@ -25,7 +26,7 @@ from gamews.api import (
     IListenerHandler,
 )
 from gamews.config import WebSocketLimits
-from gamews.registry import Registry, normalize_endpoint, origin_allowed
+from gamews.registry import MAX_REQUEST_BODY, Registry, normalize_endpoint, origin_allowed
 from gamews.websocket import Child
 from tests.support import LOOPBACK, connect, free_port, poll_until, port_of, real_reactor
 
@@ -310,6 +311,53 @@ class LoopbackRegistryTests(TestCase):
             response = await agent.request(b"GET", b"http://127.0.0.1:%d/nothing" % port)
             self.assertEqual(response.code, 404)
             await readBody(response)
+
+        return ensureDeferred(run())
+
+    def test_request_bodies_bounded(self) -> Deferred[None]:
+        """A body past MAX_REQUEST_BODY gets 413 before any resource sees it, whether
+        announced by Content-Length or sent chunked; a body within it is served."""
+        seen: list[int] = []
+
+        class Sink(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Any) -> bytes:
+                seen.append(len(request.content.read()))
+                return b"ok"
+
+        def post(port: int, head: bytes, body_chunks: list[bytes]) -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")
+                try:
+                    for chunk in body_chunks:
+                        s.sendall(chunk)
+                except OSError:
+                    pass  # the server closed the connection, as it should
+                answer = b""
+                while not answer.endswith(b"\r\n\r\n") and b"ok" not in answer:
+                    data = s.recv(4096)
+                    if not data:
+                        break
+                    answer += data
+                return answer
+
+        async def run() -> None:
+            mount = self.registry.mount(LOOPBACK, "/sink", Sink(), owner="w")
+            address: Any = await mount.when_listening()
+            big = MAX_REQUEST_BODY + 1
+            declared = await deferToThread(
+                post, address.port, b"Content-Length: %d\r\n" % big, [])
+            self.assertTrue(declared.startswith(b"HTTP/1.1 413"), declared)
+            chunk = b"x" * 65536
+            chunks = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 17 + [b"0\r\n\r\n"]
+            chunked = await deferToThread(
+                post, address.port, b"Transfer-Encoding: chunked\r\n", chunks)
+            self.assertTrue(chunked.startswith(b"HTTP/1.1 413"), chunked)
+            small = await deferToThread(
+                post, address.port, b"Content-Length: 5\r\n", [b"hello"])
+            self.assertTrue(small.startswith(b"HTTP/1.1 200"), small)
+            self.assertEqual(seen, [5])
 
         return ensureDeferred(run())
 
