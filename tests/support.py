@@ -36,6 +36,21 @@ def echo(child: IConnection, data: str | bytes) -> None:
         child.send_binary(data)
 
 
+def parse_options(case: Any, argv: list[str]) -> Any:
+    """``twistd gamews ARGV``'s Options, parsed; the demo's temporary directory
+    (made when the service is built) is removed when test ``case`` ends."""
+    from gamews.tap import Options
+
+    options = Options()
+    try:
+        options.parseOptions(argv)
+    finally:
+        service = getattr(options, "service", None)
+        if service is not None and service.demo is not None:
+            case.addCleanup(service.demo.cleanup)
+    return options
+
+
 def buffered(child: IConnection) -> int:
     """Bytes the server's transport holds for ``child`` (Twisted's write buffer,
     not the kernel's socket buffer)."""

@@ -54,6 +54,7 @@ from tests.support import (
     LOOPBACK,
     connect,
     free_port,
+    parse_options,
     poll_until,
     port_of,
     real_reactor,
@@ -130,9 +131,8 @@ class EndpointTests(SynchronousTestCase):
 
     def test_off_unless_asked(self) -> None:
         """Without --metrics or [metrics], no metrics service is built."""
-        options = Options()
-        options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--config",
-                              self.config_file("")])
+        options = parse_options(self, ["--listen", "tcp:0:interface=127.0.0.1", "--config",
+                                       self.config_file("")])
         assert options.service is not None
         self.assertIsNone(options.service.metrics)
         self.assertNotIn("metrics", [s.name for s in options.service])
@@ -142,8 +142,7 @@ class EndpointTests(SynchronousTestCase):
         path = self.config_file('[metrics]\nlisten = "tcp:9300:interface=127.0.0.1"\n')
         for argv, expected in [([], "tcp:9300:interface=127.0.0.1"),
                                (["--metrics", "9301"], "tcp:9301:interface=127.0.0.1")]:
-            options = Options()
-            options.parseOptions(["--config", path, *argv])
+            options = parse_options(self, ["--config", path, *argv])
             assert options.service is not None
             service = options.service.getServiceNamed("metrics")
             assert isinstance(service, MetricsService)

@@ -19,6 +19,7 @@ from tests.support import (
     can_connect,
     connect,
     free_port,
+    parse_options,
     poll_until,
     real_reactor,
     spawn_twistd,
@@ -29,8 +30,7 @@ class OptionsTests(SynchronousTestCase):
     """Command-line parsing, with one-line errors."""
 
     def parse(self, *argv: str) -> Options:
-        options = Options()
-        options.parseOptions(list(argv))
+        options: Options = parse_options(self, list(argv))
         return options
 
     def error_of(self, *argv: str) -> str:
