@@ -177,12 +177,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def spawn_twistd(args: list[str], *, pythonpath: list[str] | None = None,
-                 cwd: str | None = None) -> TwistdProcess:
-    """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH``."""
+                 cwd: str | None = None, prelude: str = "") -> TwistdProcess:
+    """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH``
+    (after running the Python statements ``prelude`` in the new process)."""
     process = TwistdProcess()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([*(pythonpath or []), str(REPO)])
-    argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+    argv = [sys.executable, "-c", f"{prelude}\nfrom twisted.scripts.twistd import run; run()",
             "--pidfile=", *args]
     _reactor.spawnProcess(process, sys.executable, argv, env=env,
                           path=cwd or str(REPO))

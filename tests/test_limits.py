@@ -19,24 +19,36 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, UNIXAddress
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.internet.threads import deferToThread
-from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, Logger, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 from gamews.api import ReadyState
 from gamews.config import WebSocketLimits
 from gamews.guard import GuardedChannel, GuardedSite, raise_file_limit
-from tests.support import connect, poll_until, real_reactor
+from tests.support import (
+    can_connect,
+    connect,
+    free_port,
+    poll_until,
+    real_reactor,
+    spawn_twistd,
+)
 from tests.test_websocket import ContractTestBase
+
+log = Logger(namespace="tests.test_limits")
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -503,3 +515,116 @@ class GuardUnitTests(SynchronousTestCase):
         texts = [formatEvent(e) for e in events]
         self.assertIn(f"open-file limit raised from 512 to {hard}", texts)
         self.assertTrue(any("below the" in t and "LimitNOFILE" in t for t in texts), texts)
+
+
+class Holder(Protocol):
+    """A lean WebSocket client: sends its handshake, waits for the answer, holds on."""
+
+    def __init__(self) -> None:
+        self.head = b""
+        self.upgraded: Deferred[bool] = Deferred()
+        """Fires with whether the answer was 101 (``False`` if closed unanswered)."""
+        self.lost: Deferred[None] = Deferred()
+        self.after = b""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(handshake("/echo"))
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.upgraded.called:
+            self.after += data
+            return
+        self.head += data
+        if answered(self.head):
+            self.head, _, self.after = self.head.partition(b"\r\n\r\n")
+            self.upgraded.callback(self.head.startswith(b"HTTP/1.1 101"))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.upgraded.called:
+            self.upgraded.callback(False)
+        self.lost.callback(None)
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident set size (VmRSS), in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise ValueError(f"no VmRSS for {pid}")
+
+
+class TenThousandConnectionsTests(TestCase):
+    """A real ``twistd gamews`` holds 10,000 WebSockets at once."""
+
+    timeout = 180
+    count = 10_000
+    sources = 200
+    """Client addresses (127.0.1.1 and up): 50 connections each, under the per-address caps."""
+
+    def setUp(self) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < self.count + 500:
+            raise SkipTest(f"needs an open-file hard limit of {self.count + 500} ({hard})")
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    def test_ten_thousand_held(self) -> Deferred[None]:
+        """twistd gamews started with a soft open-file limit of 1024 raises it and holds
+        10,000 WebSockets from 200 addresses; the 10,001st gets 503; they still echo."""
+        port = free_port()
+        config = Path(self.mktemp()).resolve()
+        config.write_text(f'listen = ["tcp:{port}:interface=127.0.0.1"]\nplugins = ["echo"]\n'
+                          'demo = false\n[websocket]\nping_interval = 0\n')
+        prelude = ("import resource; _, hard = resource.getrlimit(resource.RLIMIT_NOFILE); "
+                   "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))")
+        process = spawn_twistd(["-n", "gamews", "--config", str(config)], prelude=prelude)
+        holders: list[Holder] = []
+
+        async def stop() -> None:
+            for holder in holders:
+                if holder.transport is not None:
+                    holder.transport.abortConnection()  # type: ignore[attr-defined]
+            process.signal("KILL")
+            await process.ended
+
+        self.addCleanup(lambda: ensureDeferred(stop()))
+
+        async def open_one(i: int) -> bool:
+            endpoint = TCP4ClientEndpoint(real_reactor(), "127.0.0.1", port, timeout=30,
+                                          bindAddress=(f"127.0.1.{1 + i % self.sources}", 0))
+            holder: Holder = await connectProtocol(endpoint, Holder())
+            holders.append(holder)
+            return await holder.upgraded
+
+        async def run() -> None:
+            await poll_until(lambda: can_connect(port) or process.ended.called, timeout=30)
+            self.assertFalse(process.ended.called,
+                             (process.output + process.errors).decode(errors="replace"))
+            self.assertIn(b"open-file limit raised from 1024 to", process.output)
+            pid = process.transport.pid  # type: ignore[union-attr]
+            idle = rss_kib(pid)
+            started = time.monotonic()
+            gate = DeferredSemaphore(200)  # handshakes in flight at once
+            results = await gatherResults([gate.run(open_one, i) for i in range(self.count)])
+            elapsed = time.monotonic() - started
+            self.assertEqual(results.count(True), self.count)
+            held = rss_kib(pid)
+            log.info("10,000 WebSockets opened in {elapsed:.1f} s; server RSS {idle} KiB idle, "
+                     "{held} KiB holding them ({per:.1f} KiB each)", elapsed=elapsed,
+                     idle=idle, held=held, per=(held - idle) / self.count)
+            self.assertLess(held, 512 * 1024, "server RSS above 512 MiB")
+            # the 10,001st is refused, by max_connections
+            self.assertFalse(await open_one(self.count))
+            self.assertIn(b"HTTP/1.1 503", holders[-1].head)
+            # time passing is what is tested: they are all still held a second later
+            await deferLater(real_reactor(), 1.0)
+            self.assertEqual([h for h in holders[:self.count] if h.lost.called], [])
+            for holder in (holders[0], holders[self.count - 1]):
+                assert holder.transport is not None
+                holder.transport.write(ws_frame(0x81, b"ping"))
+            await poll_until(lambda: holders[0].after == holders[self.count - 1].after
+                             == b"\x81\x04ping")
+
+        return ensureDeferred(run())
