@@ -189,7 +189,7 @@ class GuardTestBase(ContractTestBase):
 class SlowlorisTests(GuardTestBase):
     """Sockets that never finish their request: capped per address, cut at the deadline."""
 
-    limits = WebSocketLimits(ping_interval=0, handshake_timeout=1.0, max_pending_per_ip=4,
+    limits = WebSocketLimits(ping_interval=0, handshake_timeout=2.0, max_pending_per_ip=4,
                              max_connections_per_ip=8)
 
     def test_half_request_lines_capped_then_cut(self) -> Deferred[None]:
