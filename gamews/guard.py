@@ -78,7 +78,9 @@ class GuardedSite(Site):
 
     ``max_pending_per_ip`` of ``None`` counts nothing (a port behind trusted
     proxies, where every socket comes from the proxy). UNIX-socket peers are
-    never counted.
+    never counted. HTTP/1.1 only: Twisted's default channel would switch to
+    HTTP/2 where TLS negotiates it and the ``h2`` package is installed; these
+    ports serve WebSocket upgrades (HTTP/1.1) and small pages, and offer no HTTP/2.
     """
 
     protocol = GuardedChannel  # type: ignore[assignment]
