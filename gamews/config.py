@@ -55,6 +55,11 @@ class WebSocketLimits:
     """Children open at once over the whole process."""
     max_connections_per_ip: int = 64
     """Children open at once from one peer address."""
+    max_pending_per_ip: int = 32
+    """Sockets from one peer address that are not WebSockets (yet): page loads and
+    handshakes in progress. Past it a new socket from that address is closed as
+    soon as it is accepted. Not applied when ``trusted_proxies`` is set (the
+    peer is then the proxy)."""
     permessage_deflate: bool = False
     """Accept the permessage-deflate extension (opt-in; inflation is bounded
     by ``max_message_size``)."""
@@ -74,6 +79,7 @@ _LIMIT_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "allowed_origins": list,
     "max_connections": int,
     "max_connections_per_ip": int,
+    "max_pending_per_ip": int,
     "permessage_deflate": bool,
     "trusted_proxies": int,
 }

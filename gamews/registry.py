@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, NoResource, Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from gamews.api import (
@@ -39,6 +38,7 @@ from gamews.api import (
 )
 from gamews.channels import Channel, send_once
 from gamews.config import WebSocketLimits
+from gamews.guard import GuardedSite, UpgradeResource
 from gamews.isolation import call_plugin
 from gamews.stats import WebSocketStats
 from gamews.websocket import Child, GamewsServerFactory, ListenerLike
@@ -242,7 +242,7 @@ class _Route:
         self.children: set[Child] = set()
         self.stats = port.registry.stats.path(path)
         self.factory = GamewsServerFactory(self, port.registry.reactor)
-        self.resource = WebSocketResource(self.factory)
+        self.resource = UpgradeResource(self.factory)
 
     def add(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -279,9 +279,13 @@ class _Port:
         self.key = key
         self.description = description
         self.router = _Router()
-        # an HTTP request (a WebSocket upgrade included) must arrive within
+        # an HTTP request (a WebSocket upgrade included) must arrive whole within
         # the handshake timeout; idle page connections are dropped as fast
-        self.site = Site(self.router, timeout=registry.limits.handshake_timeout)
+        # (and one address may have only so many sockets in that phase at once)
+        limits = registry.limits
+        self.site = GuardedSite(
+            self.router, timeout=limits.handshake_timeout,
+            max_pending_per_ip=None if limits.trusted_proxies else limits.max_pending_per_ip)
         self.site.requestFactory = BoundedRequest
         self.site.displayTracebacks = False
         self.routes: dict[str, _Route] = {}

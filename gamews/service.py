@@ -26,6 +26,7 @@ from gamews.api import (
 from gamews.config import GamewsConfig
 from gamews.errors import ConfigError
 from gamews.events import EventBus
+from gamews.guard import raise_file_limit
 from gamews.index import IndexPage
 from gamews.logs.service import log_source_from_table
 from gamews.manhole import ManholeConfig, make_manhole_service, service_namespace
@@ -235,6 +236,8 @@ class GamewsService(MultiService):
         self.servers[game_config.name] = game
 
     def startService(self) -> None:
+        # a socket per connection, and room for pages, handshakes and game links
+        raise_file_limit(self.config.websocket.max_connections + 1024)
         page = IndexPage(self.registry, self.plugins)
         for endpoint in self.config.listen:
             self._index_mounts.append(self.registry.mount(endpoint, "/", page, owner="gamews"))

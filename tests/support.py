@@ -148,15 +148,17 @@ class Client(WebSocketClientProtocol):
 
 async def connect(port: int, path: str = "/echo", *, protocols: list[str] | None = None,
                   headers: dict[str, str] | None = None, origin: str | None = None,
-                  **options: Any) -> Client:
-    """Open an Autobahn client on ``ws://127.0.0.1:PORT/PATH`` and wait for the handshake."""
+                  source: str | None = None, **options: Any) -> Client:
+    """Open an Autobahn client on ``ws://127.0.0.1:PORT/PATH`` (from the loopback
+    address ``source`` if given) and wait for the handshake."""
     factory = WebSocketClientFactory(
         f"ws://127.0.0.1:{port}{path}", protocols=protocols or [], headers=headers,
         origin=origin, reactor=_reactor,
     )
     factory.protocol = Client
     factory.setProtocolOptions(autoPingInterval=0, **options)
-    endpoint = clientFromString(_reactor, f"tcp:127.0.0.1:{port}:timeout=5")
+    bind = f":bindAddress={source}" if source else ""
+    endpoint = clientFromString(_reactor, f"tcp:127.0.0.1:{port}:timeout=5{bind}")
     proto = factory.buildProtocol(None)
     client: Client = await connectProtocol(endpoint, proto)
     await client.opened
@@ -197,12 +199,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def spawn_twistd(args: list[str], *, pythonpath: list[str] | None = None,
-                 cwd: str | None = None) -> TwistdProcess:
-    """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH``."""
+                 cwd: str | None = None, prelude: str = "") -> TwistdProcess:
+    """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH``
+    (after running the Python statements ``prelude`` in the new process)."""
     process = TwistdProcess()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([*(pythonpath or []), str(REPO)])
-    argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+    argv = [sys.executable, "-c", f"{prelude}\nfrom twisted.scripts.twistd import run; run()",
             "--pidfile=", *args]
     _reactor.spawnProcess(process, sys.executable, argv, env=env,
                           path=cwd or str(REPO))

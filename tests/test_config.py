@@ -58,6 +58,7 @@ class ConfigTests(SynchronousTestCase):
             ({"websocket": {"max_message_size": True}}, "websocket.max_message_size"),
             ({"websocket": {"ping_timeout": "10"}}, "websocket.ping_timeout"),
             ({"websocket": {"nope": 1}}, "websocket.nope"),
+            ({"websocket": {"max_pending_per_ip": 0}}, "websocket.max_pending_per_ip"),
             ({"websocket": {"max_frame_size": 10, "max_message_size": 5}},
              "websocket.max_frame_size"),
             ({"websocket": {"allowed_origins": [""]}}, "websocket.allowed_origins"),
