@@ -106,6 +106,7 @@ class Channel:
                 continue
             if protocol.send_buffer.paused:
                 child.behind[self] = None  # caught up when its socket drains
+                self._stats.skipped += 1
                 continue
             protocol.sendPreparedMessage(prepared)
             sent += 1

@@ -172,6 +172,9 @@ class GamewsCollector:
             "slow_consumers": _counter("gamews_websocket_slow_consumers_closed",
                                        "Connections closed with 1008 for reading too slowly.",
                                        ["path"]),
+            "skipped": _counter("gamews_websocket_messages_skipped",
+                                "STATE-channel messages not sent to a slow reader (it gets the "
+                                "latest state when it catches up).", ["path"]),
         }
         failures = _counter("gamews_websocket_handshake_failures",
                             "Opening handshakes refused, by HTTP status and reason.",

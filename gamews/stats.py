@@ -38,7 +38,7 @@ class PathStats:
     """The counters of one URL path (over every port it is open on)."""
 
     __slots__ = ("accepted", "bytes_in", "bytes_out", "handshake_failures", "messages_in",
-                 "messages_out", "slow_consumers")
+                 "messages_out", "skipped", "slow_consumers")
 
     def __init__(self) -> None:
         self.accepted = 0
@@ -53,6 +53,8 @@ class PathStats:
         """Payload bytes of those messages."""
         self.slow_consumers = 0
         """Children closed with 1008 because they read too slowly."""
+        self.skipped = 0
+        """STATE-channel messages not sent to a child whose socket was full."""
         self.handshake_failures: Counter[tuple[int, str]] = Counter()
         """Failed opening handshakes by (HTTP status, :func:`handshake_reason`)."""
 

@@ -167,6 +167,9 @@ class ChannelTests(ContractTestBase):
                              == total - 1)
             numbers = [number_of(m) for m in slow.messages]
             self.assertLess(len(numbers), total / 2)
+            # what the metrics report: every message not sent to it
+            self.assertEqual(self.registry.stats.path("/ws").skipped,
+                             total - len(numbers) + 1)
             self.assertEqual(numbers, sorted(numbers))
             self.assertEqual([number_of(m) for m in fast.messages], list(range(total)))
             await self.close_all([slow, fast])
