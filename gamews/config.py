@@ -101,6 +101,13 @@ class GamewsConfig:
     """Run the demo game (``None``: when no ``[[server]]`` is configured)."""
     base_dir: Path | None = None
     """Directory relative paths in the file are resolved against."""
+    fanout: Mapping[str, Any] | None = None
+    """The raw ``[fanout]`` table (validated by :mod:`gamews.fanout.config`), if any."""
+
+    @property
+    def edge(self) -> bool:
+        """Whether this instance is a fan-out edge (it holds no game link)."""
+        return self.fanout is not None and self.fanout.get("role") == "edge"
 
     def plugin_names(self, *, demo: bool) -> tuple[str, ...]:
         """The plugins to run: the configured list, or by default ``echo``, ``chat``,
@@ -112,6 +119,8 @@ class GamewsConfig:
 
     def runs_demo(self) -> bool:
         """Whether the demo game runs: as configured, or when no game server is."""
+        if self.edge:
+            return False
         return self.demo if self.demo is not None else not self.servers
 
     def with_listen(self, listen: tuple[str, ...]) -> GamewsConfig:
@@ -165,7 +174,7 @@ def _parse_limits(table: Mapping[str, Any]) -> WebSocketLimits:
 
 
 _TOP_KEYS: Final = frozenset({"listen", "plugins", "plugin", "websocket", "shutdown_timeout",
-                              "server", "manhole", "metrics", "demo"})
+                              "server", "manhole", "metrics", "demo", "fanout"})
 
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> GamewsConfig:
@@ -179,6 +188,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Ga
     if "manhole" in data:
         _check(data["manhole"], dict, "manhole")
         kwargs["manhole"] = dict(data["manhole"])
+    if "fanout" in data:
+        _check(data["fanout"], dict, "fanout")
+        kwargs["fanout"] = dict(data["fanout"])
     if "demo" in data:
         _check(data["demo"], bool, "demo")
         kwargs["demo"] = data["demo"]

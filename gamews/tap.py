@@ -11,6 +11,7 @@ from twisted.python import usage
 from gamews.config import DEFAULT_LISTEN, GamewsConfig, load_config
 from gamews.demo.setup import make_demo
 from gamews.errors import ConfigError
+from gamews.fanout.config import FanoutConfig
 from gamews.manhole import ManholeConfig
 from gamews.registry import normalize_endpoint
 from gamews.service import GamewsService, available_plugins, select_plugins
@@ -84,8 +85,10 @@ class Options(usage.Options):
                 if self["manhole"] is not None:
                     table["endpoint"] = self["manhole"]
                 manhole = ManholeConfig.from_table(table, base_dir=config.base_dir)
+            fanout = (FanoutConfig.from_table(dict(config.fanout), base_dir=config.base_dir)
+                      if config.fanout is not None else None)
             self.service = GamewsService(config, plugins, demo=make_demo() if demo else None,
-                                         manhole=manhole)
+                                         manhole=manhole, fanout=fanout)
         except ConfigError as e:
             raise usage.UsageError(f"config: {e}") from None
         self.config = config

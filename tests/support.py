@@ -175,10 +175,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def spawn_twistd(args: list[str], *, pythonpath: list[str] | None = None,
-                 cwd: str | None = None) -> TwistdProcess:
-    """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH``."""
+                 cwd: str | None = None, env: dict[str, str] | None = None) -> TwistdProcess:
+    """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH`` (and ``env``
+    added to the environment)."""
     process = TwistdProcess()
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join([*(pythonpath or []), str(REPO)])
     argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
             "--pidfile=", *args]
