@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -69,6 +69,7 @@ class RemoteGameServer:
     def heard(self, beat: dict[str, Any] | None) -> None:
         """The origin's heartbeat for this server (``None``: none, the origin is silent)."""
         was_stale, self.stale = self.stale, beat is None
+        was = self._notifier.state
         if beat is not None:
             if beat.get("kind") in ("source", "quake3"):
                 self.kind = str(beat["kind"])
@@ -80,7 +81,8 @@ class RemoteGameServer:
         if self.stale != was_stale:
             log.info("fanout edge: origin of {server} is {what}", server=self.name,
                      what="silent; pages show stale" if self.stale else "back")
-            self._notifier.announce()
+            if self._notifier.state is was:  # else set() told the subscribers
+                self._notifier.announce()
 
     def rcon(self, command: str) -> Deferred[str]:
         """Refused: an edge runs no RCON (its plugins forward user requests instead)."""
@@ -229,8 +231,10 @@ class EdgeFeed(FanoutService):
         def forget(result: object) -> object:
             self.pending.pop(ident, None)
             if isinstance(result, Failure):
-                return Failure(OriginSilentError(
-                    "the origin did not answer" if self.running else "shutting down"))
+                why = ("shutting down" if result.check(CancelledError)
+                       else f"the origin did not answer in {REQUEST_TTL:g} s"
+                       if result.check(TimeoutError) else "no connection to Redis")
+                return Failure(OriginSilentError(why))
             return result
 
         d.addTimeout(REQUEST_TTL, self.clock).addBoth(forget)

@@ -152,13 +152,18 @@ class SameEventsTests(FanoutTestCase):
     """Edges deliver exactly what the origin delivers."""
 
     def test_same_events_same_order(self) -> Deferred[None]:
-        """A console client on each edge sees the origin client's events, same seq and order."""
+        """A console client on each edge sees the origin client's events, same seq and order;
+        no instance logs the Redis password."""
         async def run() -> None:
             origin, *edges = await self.consoles()
             await self.commands(origin, 20)
             await self.caught_up(edges, origin)
             for edge in edges:
                 self.assert_same_events(origin, edge)
+            for instance in (self.origin, *self.edges):
+                assert instance.process is not None
+                self.assertIn(b"redis link", instance.process.output)
+                self.assertNotIn(self.redis.password.encode(), instance.process.output)
 
         return ensureDeferred(run())
 
