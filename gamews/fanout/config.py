@@ -5,6 +5,7 @@ Config::
     [fanout]
     role = "origin"                  # or "edge"
     redis = "tcp:127.0.0.1:6379"     # a client endpoint (tcp:, tls:, unix:); no password in it
+    # redis_env = "GAMEWS_REDIS"     # ...or the name of an environment variable holding it
     password_file = "redis.pass"     # or password_env = "REDIS_PASSWORD"; optional
     # username = "gamews"            # optional Redis ACL user
     # name = "edge-1"                # this instance, unique (audit log; default host:pid)
@@ -31,8 +32,8 @@ from gamews.secret import Secret, secret_from_table
 __all__ = ["FanoutConfig", "Role"]
 
 Role = Literal["origin", "edge"]
-_KEYS: Final = frozenset({"role", "redis", "password_file", "password_env", "username", "name",
-                          "prefix", "maxlen", "stale_after", "servers"})
+_KEYS: Final = frozenset({"role", "redis", "redis_env", "password_file", "password_env",
+                          "username", "name", "prefix", "maxlen", "stale_after", "servers"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
@@ -63,6 +64,13 @@ class FanoutConfig:
         if role not in ("origin", "edge"):
             raise ConfigError("fanout.role", 'must be "origin" or "edge"')
         redis = table.get("redis")
+        if "redis_env" in table:
+            if redis is not None:
+                raise ConfigError("fanout.redis_env", "give redis or redis_env, not both")
+            name = table["redis_env"]
+            redis = (os.environ if environ is None else environ).get(str(name))
+            if not redis:
+                raise ConfigError("fanout.redis_env", f"environment variable {name} is not set")
         if not isinstance(redis, str) or ":" not in redis:
             raise ConfigError("fanout.redis", 'must be a client endpoint, "tcp:HOST:PORT"')
         if "@" in redis or "redis://" in redis:

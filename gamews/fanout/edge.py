@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
@@ -146,9 +147,10 @@ class EdgeFeed(FanoutService):
         return where
 
     async def _run(self) -> None:
-        self.replies_position = await redis_time_id(self.reader)
+        self.replies_position = await self.retry(self.reader, "TIME",
+                                                 lambda: redis_time_id(self.reader))
         for server in self.servers:
-            await self._load(server)
+            await self.retry(self.reader, "GET snapshot", partial(self._load, server))
         log.info("fanout edge {name}: following {servers}", name=self.config.name,
                  servers=", ".join(self.servers))
         await read_streams(self.reader, self.clock, lambda: bool(self.running), self._positions,
@@ -184,7 +186,7 @@ class EdgeFeed(FanoutService):
             log.warn("fanout edge: gap in {server}'s stream (at {at}, next is {next}); "
                      "taking a fresh snapshot", server=server, at=cursor.stream_id,
                      next=entry_id)
-            await self._load(server)
+            await self.retry(self.reader, "GET snapshot", lambda: self._load(server))
             return
         try:
             envelope = envelope_from_json(json.loads(fields["e"]))

@@ -9,7 +9,7 @@ logged.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
@@ -26,9 +26,10 @@ from gamews.fanout.config import FanoutConfig
 from gamews.secret import Secret
 
 __all__ = ["FanoutService", "RedisLink", "RedisUnavailableError", "read_streams", "redis_time_id",
-           "stream_entries"]
+           "retrying", "stream_entries"]
 
 log = Logger(namespace="gamews.fanout")
+T = TypeVar("T")
 
 
 class RedisUnavailableError(Exception):
@@ -68,6 +69,9 @@ class RedisLink(ClientService):
         self._username = username
         self._proto: RedisProtocol | None = None
         self._down_logged = False
+        self._refusals = 0
+        self._closing: Any = None
+        self._clock = reactor
         super().__init__(clientFromString(reactor, redis), _RedisFactory(reply_timeout),
                          retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=5.0, factor=2.0),
                          clock=reactor, prepareConnection=self._prepare)
@@ -77,16 +81,26 @@ class RedisLink(ClientService):
         """Whether a ready connection is up now."""
         return self._proto is not None
 
-    async def _authenticate(self, proto: RedisProtocol) -> None:
-        await proto.whenConnected()
+    async def _authenticate(self, proxy: RedisProtocol) -> None:
+        # ``proxy`` is ClientService's wrapper; commands and whenConnected() use the
+        # protocol inside it
+        proto: RedisProtocol = await proxy.whenConnected()
         if self._password is not None:
             args = ([self._username] if self._username else []) + [self._password.reveal()]
             try:
                 await proto.execute_command("AUTH", *args)
             except Exception as e:
-                log.error("redis link {name}: {where} refused the credentials: {why}",
-                          name=self.link_name, where=self.where, why=type(e).__name__)
-                raise
+                # Not raised: ClientService (26.10) leaves a rejected connection open and
+                # cannot take its loss later. It is closed after a growing delay instead (and
+                # reconnected); meanwhile commands fail at once (see _execute).
+                self._refusals += 1
+                delay = min(30.0, 0.5 * 2 ** (self._refusals - 1))
+                log.error("redis link {name}: {where} refused the credentials ({why}); "
+                          "trying again in {delay:g} s", name=self.link_name, where=self.where,
+                          why=type(e).__name__, delay=delay)
+                self._closing = self._clock.callLater(delay, proto.transport.loseConnection)
+                return
+        self._refusals = 0
         self._proto = proto
         self._down_logged = False
         log.info("redis link {name}: connected to {where}", name=self.link_name,
@@ -112,7 +126,17 @@ class RedisLink(ClientService):
 
     async def _execute(self, args: tuple[Any, ...]) -> Any:
         proto: RedisProtocol = await self.whenConnected()
-        return await proto.execute_command(*args)
+        ready = self._proto
+        if ready is None or proto is not ready:
+            raise RedisUnavailableError(f"{self.where} refused the credentials")
+        return await ready.execute_command(*args)
+
+    def stopService(self) -> Deferred[None]:
+        """Close the connection; no reconnecting."""
+        if self._closing is not None and self._closing.active():
+            self._closing.cancel()
+        stopped: Deferred[None] = super().stopService()
+        return stopped
 
     def execute(self, *args: Any) -> Deferred[Any]:
         """Run one command, waiting for the connection if it is down; fires with the reply."""
@@ -131,6 +155,20 @@ def stream_entries(reply: Any) -> list[tuple[str, str, dict[str, str]]]:
             for key, entries in (reply or []) for entry_id, flat in entries]
 
 
+async def retrying(link: RedisLink, clock: Any, running: Callable[[], bool], what: str,
+                   attempt: Callable[[], Awaitable[T]]) -> T:
+    """``attempt()``'s result, trying again (once the link is back) while it fails and the
+    service is ``running()``; a failure while stopping is raised."""
+    while True:
+        try:
+            return await attempt()
+        except Exception:
+            if not running():
+                raise
+            link.failed(what, Failure())
+            await deferLater(clock, 0.2)
+
+
 async def read_streams(link: RedisLink, clock: Any, running: Callable[[], bool],
                        positions: Callable[[], Mapping[str, str]],
                        handle: Callable[[str, str, dict[str, str]], Awaitable[None]],
@@ -138,17 +176,13 @@ async def read_streams(link: RedisLink, clock: Any, running: Callable[[], bool],
     """Read ``positions()`` (stream key to the ID read up to) with ``XREAD BLOCK`` while
     ``running()``, handing each entry to ``handle`` in order; a failed read (Redis down)
     is retried after the link reconnects, from the same positions."""
-    while running():
+    def read() -> Deferred[Any]:
         where = positions()
-        try:
-            reply = await link.execute("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS",
-                                       *where.keys(), *where.values())
-        except Exception:
-            if not running():
-                return
-            link.failed("XREAD", Failure())
-            await deferLater(clock, 0.2)
-            continue
+        return link.execute("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS",
+                            *where.keys(), *where.values())
+
+    while running():
+        reply = await retrying(link, clock, running, "XREAD", read)
         for key, entry_id, fields in stream_entries(reply):
             await handle(key, entry_id, fields)
 
@@ -167,6 +201,10 @@ class FanoutService(Service):
         self.config = config
         self.keys = Keys(config.prefix)
         self.clock = clock
+
+    async def retry(self, link: RedisLink, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """:func:`retrying` while this service runs."""
+        return await retrying(link, self.clock, lambda: bool(self.running), what, attempt)
 
     def spawn(self, what: str, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` in the background; log its failure as ``what``."""

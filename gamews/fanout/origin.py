@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Mapping
+from functools import partial
 from itertools import islice
 from typing import Any, Final
 
@@ -84,8 +85,8 @@ class OriginPublisher(FanoutService):
         # a new run numbers its stream IDs after every earlier run's (even if the clock
         # went back), so that edges see the restart and no XADD is refused as a duplicate
         for server in self.bus.servers():
-            last = await self.link.execute("XREVRANGE", self.keys.events(server), "+", "-",
-                                           "COUNT", "1")
+            last = await self.retry(self.link, "XREVRANGE", partial(
+                self.link.execute, "XREVRANGE", self.keys.events(server), "+", "-", "COUNT", "1"))
             epoch = self.epoch
             if last:
                 epoch = max(epoch, parse_id(str(last[0][0]))[0] + 1)
@@ -212,7 +213,7 @@ class RequestServer(FanoutService):
         self.spawn("request server", self._run())
 
     async def _run(self) -> None:
-        self.position = await redis_time_id(self.reader)
+        self.position = await self.retry(self.reader, "TIME", lambda: redis_time_id(self.reader))
         await read_streams(self.reader, self.clock, lambda: bool(self.running),
                            lambda: {self.keys.requests(): self.position}, self._entry)
 

@@ -127,6 +127,14 @@ class ConfigTests(SynchronousTestCase):
                                         "servers": ["alpha"]})
         self.assertEqual((edge.servers, edge.password), (("alpha",), None))
 
+    def test_address_from_environment(self) -> None:
+        """The Redis address may come from an environment variable instead."""
+        config = FanoutConfig.from_table({"role": "origin", "redis_env": "ADDR"},
+                                         environ={"ADDR": "tcp:10.0.0.5:6379"})
+        self.assertEqual(config.redis, "tcp:10.0.0.5:6379")
+        with self.assertRaises(ConfigError):
+            FanoutConfig.from_table({"role": "origin", "redis_env": "ADDR"}, environ={})
+
     def test_errors_name_the_key(self) -> None:
         """Bad tables are refused with the key at fault; inline passwords are refused."""
         for table, key in (
