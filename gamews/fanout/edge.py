@@ -169,8 +169,14 @@ class EdgeFeed(FanoutService):
             self.cursors[server] = Cursor()
             return
         snapshot = json.loads(raw)
+        taken = Cursor(int(snapshot["epoch"]), int(snapshot["seq"]))
+        cursor = self.cursors[server]
+        if cursor.epoch is not None and (taken.epoch, taken.seq) <= (cursor.epoch, cursor.seq):
+            # older than what this edge has: restoring it would deliver events twice; the
+            # next read finds the gap again, and the snapshot will have moved on by then
+            return
         self.bus.restore(server, snapshot["state"])
-        self.cursors[server] = Cursor(int(snapshot["epoch"]), int(snapshot["seq"]))
+        self.cursors[server] = taken
         self.snapshots += 1
 
     async def _entry(self, key: str, entry_id: str, fields: dict[str, str]) -> None:

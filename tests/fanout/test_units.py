@@ -243,6 +243,17 @@ class EdgeFeedTests(SynchronousTestCase):
         self.assertTrue(any(e.get("log_level") == LogLevel.warn and "gap" in
                             e.get("log_format", "") for e in logged))
 
+    def test_snapshot_behind_is_not_restored(self) -> None:
+        """A snapshot older than what the edge has delivered is not taken (no duplicates)."""
+        for obj in self.events[:5]:
+            self.entry(7, obj)
+        self.link.values[self.keys.snapshot("demo")] = dumps(
+            {"epoch": 7, "seq": 3, "state": {"seq": 3}})
+        self.entry(7, self.events[7])  # a gap; the snapshot is behind
+        self.assertEqual(self.feed.cursors["demo"].stream_id, "7-5")
+        self.entry(7, self.events[5])
+        self.assertEqual(self.seen, [1, 2, 3, 4, 5, 6])
+
     def test_new_origin_run_starts_afresh(self) -> None:
         """Entries of a new origin run (seq 1 again) reset the state instead of being skipped."""
         for obj in self.events[:5]:
