@@ -37,14 +37,18 @@ class RedisUnavailableError(Exception):
 
 
 class _RedisFactory(Factory):
-    def __init__(self, reply_timeout: float | None) -> None:
+    noisy = False  # no "Starting factory" line at each reconnection
+
+    def __init__(self, reply_timeout: float | None, clock: Any) -> None:
         self.reply_timeout = reply_timeout
+        self.clock = clock
 
     def buildProtocol(self, addr: Any) -> RedisProtocol:
         # numbers stay text: stream IDs and JSON values are not to be converted
         proto = RedisProtocol(charset="utf-8", convertNumbers=False,
                               replyTimeout=self.reply_timeout)
         proto.factory = self
+        proto.callLater = self.clock.callLater  # reply timeouts on our clock
         return proto
 
 
@@ -72,7 +76,7 @@ class RedisLink(ClientService):
         self._refusals = 0
         self._closing: Any = None
         self._clock = reactor
-        super().__init__(clientFromString(reactor, redis), _RedisFactory(reply_timeout),
+        super().__init__(clientFromString(reactor, redis), _RedisFactory(reply_timeout, reactor),
                          retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=5.0, factor=2.0),
                          clock=reactor, prepareConnection=self._prepare)
 

@@ -31,7 +31,7 @@ from gamews.fanout.codec import Cursor, Keys, Step, dumps
 from gamews.fanout.config import FanoutConfig
 from gamews.fanout.edge import EdgeFeed
 from gamews.fanout.link import RedisLink, stream_entries
-from gamews.fanout.origin import decode_request
+from gamews.fanout.origin import OriginPublisher, decode_request
 from gamews.logs.source import parse_line
 from gamews.plugins.chat import ChatService
 from gamews.plugins.console import ConsoleService
@@ -177,18 +177,31 @@ class RequestCodecTests(SynchronousTestCase):
 
 
 class FakeLink:
-    """A Redis link answering GET from a dict and recording every other command."""
+    """A Redis link answering GET from a dict, other commands from ``replies`` (by command
+    name: a value, or an exception to fail with once), recording them."""
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
+        self.replies: dict[str, Any] = {}
         self.commands: list[tuple[Any, ...]] = []
         self.up = True
+
+    @property
+    def connected(self) -> bool:
+        return self.up
 
     def execute(self, *args: Any) -> Deferred[Any]:
         if args[0] == "GET":
             return succeed(self.values.get(args[1]))
         self.commands.append(args)
-        return succeed("ok")
+        reply = self.replies.get(args[0], "ok")
+        if isinstance(reply, Exception):
+            del self.replies[args[0]]
+            return fail(reply)
+        return succeed(reply)
+
+    def failed(self, what: str, failure: Failure) -> None:
+        pass
 
     def execute_now(self, *args: Any) -> Deferred[Any]:
         if not self.up:
@@ -398,3 +411,70 @@ class ForwardedRequestTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(first)["ok"], True)
         second = origin.apply("alpha", forwarded)
         self.assertEqual(self.successResultOf(second), {"error": "rate limited"})
+
+
+class OriginPublisherTests(SynchronousTestCase):
+    """Events out: stream IDs, snapshots and heartbeats, resending."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.link = FakeLink()
+        self.bus = EventBus(self.clock)
+        self.bus.add_server("demo")
+        config = FanoutConfig("origin", "tcp:h:1", name="o", maxlen=500)
+        game = cast(IGameServer, FakeGameServer("demo"))
+        self.publisher = OriginPublisher(config, self.bus, {"demo": game},
+                                         cast(RedisLink, self.link), clock=self.clock)
+        _, self.events = demo_bus(30)
+
+    def publish(self, n: int) -> None:
+        for obj in self.events[:n]:
+            self.bus.replay(envelope_from_json(obj))
+
+    def xadds(self) -> list[str]:
+        return [c[5] for c in self.link.commands if c[0] == "XADD"]
+
+    def test_events_snapshots_heartbeats(self) -> None:
+        """Each event goes out with ID EPOCH-SEQ in order; a tick writes the heartbeat
+        (expiring) and the snapshot with the seq it reflects."""
+        self.link.replies["XREVRANGE"] = [["999999-40", ["e", "{}"]]]  # an earlier run
+        self.publisher.startService()
+        self.addCleanup(self.publisher.stopService)
+        self.assertEqual(self.publisher.epoch_of("demo"), 1_000_000)
+        self.publish(3)
+        self.assertEqual(self.xadds(), ["1000000-1", "1000000-2", "1000000-3"])
+        xadd = next(c for c in self.link.commands if c[0] == "XADD")
+        self.assertEqual(xadd[:5], ("XADD", "gamews:demo:events", "MAXLEN", "~", 500))
+        self.assertEqual(json.loads(xadd[7]), self.events[0])
+        self.clock.advance(0.5)
+        sets = {c[1]: c for c in self.link.commands if c[0] == "SET"}
+        beat = sets["gamews:demo:origin"]
+        self.assertEqual((beat[3], beat[4]), ("PX", 3000))
+        self.assertEqual(json.loads(beat[2])["link"], "up")
+        snapshot = json.loads(sets["gamews:demo:snapshot"][2])
+        self.assertEqual((snapshot["epoch"], snapshot["seq"]), (1_000_000, 3))
+        self.assertEqual(snapshot["state"], cast(Any, self.bus.state("demo")).snapshot())
+
+    def test_new_run_after_a_later_clock(self) -> None:
+        """A run started with the clock behind an earlier run's IDs numbers after them."""
+        self.link.replies["XREVRANGE"] = [["2000000-7", ["e", "{}"]]]
+        self.publisher.startService()
+        self.addCleanup(self.publisher.stopService)
+        self.assertEqual(self.publisher.epoch_of("demo"), 2_000_001)
+
+    def test_failed_xadd_sent_again_duplicate_counts_as_sent(self) -> None:
+        """A failed XADD is sent again with the ones after it; one Redis already holds
+        (refused as equal or smaller) counts as sent."""
+        self.link.replies["XREVRANGE"] = []
+        self.publisher.startService()
+        self.addCleanup(self.publisher.stopService)
+        self.link.replies["XADD"] = ConnectionError("lost")
+        self.publish(2)  # the second waits while the first is retried
+        self.assertEqual(self.xadds(), ["1000000-1"])
+        self.assertEqual(len(self.publisher.queue), 2)
+        self.link.replies["XADD"] = Exception("ERR The ID specified in XADD is equal or "
+                                              "smaller than the target stream top item")
+        self.clock.advance(0.2)
+        self.assertEqual(self.xadds()[1:], ["1000000-1", "1000000-2"])
+        self.assertEqual((len(self.publisher.queue), self.publisher.sent), (0, 2))
