@@ -116,15 +116,45 @@ class ChatService(WebPluginService):
         self.last_seq: dict[str, int] = {}
         self._per_child: dict[str, TokenBucket] = {}
         self._per_host: dict[str, TokenBucket] = {}
+        self._seeded: dict[str, int] = {}
 
     def joined(self, child: IConnection, server: str) -> None:
+        if server not in self.backlogs:
+            self._seed(server)
         self.send(child, {"type": "backlog", "server": server,
                           "lines": list(self.backlogs.get(server, ()))})
+
+    def _seed(self, server: str) -> None:
+        """A first backlog from the match state's chat and kill feed: the lines of events
+        this plugin never saw (a fan-out edge that started from the origin's snapshot)."""
+        backlog = self.backlogs[server] = deque(maxlen=self.backlog_size)
+        state = self.context.events.state(server)
+        if state is None or state.seq == 0:
+            return
+        for envelope in sorted((*state.chat, *state.kill_feed), key=lambda e: e.seq):
+            line = line_of(envelope.to_json())
+            if line is not None:
+                backlog.append(line)
+        self._seeded[server] = state.seq
+
+    def _already_seeded(self, server: str, seq: int) -> bool:
+        """Whether the event ``seq`` came before the seeded backlog (so it is in it, or older
+        than it); false from the first later event on, or after the state was replaced."""
+        mark = self._seeded.get(server)
+        if mark is None:
+            return False
+        state = self.context.events.state(server)
+        if seq <= mark and state is not None and state.seq >= mark:
+            return True
+        del self._seeded[server]
+        return False
 
     def gone(self, child: IConnection) -> None:
         self._per_child.pop(self.connection_key(child), None)
 
     def event(self, envelope: Any) -> None:
+        if self._already_seeded(envelope.server, envelope.seq):
+            return
         event = envelope.to_json()
         server = str(event.get("server"))
         self.last_seq[server] = int(event.get("seq") or 0)

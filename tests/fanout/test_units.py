@@ -333,6 +333,33 @@ class ForwardingGame(FakeGameServer):
         raise NotImplementedError
 
 
+class LateEdgeChatTests(SynchronousTestCase):
+    """A chat page on an edge that started from a snapshot."""
+
+    def test_backlog_seeded_from_the_snapshot(self) -> None:
+        """The first browser gets the chat lines and kills the snapshot keeps; events the
+        snapshot already holds are not shown twice; later ones are."""
+        origin, events = demo_bus(60)
+        context = FakeContext("chat", {}, {"demo": FakeGameServer("demo")})
+        chat = ChatService(context)
+        chat.startService()
+        snapshot = cast(Any, origin.state("demo")).snapshot()
+        context.events.restore("demo", snapshot)
+        child = context.listeners[0].connect()
+        (backlog,) = child.of_type("backlog")
+        kept = sorted(snapshot["chat"] + snapshot["kill_feed"], key=lambda e: e["seq"])
+        self.assertEqual([line["seq"] for line in backlog["lines"]],
+                         [e["seq"] for e in kept][-50:])
+        chat.event(envelope_from_json(kept[-1]))  # late delivery of a snapshot event
+        self.assertEqual(child.of_type("line"), [])
+        _, more = demo_bus(90)  # the same match, played on for longer
+        self.assertEqual(more[:len(events)], events)
+        later = next(e for e in more[len(events):] if e["type"] in ("kill", "chat"))
+        for obj in more[len(events):more.index(later) + 1]:
+            context.events.replay(envelope_from_json(obj))
+        self.assertEqual(child.of_type("line")[-1]["line"]["seq"], later["seq"])
+
+
 class ForwardedRequestTests(SynchronousTestCase):
     """Chat and console on an edge forward; on the origin they apply the same checks."""
 
