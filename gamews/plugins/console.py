@@ -4,7 +4,8 @@ Page ``/console``, socket ``/console/ws`` (``docs/protocol.md``). The token is t
 first frame a browser sends (never in the URL); tokens and roles come from a file of
 hashes (:mod:`gamews.auth`). Browsers must come from the page's own origin (the
 registry's Origin check). Every command, refused ones included, is appended to a JSON
-lines audit log that survives restarts.
+lines audit log that survives restarts; on a fan-out origin, commands typed on an edge are
+checked here alike and their records name the edge (``"via"``).
 
 Config::
 
