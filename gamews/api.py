@@ -63,9 +63,12 @@ __all__ = [
     "IListenerHandler",
     "IMount",
     "IPluginContext",
+    "IRequestForwarder",
+    "IRequestHandler",
     "IncomingCallback",
     "MessageCallback",
     "ReadyState",
+    "Request",
     "TokenBucket",
     "TokenStore",
     "User",
@@ -348,6 +351,43 @@ class IPluginContext(Interface):
 
         A ``path`` ending in ``/`` also serves everything below it.
         """
+
+
+@dataclass(frozen=True)
+class Request:
+    """A browser user's request to a plugin (a chat line, a console command), as the
+    instance holding the game link applies it (docs: README "Many instances")."""
+
+    body: Mapping[str, Any]
+    """The plugin's own fields (``{"name", "text"}`` for chat, ``{"command"}`` for console)."""
+    peer_host: str
+    """The browser's address (per-address rate limits)."""
+    connection: str
+    """The browser connection, unique over every instance (per-connection rate limits)."""
+    user: User | None = None
+    """Who logged in, where the plugin has logins."""
+    via: str | None = None
+    """The gamews instance (an edge) that forwarded the request; ``None`` when local."""
+
+
+class IRequestHandler(Interface):
+    """A plugin service that applies its users' requests where the game link is.
+
+    An origin (``[fanout] role = "origin"``) hands it the requests edges forward, with
+    the same checks and rate limits as for its own browsers.
+    """
+
+    def apply(server: str, request: Request) -> Deferred[dict[str, Any]]:
+        """Check and run ``request`` on game server ``server``; fire with the reply (a JSON
+        object the plugin reads back where the browser is). Never fails."""
+
+
+class IRequestForwarder(Interface):
+    """A game server whose link is held by another gamews instance (the origin)."""
+
+    def forward(plugin: str, server: str, request: Request) -> Deferred[dict[str, Any]]:
+        """Send ``request`` to ``plugin`` on the origin; fire with its reply, or fail
+        (origin silent, Redis down) with an exception whose message says why."""
 
 
 class IGamewsPlugin(IPlugin):

@@ -109,6 +109,13 @@ class GamewsConfig:
     """Run the demo game (``None``: when no ``[[server]]`` is configured)."""
     base_dir: Path | None = None
     """Directory relative paths in the file are resolved against."""
+    fanout: Mapping[str, Any] | None = None
+    """The raw ``[fanout]`` table (validated by :mod:`gamews.fanout.config`), if any."""
+
+    @property
+    def edge(self) -> bool:
+        """Whether this instance is a fan-out edge (it holds no game link)."""
+        return self.fanout is not None and self.fanout.get("role") == "edge"
 
     def plugin_names(self, *, demo: bool) -> tuple[str, ...]:
         """The plugins to run: the configured list, or by default ``echo``, ``chat``,
@@ -120,6 +127,8 @@ class GamewsConfig:
 
     def runs_demo(self) -> bool:
         """Whether the demo game runs: as configured, or when no game server is."""
+        if self.edge:
+            return False
         return self.demo if self.demo is not None else not self.servers
 
     def with_listen(self, listen: tuple[str, ...]) -> GamewsConfig:
@@ -173,7 +182,7 @@ def _parse_limits(table: Mapping[str, Any]) -> WebSocketLimits:
 
 
 _TOP_KEYS: Final = frozenset({"listen", "plugins", "plugin", "websocket", "shutdown_timeout",
-                              "server", "manhole", "metrics", "demo"})
+                              "server", "manhole", "metrics", "demo", "fanout"})
 
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> GamewsConfig:
@@ -182,7 +191,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Ga
         if key not in _TOP_KEYS:
             raise ConfigError(key, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
     kwargs: dict[str, Any] = {"base_dir": base_dir}
-    for table in ("manhole", "metrics"):
+    for table in ("manhole", "metrics", "fanout"):
         if table in data:
             _check(data[table], dict, table)
             kwargs[table] = dict(data[table])

@@ -138,6 +138,7 @@ __all__ = [
     "Unknown",
     "WorldKill",
     "WorldTriggered",
+    "envelope_from_json",
 ]
 
 Position = tuple[float, float, float]
@@ -551,6 +552,45 @@ class Envelope:
                           separators=(",", ":"))
 
 
+def _player_from_json(value: Any) -> Player | None:
+    if not isinstance(value, dict):
+        return None
+    return Player(str(value.get("name", "")), str(value.get("id", "")), value.get("slot"),
+                  value.get("team"), bool(value.get("bot", False)))
+
+
+def envelope_from_json(obj: Mapping[str, Any]) -> Envelope:
+    """The inverse of :meth:`Envelope.to_json` (the form without private fields).
+
+    Fields left out of that form (IP addresses) come back as ``None``; a player's Steam ID
+    is not in the JSON and comes back as ``None``. Raises ``ValueError`` for an unknown
+    ``type`` or a malformed object.
+    """
+    cls = EVENT_TYPES.get(str(obj.get("type")))
+    if cls is None:
+        raise ValueError(f"unknown event type {obj.get('type')!r}")
+    players, objects = _player_fields(cls), _object_fields(cls)
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in obj:
+            if f.name in cls.private:
+                kwargs[f.name] = None
+            continue
+        value = obj[f.name]
+        if f.name in players:
+            value = _player_from_json(value)
+        elif f.name in objects:
+            value = tuple((str(k), v) for k, v in (value or {}).items())
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    try:
+        event = cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"malformed {cls.type} event: {e}") from None
+    return Envelope(int(obj["seq"]), str(obj["server"]), float(obj["received"]), event)
+
+
 # -- match state ------------------------------------------------------------------------------
 
 
@@ -740,6 +780,25 @@ class MatchState:
                 self._reset_stats()
         elif isinstance(event, GameShutdown):
             self.players.clear()
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Replace the whole state with a :meth:`snapshot` taken elsewhere (another instance
+        of gamews), so that applying the events that follow it gives the same state."""
+        self.seq = int(snapshot.get("seq", 0))
+        self.map = snapshot.get("map")
+        self.round = int(snapshot.get("round", 0))
+        self.game_clock = snapshot.get("game_clock")
+        self.teams = {str(k): int(v) for k, v in dict(snapshot.get("teams", {})).items()}
+        self.players = {}
+        for p in snapshot.get("players", []):
+            state = PlayerState(str(p["id"]), str(p["name"]), p.get("slot"), p.get("team"),
+                                bool(p.get("bot")), float(p.get("connected_at", 0.0)),
+                                int(p.get("kills", 0)), int(p.get("deaths", 0)), p.get("score"))
+            self.players[state.key] = state
+        self.kill_feed.clear()
+        self.kill_feed.extend(envelope_from_json(e) for e in snapshot.get("kill_feed", []))
+        self.chat.clear()
+        self.chat.extend(envelope_from_json(e) for e in snapshot.get("chat", []))
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON object of the whole state, with ``seq`` of the last event applied."""
@@ -937,6 +996,30 @@ class EventBus:
             state = self.add_server(server)
         envelope = Envelope(seq, server, self.clock.seconds(), state.resolve(event))
         state.apply(envelope)
+        self._dispatch(envelope)
+        return envelope
+
+    def replay(self, envelope: Envelope) -> None:
+        """Deliver an envelope published by another bus (another gamews instance), keeping its
+        ``seq`` and time stamp: the state is updated and subscribers get it as if published here.
+
+        The envelope's event is already resolved (:meth:`MatchState.resolve`) by its origin.
+        """
+        self._seq[envelope.server] = envelope.seq
+        self.add_server(envelope.server).apply(envelope)
+        self._dispatch(envelope)
+
+    def restore(self, server: str, snapshot: Mapping[str, Any]) -> None:
+        """Replace ``server``'s match state with ``snapshot`` (from another instance); the next
+        :meth:`replay` continues from its ``seq``. Subscriptions made with a snapshot of the
+        old state stop skipping, as the numbering may start again."""
+        state = self.add_server(server)
+        state.restore(snapshot)
+        self._seq[server] = state.seq
+        for sub in self._by_server.get(server, ()):
+            sub.after = 0
+
+    def _dispatch(self, envelope: Envelope) -> None:
         self._pending.append(envelope)
         if not self._publishing:
             # A subscriber that publishes from its callback gets its event delivered after
@@ -951,7 +1034,6 @@ class EventBus:
                         sub._offer(env)
             finally:
                 self._publishing = False
-        return envelope
 
     # subscribing
 

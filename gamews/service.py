@@ -22,10 +22,13 @@ from gamews.api import (
     IMount,
     IncomingCallback,
     IPluginContext,
+    IRequestHandler,
 )
 from gamews.config import GamewsConfig
 from gamews.errors import ConfigError
 from gamews.events import EventBus
+from gamews.fanout.config import FanoutConfig
+from gamews.fanout.link import RedisLink
 from gamews.guard import raise_file_limit
 from gamews.index import IndexPage
 from gamews.logs.service import log_source_from_table
@@ -169,19 +172,23 @@ class GamewsService(MultiService):
     def __init__(self, config: GamewsConfig, plugins: list[IGamewsPlugin], *,
                  reactor: Any = None, demo: DemoGame | None = None,
                  manhole: ManholeConfig | None = None,
-                 metrics: MetricsConfig | None = None) -> None:
+                 metrics: MetricsConfig | None = None,
+                 fanout: FanoutConfig | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
         self.registry = Registry(config.websocket, reactor=reactor,
                                  shutdown_timeout=config.shutdown_timeout)
         reactor = self.registry.reactor
         self.events = EventBus(reactor)
-        self.servers: dict[str, GameServer] = {}
+        self.servers: dict[str, IGameServer] = {}
         self.log_sources: dict[str, Service] = {}
         """Each game server's log source service, by server name."""
         self.plugins = plugins
         self.demo = demo
+        self.fanout = fanout
         self._index_mounts: list[Mount] = []
+        if fanout is not None:
+            self._add_fanout(fanout)
         for i, table in enumerate(config.servers):
             self._add_server(i, table, GameServerConfig.from_table(dict(table),
                                                                  base_dir=config.base_dir))
@@ -197,6 +204,12 @@ class GamewsService(MultiService):
                                     servers=self.servers, events=self.events,
                                     base_dir=config.base_dir)
             _PluginHost(plugin, context).setServiceParent(self)  # type: ignore[no-untyped-call]
+        if fanout is not None and fanout.role == "origin":
+            from gamews.fanout.origin import RequestServer
+
+            requests = RequestServer(fanout, self._link("requests"), self._link("write"),
+                                     self.request_handler, clock=reactor)
+            requests.setServiceParent(self)  # type: ignore[no-untyped-call]
         if manhole is not None:
             def rcon(server: str, command: str) -> Deferred[str]:
                 """rcon(server, command): run an RCON command; yields its reply."""
@@ -208,9 +221,51 @@ class GamewsService(MultiService):
         self.metrics: GamewsMetrics | None = None
         """This instance's Prometheus metrics, when served (``metrics`` given)."""
         if metrics is not None:
-            self.metrics = GamewsMetrics(self.registry, self.servers, self.log_sources)
+            links = {n: s for n, s in self.servers.items() if isinstance(s, GameServer)}
+            # an edge's stand-ins hold no RCON link: the origin's metrics have them
+            self.metrics = GamewsMetrics(self.registry, links, self.log_sources)
             metrics_service = MetricsService(metrics.listen, self.metrics, reactor=reactor)
             metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def _link(self, role: str) -> RedisLink:
+        """This instance's Redis link for ``role`` (one connection each), made once."""
+        assert self.fanout is not None
+        name = f"{self.fanout.name}/{role}"
+        link = self.namedServices.get(name)
+        if link is None:
+            link = RedisLink(name, self.fanout.redis, password=self.fanout.password,
+                             username=self.fanout.username, reactor=self.registry.reactor)
+            link.setName(name)  # type: ignore[no-untyped-call]
+            link.setServiceParent(self)  # type: ignore[no-untyped-call]
+        assert isinstance(link, RedisLink)
+        return link
+
+    def _add_fanout(self, fanout: FanoutConfig) -> None:
+        """The Redis links and, on an origin, the publisher (subscribed before any event);
+        on an edge, the feed and its stand-ins for the origin's game servers."""
+        reactor = self.registry.reactor
+        if fanout.role == "origin":
+            from gamews.fanout.origin import OriginPublisher
+
+            publisher = OriginPublisher(fanout, self.events, self.servers, self._link("write"),
+                                        clock=reactor)
+            publisher.setServiceParent(self)  # type: ignore[no-untyped-call]
+            return
+        if self.config.servers or self.demo is not None:
+            raise ConfigError("fanout.role", "an edge holds no game link: give it no [[server]] "
+                                             "and no demo (the origin has them)")
+        from gamews.fanout.edge import EdgeFeed
+
+        feed = EdgeFeed(fanout, self.events, self._link("read"), self._link("write"),
+                        clock=reactor)
+        self.servers.update(feed.servers)
+        feed.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def request_handler(self, plugin: str) -> IRequestHandler | None:
+        """The running plugin ``plugin``'s service if it applies forwarded user requests."""
+        host = self.namedServices.get(f"plugin:{plugin}")
+        service = host.service if isinstance(host, _PluginHost) else None
+        return service if IRequestHandler.providedBy(service) else None
 
     def _add_server(self, index: int, table: Mapping[str, Any], game_config: GameServerConfig,
                     environ: dict[str, str] | None = None) -> None:

@@ -11,6 +11,7 @@ from twisted.python import usage
 from gamews.config import DEFAULT_LISTEN, GamewsConfig, load_config
 from gamews.demo.setup import make_demo
 from gamews.errors import ConfigError
+from gamews.fanout.config import FanoutConfig
 from gamews.logjson import use_file
 from gamews.manhole import ManholeConfig
 from gamews.metrics import MetricsConfig, metrics_endpoint
@@ -98,8 +99,10 @@ class Options(usage.Options):
                 if self["metrics"] is not None:
                     table["listen"] = self["metrics"]
                 metrics = MetricsConfig.from_table(table)
+            fanout = (FanoutConfig.from_table(dict(config.fanout), base_dir=config.base_dir)
+                      if config.fanout is not None else None)
             self.service = GamewsService(config, plugins, demo=make_demo() if demo else None,
-                                         manhole=manhole, metrics=metrics)
+                                         manhole=manhole, metrics=metrics, fanout=fanout)
         except ConfigError as e:
             raise usage.UsageError(f"config: {e}") from None
         self.config = config

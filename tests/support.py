@@ -199,11 +199,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def spawn_twistd(args: list[str], *, pythonpath: list[str] | None = None,
-                 cwd: str | None = None, prelude: str = "") -> TwistdProcess:
-    """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH``
-    (after running the Python statements ``prelude`` in the new process)."""
+                 cwd: str | None = None, prelude: str = "",
+                 env: dict[str, str] | None = None) -> TwistdProcess:
+    """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH`` (and ``env``
+    added to the environment), after running the Python statements ``prelude`` in the
+    new process."""
     process = TwistdProcess()
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join([*(pythonpath or []), str(REPO)])
     argv = [sys.executable, "-c", f"{prelude}\nfrom twisted.scripts.twistd import run; run()",
             "--pidfile=", *args]

@@ -256,6 +256,26 @@ class PagesInChromiumTests(TestCase):
 
         return self.serve(lambda: self.in_browser(script))
 
+    def test_stale_state_marked(self) -> Deferred[None]:
+        """A link frame with stale (a fan-out edge whose origin is silent) marks the page
+        stale (mock socket)."""
+        def route(ws: WebSocketRoute) -> None:
+            for frame in ({"type": "hello", "plugin": "live", "version": 1,
+                           "servers": ["demo"], "server": "demo"},
+                          {"type": "link", "server": "demo", "state": "connected",
+                           "detail": None, "stale": True}):
+                ws.send(json.dumps(frame))
+
+        def script(context: BrowserContext) -> None:
+            page = context.new_page()
+            page.route_web_socket("**/live/ws", route)
+            page.goto(f"{self.base}/live")
+            expect(page.locator("#link")).to_have_text("demo: stale")
+            expect(page.locator("#link")).to_have_attribute("data-stale", "true")
+            expect(page.locator("body")).to_have_attribute("data-stale", "true")
+
+        return self.serve(lambda: self.in_browser(script))
+
     def test_server_selector_with_several_servers(self) -> Deferred[None]:
         """hello with two servers shows a selector; choosing one sends select (mock socket)."""
         sent: list[dict[str, Any]] = []

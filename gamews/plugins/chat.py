@@ -21,10 +21,19 @@ from collections import deque
 from typing import Any, Final
 
 from twisted.application.service import IService
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from gamews.api import IConnection, IGamewsPlugin, IPluginContext, TokenBucket, clean_text, say
+from gamews.api import (
+    IConnection,
+    IGamewsPlugin,
+    IPluginContext,
+    IRequestHandler,
+    Request,
+    TokenBucket,
+    clean_text,
+    say,
+)
 from gamews.plugins.web import WebPluginService
 
 __all__ = ["ChatPlugin", "ChatService", "line_of"]
@@ -91,6 +100,7 @@ def line_of(event: dict[str, Any]) -> dict[str, Any] | None:
             "team": None}
 
 
+@implementer(IRequestHandler)
 class ChatService(WebPluginService):
     """The chat plugin's service."""
 
@@ -104,17 +114,47 @@ class ChatService(WebPluginService):
         self.burst = float(config.get("burst", 3))
         self.backlogs: dict[str, deque[dict[str, Any]]] = {}
         self.last_seq: dict[str, int] = {}
-        self._per_child: dict[int, TokenBucket] = {}
+        self._per_child: dict[str, TokenBucket] = {}
         self._per_host: dict[str, TokenBucket] = {}
+        self._seeded: dict[str, int] = {}
 
     def joined(self, child: IConnection, server: str) -> None:
+        if server not in self.backlogs:
+            self._seed(server)
         self.send(child, {"type": "backlog", "server": server,
                           "lines": list(self.backlogs.get(server, ()))})
 
+    def _seed(self, server: str) -> None:
+        """A first backlog from the match state's chat and kill feed: the lines of events
+        this plugin never saw (a fan-out edge that started from the origin's snapshot)."""
+        backlog = self.backlogs[server] = deque(maxlen=self.backlog_size)
+        state = self.context.events.state(server)
+        if state is None or state.seq == 0:
+            return
+        for envelope in sorted((*state.chat, *state.kill_feed), key=lambda e: e.seq):
+            line = line_of(envelope.to_json())
+            if line is not None:
+                backlog.append(line)
+        self._seeded[server] = state.seq
+
+    def _already_seeded(self, server: str, seq: int) -> bool:
+        """Whether the event ``seq`` came before the seeded backlog (so it is in it, or older
+        than it); false from the first later event on, or after the state was replaced."""
+        mark = self._seeded.get(server)
+        if mark is None:
+            return False
+        state = self.context.events.state(server)
+        if seq <= mark and state is not None and state.seq >= mark:
+            return True
+        del self._seeded[server]
+        return False
+
     def gone(self, child: IConnection) -> None:
-        self._per_child.pop(child.id, None)
+        self._per_child.pop(self.connection_key(child), None)
 
     def event(self, envelope: Any) -> None:
+        if self._already_seeded(envelope.server, envelope.seq):
+            return
         event = envelope.to_json()
         server = str(event.get("server"))
         self.last_seq[server] = int(event.get("seq") or 0)
@@ -128,14 +168,17 @@ class ChatService(WebPluginService):
         backlog.append(line)
         self.broadcast(server, {"type": "line", "server": server, "line": line})
 
-    def _limited(self, child: IConnection) -> bool:
+    def _limited(self, request: Request) -> bool:
         now = self.clock.seconds()
-        host = child.request.peer_host
         if len(self._per_host) > 10_000:  # forget addresses whose bucket refilled
             self._per_host = {h: b for h, b in self._per_host.items() if not b.full(now)}
+        if len(self._per_child) > 10_000:  # forwarded connections are never seen to close
+            self._per_child = {c: b for c, b in self._per_child.items() if not b.full(now)}
         buckets = (
-            self._per_child.setdefault(child.id, TokenBucket(self.burst, 1 / self.rate, now)),
-            self._per_host.setdefault(host, TokenBucket(self.burst, 1 / self.rate, now)),
+            self._per_child.setdefault(request.connection,
+                                       TokenBucket(self.burst, 1 / self.rate, now)),
+            self._per_host.setdefault(request.peer_host,
+                                      TokenBucket(self.burst, 1 / self.rate, now)),
         )
         return any(bucket.take(now) > 0 for bucket in buckets)
 
@@ -148,30 +191,39 @@ class ChatService(WebPluginService):
         if server is None or not isinstance(raw_name, str) or not isinstance(raw_text, str):
             self.send(child, {"type": "error", "reason": "say needs a name and a text"})
             return
-        name = clean_text(raw_name, max_length=MAX_NAME).replace(":", "").strip()
-        text = clean_text(raw_text, max_length=MAX_TEXT).strip()
-        if not name or not text:
-            self.send(child, {"type": "error", "reason": "say needs a name and a text"})
-            return
-        if self._limited(child):
-            self.send(child, {"type": "error", "reason": "rate limited"})
-            return
-        game = self.context.servers[server]
-        d = game.rcon(say(f"{WEB_PREFIX}{name}: {text}"))
+        request = Request({"name": raw_name, "text": raw_text}, child.request.peer_host,
+                          self.connection_key(child))
 
-        def said(reply: str) -> None:
-            # Quake 3 servers do not log an rcon say: show it from the reply
-            if game.kind == "quake3":
+        def replied(reply: dict[str, Any]) -> None:
+            if "error" in reply:
+                self.send(child, {"type": "error", "reason": str(reply["error"])})
+            elif reply.get("kind") == "quake3":
+                # Quake 3 servers do not log an rcon say: show it from the reply
                 self.post(server, {"seq": self.last_seq.get(server, 0),
                                    "time": self.clock.seconds(), "kind": "web",
-                                   "source": "web", "name": name, "text": text, "team": None,
+                                   "source": "web", "name": reply.get("name"),
+                                   "text": reply.get("text"), "team": None,
                                    "team_only": False, "dead": False})
 
-        def failed(failure: Failure) -> None:
-            self.send(child, {"type": "error",
-                              "reason": f"the game did not take it: {failure.getErrorMessage()}"})
+        self.submit(server, request).addCallback(replied)
 
-        d.addCallbacks(said, failed)
+    def apply(self, server: str, request: Request) -> Deferred[dict[str, Any]]:
+        """Clean the line, rate-limit it (per connection and per address), say it."""
+        raw_name, raw_text = request.body.get("name"), request.body.get("text")
+        name = clean_text(str(raw_name or ""), max_length=MAX_NAME).replace(":", "").strip()
+        text = clean_text(str(raw_text or ""), max_length=MAX_TEXT).strip()
+        game = self.context.servers.get(server)
+        if not name or not text or game is None:
+            return succeed({"error": "say needs a name and a text"})
+        if self._limited(request):
+            return succeed({"error": "rate limited"})
+        d: Deferred[str] = game.rcon(say(f"{WEB_PREFIX}{name}: {text}"))
+        return d.addCallbacks(
+            lambda _: {"ok": True, "kind": game.kind, "name": name, "text": text},
+            lambda f: {"error": f"the game did not take it: {f.getErrorMessage()}"})
+
+    def unanswered(self, reason: str) -> dict[str, Any]:
+        return {"error": f"the game did not take it: {reason}"}
 
 
 @implementer(IGamewsPlugin)

@@ -4,7 +4,8 @@ Page ``/console``, socket ``/console/ws`` (``docs/protocol.md``). The token is t
 first frame a browser sends (never in the URL); tokens and roles come from a file of
 hashes (:mod:`gamews.auth`). Browsers must come from the page's own origin (the
 registry's Origin check). Every command, refused ones included, is appended to a JSON
-lines audit log that survives restarts.
+lines audit log that survives restarts; on a fan-out origin, commands typed on an edge are
+checked here alike and their records name the edge (``"via"``).
 
 Config::
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from twisted.application.service import IService
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from gamews.api import (
@@ -32,6 +33,8 @@ from gamews.api import (
     IConnection,
     IGamewsPlugin,
     IPluginContext,
+    IRequestHandler,
+    Request,
     TokenBucket,
     TokenStore,
     User,
@@ -66,6 +69,7 @@ def _path(config: Any, key: str, base: Path | None) -> Path:
     return path if path.is_absolute() or base is None else base / path
 
 
+@implementer(IRequestHandler)
 class ConsoleService(WebPluginService):
     """The console plugin's service."""
 
@@ -154,24 +158,37 @@ class ConsoleService(WebPluginService):
                               "status": "refused", "output": "command needs a known server"})
             return
         assert isinstance(server, str)
-        record = {"time": time.time(), "user": user.name, "role": user.role,
-                  "ip": child.request.peer_host, "server": server, "command": command}
+        request = Request({"command": command}, child.request.peer_host,
+                          self.connection_key(child), user)
+        self.submit(server, request).addCallback(
+            lambda reply: self.send(child, {"type": "result", "id": ident, "server": server,
+                                            "status": str(reply.get("status", "error")),
+                                            "output": str(reply.get("output", ""))}))
 
-        def result(status: str, output: str) -> None:
+    def apply(self, server: str, request: Request) -> Deferred[dict[str, Any]]:
+        """Check the user's role and rate limit, run the command, audit it (naming the edge
+        that forwarded it, if one did)."""
+        command, user = request.body.get("command"), request.user
+        if not isinstance(command, str) or user is None or server not in self.context.servers:
+            return succeed({"status": "refused", "output": "command needs a known server"})
+        record = {"time": time.time(), "user": user.name, "role": user.role,
+                  "ip": request.peer_host, "server": server, "command": command}
+        if request.via is not None:
+            record["via"] = request.via
+
+        def result(status: str, output: str) -> dict[str, Any]:
             self.audit.write(**record, status=status)
-            self.send(child, {"type": "result", "id": ident, "server": server,
-                              "status": status, "output": output})
+            return {"status": status, "output": output}
 
         why = self.refusal(user, command)
         if why is not None:
-            result("refused", why)
-            return
-        d = self.context.servers[server].rcon(command)
+            return succeed(result("refused", why))
+        d: Deferred[str] = self.context.servers[server].rcon(command)
+        return d.addCallbacks(lambda output: result("ok", output),
+                              lambda f: result("error", f.getErrorMessage()))
 
-        def failed(failure: Failure) -> None:
-            result("error", failure.getErrorMessage())
-
-        d.addCallbacks(lambda output: result("ok", output), failed)
+    def unanswered(self, reason: str) -> dict[str, Any]:
+        return {"status": "error", "output": reason}
 
     # -- the game's output -------------------------------------------------------
 

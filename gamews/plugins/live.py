@@ -169,7 +169,12 @@ class LiveService(WebPluginService):
             self.joined(child, server)
 
     def joined(self, child: IConnection, server: str) -> None:
-        feed = self.feeds.get(server) or self._fresh(server)
+        feed = self.feeds.get(server)
+        state = self.context.events.state(server)
+        if feed is None or (state is not None and state.seq != feed.seq):
+            # events not seen yet, or a state replaced without events (a fan-out edge
+            # that loaded a snapshot): start from the state as it is
+            feed = self._fresh(server)
         delayed = self._delayed(child)
         view, seq = (feed.public_view, feed.public_seq) if delayed else (feed.view, feed.seq)
         self.send(child, {"type": "snapshot", "server": server, "seq": seq,

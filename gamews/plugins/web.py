@@ -16,7 +16,16 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
-from gamews.api import ChannelKind, IChannel, IConnection, IListener, IPluginContext, page
+from gamews.api import (
+    ChannelKind,
+    IChannel,
+    IConnection,
+    IListener,
+    IPluginContext,
+    IRequestForwarder,
+    Request,
+    page,
+)
 
 __all__ = ["PROTOCOL_VERSION", "SUBPROTOCOL", "WebPluginService", "link_state_name"]
 
@@ -196,14 +205,38 @@ class WebPluginService(Service):
         """A follower of a STATE channel missed frames and can take more (override)."""
 
     def link_frame(self, server: str, state: Any) -> dict[str, Any]:
+        game = self.context.servers.get(server)
         return {"type": "link", "server": server, "state": link_state_name(state),
-                "detail": None}
+                "detail": None, "stale": bool(getattr(game, "stale", False))}
 
     def link_changed(self, server: str, state: Any) -> None:
         self.broadcast(server, self.link_frame(server, state))
 
     def event(self, envelope: Any) -> None:
         """An event from the bus (override)."""
+
+    # -- users' requests ---------------------------------------------------------
+
+    def connection_key(self, child: IConnection) -> str:
+        """``child``'s name in a :class:`Request` (unique in this process)."""
+        return str(child.id)
+
+    def submit(self, server: str, request: Request) -> Deferred[dict[str, Any]]:
+        """Have ``request`` applied where ``server``'s game link is: here (:meth:`apply`),
+        or on the origin when this instance is a fan-out edge; fire with the reply."""
+        game = self.context.servers.get(server)
+        if game is None or not IRequestForwarder.providedBy(game):
+            return self.apply(server, request)
+        d: Deferred[dict[str, Any]] = game.forward(self.plugin, server, request)
+        return d.addErrback(lambda f: self.unanswered(f.getErrorMessage()))
+
+    def apply(self, server: str, request: Request) -> Deferred[dict[str, Any]]:
+        """Check and run a user's request here (override; see ``IRequestHandler``)."""
+        raise NotImplementedError
+
+    def unanswered(self, reason: str) -> dict[str, Any]:
+        """The reply when a forwarded request got none (override)."""
+        return {"error": reason}
 
     # -- sending ---------------------------------------------------------------
 

@@ -120,8 +120,12 @@ class StateNotifier:
         if old is state and detail == self._status.detail:
             return
         self._status = LinkStatus(state, self._clock.seconds(), detail)
-        if old is state:
-            return
+        if old is not state:
+            self.announce()
+
+    def announce(self) -> None:
+        """Call every subscriber with the current state (for a change beside the state)."""
+        state = self._status.state
         for callback in list(self._subscribers):
             try:
                 callback(state)

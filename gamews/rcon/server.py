@@ -96,6 +96,8 @@ class IGameServer(Interface):
     name = Attribute("str: the server's name from its [[server]] table, unique per instance")
     kind = Attribute('str: "source" or "quake3"')
     state = Attribute("LinkState: the link's current state (UP means commands go out now)")
+    stale = Attribute("bool: true when the state is only as last heard (a fan-out edge whose "
+                      "origin is silent); a local link is never stale")
 
     def rcon(command: str) -> Deferred[str]:
         """Run ``command`` on the game server; fire with the whole reply text.
@@ -239,6 +241,8 @@ class GameServer(Service):
                 config.name, config.host, config.port, config.password,
                 reactor=reactor, log=log, **options,
             )
+
+    stale = False
 
     def __repr__(self) -> str:
         return f"<GameServer {self.name!r} {self.kind} {self.config.address}>"

@@ -88,7 +88,7 @@
 
   const chrome = {
     conn: null, link: null, toast: null, select: null, selectBox: null,
-    toastTimer: 0, links: {}, server: null, servers: [],
+    toastTimer: 0, links: {}, stale: {}, server: null, servers: [],
 
     init() {
       this.conn = $('#conn');
@@ -139,6 +139,7 @@
     /** link: the RCON link of a game server (shown for the server followed). */
     linkFrame(frame) {
       this.links[String(frame.server)] = String(frame.state || 'unknown');
+      this.stale[String(frame.server)] = frame.stale === true;
       this.showLink();
     },
 
@@ -150,9 +151,15 @@
         password_rejected: 'password rejected', stopped: 'stopped', none: 'no game server',
         unknown: '…',
       };
+      // stale: this instance is a fan-out edge whose origin has gone silent; the page
+      // shows the last state it heard until events flow again
+      const stale = this.server !== null && this.stale[this.server] === true;
       this.link.dataset.state = state;
-      this.link.textContent = `${this.server || 'game'}: ${words[state] || state}`;
-      this.link.title = 'RCON link to the game server';
+      this.link.dataset.stale = String(stale);
+      document.body.dataset.stale = String(stale);
+      this.link.textContent = `${this.server || 'game'}: ${stale ? 'stale' : (words[state] || state)}`;
+      this.link.title = stale ? 'No news from the gamews instance holding the game link: '
+        + 'showing the last state heard' : 'RCON link to the game server';
     },
 
     /** Frames every page handles the same way; true when handled. */

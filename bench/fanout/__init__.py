@@ -1,0 +1,1 @@
+"""Fan-out through Redis: one instance against three (``python -m bench.fanout``)."""

@@ -1,0 +1,76 @@
+"""A real ``redis-server`` for the tests: a free loopback port, a password, no
+persistence, stopped in cleanup."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SkipTest
+
+from tests.support import can_connect, free_port, poll_until, real_reactor
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+class _Process(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = b""
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+
+
+class RedisServer:
+    """``redis-server`` on 127.0.0.1:``port`` with ``password``; :meth:`start` it again after
+    :meth:`kill` to simulate a restart (it comes back empty: no persistence)."""
+
+    def __init__(self, directory: Path) -> None:
+        if REDIS_SERVER is None:
+            raise SkipTest("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.password = secrets.token_urlsafe(16)
+        self.process: _Process | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The client endpoint gamews's config takes."""
+        return f"tcp:127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Start it and wait until it accepts connections."""
+        assert REDIS_SERVER is not None
+        process = self.process = _Process()
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+                "--requirepass", self.password]
+        real_reactor().spawnProcess(process, REDIS_SERVER, args, env={})
+        await poll_until(lambda: can_connect(self.port) or process.ended.called, timeout=10)
+        if process.ended.called:
+            raise RuntimeError(f"redis-server did not start: {process.output!r}")
+
+    async def kill(self) -> None:
+        """SIGKILL it (its data is gone) and wait until it has exited."""
+        await self._signal("KILL")
+
+    async def stop(self) -> None:
+        """Stop it if it runs (cleanup)."""
+        await self._signal("TERM")
+
+    async def _signal(self, name: str) -> None:
+        process = self.process
+        if process is None or process.ended.called:
+            return
+        assert process.transport is not None
+        process.transport.signalProcess(name)
+        await process.ended
