@@ -73,8 +73,6 @@ PEERS = (
     Peer("aiohttp", "bench.ws.aiohttp_server", "aiohttp"),
     Peer("picows", "bench.ws.picows_server", "picows"),
 )
-# not run by default: gamews with candidate fixes patched in (see gamews_fixes_server.py)
-EXPERIMENTS = (Peer("gamews-fixes", "bench.ws.gamews_fixes_server", "gamews"),)
 TESTS = ("echo", "memory", "handshakes", "broadcast")
 
 
@@ -449,12 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="1.5 s windows, one run per test instead of the median of 3")
     parser.add_argument("--servers", default=",".join(p.name for p in PEERS),
-                        help="comma-separated; also gamews-fixes (an experiment)")
+                        help="comma-separated")
     parser.add_argument("--tests", default=",".join(TESTS))
     parser.add_argument("--out", type=Path, default=RESULTS / "ws.json")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
-    peers = [p for p in (*PEERS, *EXPERIMENTS) if p.name in args.servers.split(",")]
+    peers = [p for p in PEERS if p.name in args.servers.split(",")]
     tests = [t for t in TESTS if t in args.tests.split(",")]
     if os.cpu_count() is None or (os.cpu_count() or 0) < 2:
         print("needs 2 cores (server on core 0, load generator on core 1)", file=sys.stderr)
