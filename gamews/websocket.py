@@ -399,6 +399,7 @@ class SendBuffer:
     Registered as the transport's producer, it is paused when the kernel and
     the transport hold more than the transport will buffer, and resumed when
     they have drained; bytes sent in between are what a slow reader costs.
+    Resuming catches the child up on the STATE channels it skipped meanwhile.
     """
 
     def __init__(self, child: Child) -> None:
