@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from gamews.stats import PathStats
     from gamews.websocket import Child, ListenerLike
 
-__all__ = ["Channel", "send_once"]
+__all__ = ["Channel", "encode_message", "send_once"]
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 
@@ -81,17 +81,10 @@ class Channel:
     # -- publishing -------------------------------------------------------------
 
     def publish(self, data: str | bytes) -> int:
-        is_binary = isinstance(data, bytes)
-        payload = data if isinstance(data, bytes) else data.encode("utf-8")
-        if len(payload) > self._max_message_size:
-            raise ValueError(f"message of {len(payload)} bytes exceeds the limit of "
-                             f"{self._max_message_size}")
+        payload, is_binary = encode_message(data, self._max_message_size)
         if self.kind is ChannelKind.EVENTS:
             return send_once(self._children.values(), payload, is_binary, self._prepare,
                              self._stats)
-        if not self._children:
-            self._last = (payload, is_binary)  # framed if someone needs it
-            return 0
         self._last = self._prepare(payload, is_binary)
         sent = self._publish_state(self._last)
         self._stats.messages_out += sent
@@ -121,12 +114,20 @@ class Channel:
                         child.handle_for(self.listener))
             return
         last = self._last
-        if isinstance(last, tuple):  # published before anyone subscribed
-            last = self._last = self._prepare(*last)
         if last is not None:
             child.protocol.sendPreparedMessage(last)
             self._stats.messages_out += 1
             self._stats.bytes_out += len(last.payload)
+
+
+def encode_message(data: str | bytes, limit: int) -> tuple[bytes, bool]:
+    """``data``'s payload and whether it is binary (``bytes``; text is ``str``);
+    ``ValueError`` above ``limit`` bytes."""
+    is_binary = isinstance(data, bytes)
+    payload = data if isinstance(data, bytes) else data.encode("utf-8")
+    if len(payload) > limit:
+        raise ValueError(f"message of {len(payload)} bytes exceeds the limit of {limit}")
+    return payload, is_binary
 
 
 def send_once(children: Iterable[Child], payload: bytes, is_binary: bool,
@@ -137,14 +138,11 @@ def send_once(children: Iterable[Child], payload: bytes, is_binary: bool,
     sent = 0
     size = len(payload)
     for child in list(children):
-        protocol = child.protocol
-        if child.lost or protocol.state != _OPEN:
-            continue
-        if protocol.send_buffer.paused and not child.reserve(size):
+        if not child.reserve(size):
             continue
         if prepared is None:
             prepared = prepare(payload, is_binary)
-        protocol.sendPreparedMessage(prepared)
+        child.protocol.sendPreparedMessage(prepared)
         sent += 1
     stats.messages_out += sent
     stats.bytes_out += sent * size

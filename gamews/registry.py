@@ -36,7 +36,7 @@ from gamews.api import (
     IMount,
     IncomingCallback,
 )
-from gamews.channels import Channel, send_once
+from gamews.channels import Channel, encode_message, send_once
 from gamews.config import WebSocketLimits
 from gamews.guard import GuardedSite, UpgradeResource
 from gamews.isolation import call_plugin
@@ -443,11 +443,7 @@ class Listener:
         return [c.handle_for(self) for c in self._route.children if c.is_hooked(self)]
 
     def broadcast(self, data: str | bytes, to: Iterable[IConnection] | None = None) -> int:
-        is_binary = isinstance(data, bytes)
-        payload = data if isinstance(data, bytes) else data.encode("utf-8")
-        limit = self._route.limits.max_message_size
-        if len(payload) > limit:
-            raise ValueError(f"message of {len(payload)} bytes exceeds the limit of {limit}")
+        payload, is_binary = encode_message(data, self._route.limits.max_message_size)
         if to is None:
             children = [c for c in self._route.children if c.is_hooked(self)]
         else:

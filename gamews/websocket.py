@@ -33,6 +33,7 @@ from gamews.api import (
     ReadyState,
     WebSocketError,
 )
+from gamews.channels import encode_message
 from gamews.config import WebSocketLimits
 from gamews.isolation import call_plugin
 from gamews.stats import PathStats
@@ -51,8 +52,8 @@ _SENDABLE_CODES = frozenset({1000, 1001, 1008, 1011})
 _ERROR_CODES = frozenset({1002, 1003, 1006, 1007, 1008, 1009, 1010, 1011})
 _ids = itertools.count(1)
 _OPEN = WebSocketServerProtocol.STATE_OPEN
-# transports whose socket gamews may write to directly (not TLS, not wrapped)
-_PLAIN_TCP = frozenset({tcp.Server, tcp.Client})
+# the transport whose socket gamews may write to directly (not TLS, not wrapped)
+_PLAIN_TCP = frozenset({tcp.Server})
 # what Autobahn keeps of the opening handshake, not needed once the child is open
 _HANDSHAKE_ATTRS = ("http_request_data", "http_response_data", "http_headers",
                     "http_request_uri", "http_request_path", "http_request_params",
@@ -269,24 +270,20 @@ class Child:
         else:
             self._lost_waiters.append(waiter)
 
-    def _each_hook(self) -> list[tuple[ListenerLike, _Hook]]:
-        return [(lst, h) for lst, h in list(self._hooks.items()) if lst.active]
-
-    def _dispatch(self, name: str, pick: Callable[[_Hook], Any], *args: Any) -> None:
-        for listener, hook in self._each_hook():
-            fn = pick(hook)
-            if fn is not None and self._hooks.get(listener) is hook:
+    def _dispatch(self, name: str, *args: Any) -> None:
+        """Call each holder's ``name`` callback (``on_message``, …), isolated; a
+        holder that unhooks or closes its listener meanwhile is skipped."""
+        hooks = self._hooks
+        for listener, hook in tuple(hooks.items()):
+            fn = getattr(hook, name)
+            if fn is not None and listener.active and hooks.get(listener) is hook:
                 call_plugin(listener.owner, name, fn, hook.handle, *args)
 
     def opened(self) -> None:
-        self._dispatch("on_open", lambda h: h.on_open)
+        self._dispatch("on_open")
 
     def message(self, data: str | bytes) -> None:
-        hooks = self._hooks
-        for listener, hook in tuple(hooks.items()):
-            on_message = hook.on_message
-            if on_message is not None and listener.active and hooks.get(listener) is hook:
-                call_plugin(listener.owner, "on_message", on_message, hook.handle, data)
+        self._dispatch("on_message", data)
 
     def closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         """The connection is gone: tell every holder once, then forget them."""
@@ -296,8 +293,8 @@ class Child:
             err_code = local if isinstance(local, int) and local in _ERROR_CODES else (code or 1006)
             text = reason or self.protocol.localCloseReason or self.protocol.wasNotCleanReason
             failure = Failure(WebSocketError(err_code, str(text or "connection lost")))
-            self._dispatch("on_error", lambda h: h.on_error, failure)
-        self._dispatch("on_disconnect", lambda h: h.on_disconnect, code, reason or "")
+            self._dispatch("on_error", failure)
+        self._dispatch("on_disconnect", code, reason or "")
         self._hooks.clear()
         for channel in list(self.channels):
             channel.drop(self)
@@ -367,10 +364,8 @@ class ConnectionHandle:
     def reject(self, status: int = 403, reason: str = "") -> None:
         self._child.reject(status, reason)
 
-    def _send(self, payload: bytes, is_binary: bool) -> bool:
-        limit = self._child.route.limits.max_message_size
-        if len(payload) > limit:
-            raise ValueError(f"message of {len(payload)} bytes exceeds the limit of {limit}")
+    def _send(self, data: str | bytes) -> bool:
+        payload, is_binary = encode_message(data, self._child.route.limits.max_message_size)
         if not self._child.reserve(len(payload)):
             return False
         stats = self._child.route.stats
@@ -380,10 +375,10 @@ class ConnectionHandle:
         return True
 
     def send_text(self, text: str) -> bool:
-        return self._send(text.encode("utf-8"), False)
+        return self._send(text)
 
     def send_binary(self, data: bytes) -> bool:
-        return self._send(bytes(data), True)
+        return self._send(bytes(data))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if self.ready_state is ReadyState.CONNECTING:
