@@ -35,6 +35,7 @@ from zope.interface import Attribute, Interface
 
 from gamews.auth import TokenStore, User
 from gamews.errors import ConfigError, EndpointConflictError
+from gamews.plugin_settings import setting, settings_from_table
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
 
@@ -79,6 +80,8 @@ __all__ = [
     "kick_slot",
     "page",
     "say",
+    "setting",
+    "settings_from_table",
 ]
 
 
@@ -321,7 +324,11 @@ class IPluginContext(Interface):
 
     name: str = Attribute("The plugin's name.")
     endpoints: tuple[str, ...] = Attribute("The web endpoints gamews listens on (``--listen``).")
-    config: Mapping[str, Any] = Attribute("The plugin's own ``[plugin.NAME]`` table, or ``{}``.")
+    config: Mapping[str, Any] = Attribute(
+        "The plugin's own ``[plugin.NAME]`` table as written (unchecked), or ``{}``.")
+    settings: Any = Attribute(
+        "The plugin's checked settings: an instance of its ``settings_type`` (``None`` "
+        "for a plugin without one).")
     reactor: Any = Attribute("The reactor (or a test's fake) to use for time and I/O.")
     servers: Mapping[str, Any] = Attribute(
         "The configured game servers by name (``gamews.rcon.server.IGameServer``).")
@@ -399,10 +406,18 @@ class IGamewsPlugin(IPlugin):
 
     name: str = Attribute("A short unique name, such as ``echo``.")
     description: str = Attribute("One line saying what the plugin does.")
+    settings_type: type | None = Attribute(
+        "The plugin's settings, a frozen dataclass whose fields are the keys of its "
+        "``[plugin.NAME]`` table (see :func:`settings_from_table` and :func:`setting`). "
+        "gamews checks the table against it before building anything, so a bad key or "
+        "value stops ``twistd gamews`` with one line naming ``plugin.NAME.KEY``; the "
+        "plugin's service gets the instance as ``context.settings``. A plugin without "
+        "this attribute (or with ``None``) gets its table unchecked as ``context.config``.")
 
     def make_service(context: IPluginContext) -> IService:
         """Build the plugin's service; it opens listeners when started and
-        closes them (returning a Deferred) when stopped."""
+        closes them (returning a Deferred) when stopped. Called once at start-up,
+        after every setting is checked: an exception here stops gamews."""
 
 
 def page(path: Path) -> IResource:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Final
 
 from twisted.application.service import IService
@@ -33,15 +34,28 @@ from gamews.api import (
     TokenBucket,
     clean_text,
     say,
+    setting,
 )
 from gamews.plugins.web import WebPluginService
 
-__all__ = ["ChatPlugin", "ChatService", "line_of"]
+__all__ = ["ChatPlugin", "ChatService", "ChatSettings", "line_of"]
 
 WEB_PREFIX: Final = "(web) "
 MAX_NAME: Final = 24
 MAX_TEXT: Final = 120
 _WEB_LINE = re.compile(r"\(web\) (?P<name>[^:]{1,24}): (?P<text>.*)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """The ``[plugin.chat]`` table."""
+
+    backlog: int = setting(50, at_least=0)
+    """Lines replayed to a browser that joins late."""
+    rate: float = setting(1.0, above=0)
+    """Lines per second per connection and per address..."""
+    burst: float = setting(3.0, at_least=1)
+    """...after a burst of this many."""
 
 
 def _name(player: Any) -> str:
@@ -108,10 +122,10 @@ class ChatService(WebPluginService):
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
-        config = context.config
-        self.backlog_size = int(config.get("backlog", 50))
-        self.rate = float(config.get("rate", 1.0))
-        self.burst = float(config.get("burst", 3))
+        settings: ChatSettings = context.settings
+        self.backlog_size = settings.backlog
+        self.rate = settings.rate
+        self.burst = settings.burst
         self.backlogs: dict[str, deque[dict[str, Any]]] = {}
         self.last_seq: dict[str, int] = {}
         self._per_child: dict[str, TokenBucket] = {}
@@ -232,6 +246,7 @@ class ChatPlugin:
 
     name = "chat"
     description = "Web chat: the game's chat and events live; browsers write to the game."
+    settings_type = ChatSettings
 
     def make_service(self, context: IPluginContext) -> IService:
         return ChatService(context)
