@@ -394,10 +394,9 @@ class ConsoleTests(SynchronousTestCase):
         self.assertEqual([r["status"] for r in self.records()], ["error", "ok"])
 
     def test_missing_config_named(self) -> None:
-        """Without tokens_file the plugin refuses to build, naming the key."""
-        context = FakeContext("console", {}, {})
+        """Without tokens_file the plugin's settings are refused, naming the key."""
         with self.assertRaises(ConfigError) as raised:
-            ConsoleService(context)
+            ConsoleService(FakeContext("console", {}, {}))
         self.assertEqual(raised.exception.key, "plugin.console.tokens_file")
 
     def test_console_lines_readable(self) -> None:

@@ -20,6 +20,7 @@ Config::
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,17 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
-from gamews.api import ChannelKind, IConnection, IGamewsPlugin, IPluginContext, TokenStore
+from gamews.api import (
+    ChannelKind,
+    IConnection,
+    IGamewsPlugin,
+    IPluginContext,
+    TokenStore,
+    setting,
+)
 from gamews.plugins.web import WebPluginService
 
-__all__ = ["LivePlugin", "LiveService", "diff_views", "view_of"]
+__all__ = ["LivePlugin", "LiveService", "LiveSettings", "diff_views", "view_of"]
 
 _FEED_TYPES = ("kill", "suicide", "world_kill")
 
@@ -89,9 +97,16 @@ def diff_views(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def _resolve(path: str, base: Path | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or base is None else base / p
+@dataclass(frozen=True)
+class LiveSettings:
+    """The ``[plugin.live]`` table."""
+
+    delay: float = setting(0.0, at_least=0)
+    """Seconds the public view lags the game (0: live)."""
+    kill_feed: int = setting(10, at_least=0)
+    """Kill feed entries kept."""
+    tokens_file: Path | None = None
+    """Console tokens whose holders see the game live (:mod:`gamews.auth`)."""
 
 
 def _public(server: str) -> str:
@@ -119,14 +134,13 @@ class LiveService(WebPluginService):
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
-        self.delay = float(context.config.get("delay", 0))
-        self.kill_feed = int(context.config.get("kill_feed", 10))
+        settings: LiveSettings = context.settings
+        self.delay = settings.delay
+        self.kill_feed = settings.kill_feed
         self.feeds: dict[str, _Feed] = {}
         self.privileged: set[int] = set()
-        tokens_file = context.config.get("tokens_file")
-        self.tokens = (TokenStore.load(_resolve(str(tokens_file), context.base_dir),
-                                       key="plugin.live.tokens_file")
-                       if tokens_file else None)
+        self.tokens = (TokenStore.load(settings.tokens_file, key="plugin.live.tokens_file")
+                       if settings.tokens_file is not None else None)
 
     def startService(self) -> None:
         super().startService()
@@ -249,6 +263,7 @@ class LivePlugin:
 
     name = "live"
     description = "Live match view: map, scores, scoreboard and kill feed as they happen."
+    settings_type = LiveSettings
 
     def make_service(self, context: IPluginContext) -> IService:
         return LiveService(context)
