@@ -20,7 +20,9 @@ disc, err)``                           on_error=, on_open=)``
 =====================================  =========================================
 
 Plugins provide :class:`IGamewsPlugin` and are found with Twisted's plugin
-system (a module in a ``twisted/plugins/`` directory on ``sys.path``).
+system (a module in a ``twisted/plugins/`` directory on ``sys.path``). Game events
+reach them as the dataclasses of :mod:`gamews.events` (:class:`Envelope` around an
+:class:`Event` subclass such as :class:`Chat` or :class:`Kill`), re-exported here.
 """
 
 from __future__ import annotations
@@ -35,6 +37,44 @@ from zope.interface import Attribute, Interface
 
 from gamews.auth import TokenStore, User
 from gamews.errors import ConfigError, EndpointConflictError
+from gamews.events import (
+    Assist,
+    Chat,
+    Connected,
+    Damage,
+    Disconnected,
+    Entered,
+    Envelope,
+    Event,
+    EventBus,
+    GameShutdown,
+    ItemPickup,
+    Kill,
+    MapChange,
+    MatchEnd,
+    MatchStart,
+    MatchState,
+    NameChange,
+    Player,
+    PlayerInfo,
+    PlayerScore,
+    PlayerState,
+    PlayerTriggered,
+    RconSeen,
+    RoundEnd,
+    RoundStart,
+    ServerCvar,
+    Subscription,
+    Suicide,
+    TeamChange,
+    TeamScore,
+    TeamScores,
+    TeamTriggered,
+    Unknown,
+    WorldKill,
+    WorldTriggered,
+    event_fields,
+)
 from gamews.plugin_settings import setting, settings_from_table
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
@@ -49,13 +89,23 @@ if TYPE_CHECKING:
     from twisted.web.resource import IResource
 
 __all__ = [
+    "Assist",
     "ChannelKind",
+    "Chat",
     "ChildCallback",
     "ConfigError",
+    "Connected",
     "ConnectionRequest",
+    "Damage",
     "DisconnectCallback",
+    "Disconnected",
     "EndpointConflictError",
+    "Entered",
+    "Envelope",
     "ErrorCallback",
+    "Event",
+    "EventBus",
+    "GameShutdown",
     "IChannel",
     "IChildHandler",
     "IConnection",
@@ -67,15 +117,41 @@ __all__ = [
     "IRequestForwarder",
     "IRequestHandler",
     "IncomingCallback",
+    "ItemPickup",
+    "Kill",
+    "MapChange",
+    "MatchEnd",
+    "MatchStart",
+    "MatchState",
     "MessageCallback",
+    "NameChange",
+    "Player",
+    "PlayerInfo",
+    "PlayerScore",
+    "PlayerState",
+    "PlayerTriggered",
+    "RconSeen",
     "ReadyState",
     "Request",
+    "RoundEnd",
+    "RoundStart",
+    "ServerCvar",
+    "Subscription",
+    "Suicide",
+    "TeamChange",
+    "TeamScore",
+    "TeamScores",
+    "TeamTriggered",
     "TokenBucket",
     "TokenStore",
+    "Unknown",
     "User",
     "WebSocketError",
+    "WorldKill",
+    "WorldTriggered",
     "change_map",
     "clean_text",
+    "event_fields",
     "kick",
     "kick_slot",
     "page",
@@ -332,8 +408,9 @@ class IPluginContext(Interface):
     reactor: Any = Attribute("The reactor (or a test's fake) to use for time and I/O.")
     servers: Mapping[str, Any] = Attribute(
         "The configured game servers by name (``gamews.rcon.server.IGameServer``).")
-    events: Any = Attribute(
-        "The event bus (``gamews.events.EventBus``): game events and match states.")
+    events: EventBus = Attribute(
+        "The event bus (:class:`EventBus`): game events (:class:`Envelope`) and match "
+        "states (:class:`MatchState`).")
     base_dir: Any = Attribute(
         "The directory relative paths in the plugin's table resolve against (or None).")
 

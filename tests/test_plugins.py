@@ -11,13 +11,14 @@ from typing import Any
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from gamews.api import ChannelKind
+from gamews.api import ChannelKind, Damage, Envelope, Kill, MatchState, Player, PlayerState
 from gamews.auth import TokenStore, hash_token
 from gamews.auth import main as auth_main
 from gamews.errors import ConfigError
 from gamews.logs.source import parse_line
-from gamews.plugins.chat import ChatService, line_of
+from gamews.plugins.chat import ChatService
 from gamews.plugins.console import ConsoleService
+from gamews.plugins.lines import line_of
 from gamews.plugins.live import LiveService, diff_views, view_of
 from gamews.rcon.link import LinkState
 from tests.fakes import FakeChild, FakeContext, FakeGameServer
@@ -97,7 +98,8 @@ class ChatTests(SynchronousTestCase):
                          ("chat", "Grism", "<b>gg</b>"))
         self.assertEqual((lines[2]["kind"], lines[2]["name"], lines[2]["text"]),
                          ("web", "Bob", "hi there"))
-        self.assertIsNone(line_of({"type": "damage"}))
+        x, y = Player("x", "1"), Player("y", "2")
+        self.assertIsNone(line_of(Envelope(1, "alpha", 0.0, Damage(x, y, "awp", 10))))
 
     def test_backlog_replayed_to_late_joiner(self) -> None:
         """A browser joining late gets hello, link, then the last N lines (oldest first)."""
@@ -279,13 +281,16 @@ class LiveTests(SynchronousTestCase):
 
     def test_view_and_diff(self) -> None:
         """diff_views reports changed keys, new and gone players, and new feed entries."""
-        old = view_of({"map": "a", "round": 1, "teams": {}, "seq": 0,
-                       "players": [{"id": "1", "name": "x"}, {"id": "2", "name": "y"}],
-                       "kill_feed": []}, 10)
-        new = view_of({"map": "a", "round": 2, "teams": {}, "seq": 0,
-                       "players": [{"id": "1", "name": "x", "kills": 1}],
-                       "kill_feed": [{"type": "kill", "seq": 5, "killer": {"name": "x"},
-                                      "victim": {"name": "y"}, "weapon": "awp"}]}, 10)
+        state = MatchState("a")
+        state.map, state.round = "a", 1
+        state.players = {"1": PlayerState("1", "x", None, None, False, 0.0),
+                         "2": PlayerState("2", "y", None, None, False, 0.0)}
+        old = view_of(state, 10)
+        state.round = 2
+        state.players = {"1": PlayerState("1", "x", None, None, False, 0.0, kills=1)}
+        state.kill_feed.append(Envelope(5, "a", 0.0, Kill(Player("x", "1"), Player("y", "2"),
+                                                          "awp")))
+        new = view_of(state, 10)
         changes = diff_views(old, new)
         self.assertEqual(set(changes), {"round", "players", "kill_feed"})
         self.assertIsNone(changes["players"]["2"])

@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from gamews.api import (
+    Envelope,
     IConnection,
     IGamewsPlugin,
     IPluginContext,
@@ -40,10 +41,10 @@ from gamews.api import (
     User,
     setting,
 )
-from gamews.plugins.chat import line_of
+from gamews.plugins.lines import console_text
 from gamews.plugins.web import WebPluginService
 
-__all__ = ["AuditLog", "ConsolePlugin", "ConsoleService", "ConsoleSettings", "console_text"]
+__all__ = ["AuditLog", "ConsolePlugin", "ConsoleService", "ConsoleSettings"]
 
 MODERATOR_COMMANDS: Final = ("status", "say", "kick", "kickid", "clientkick", "changelevel",
                              "map")
@@ -199,33 +200,10 @@ class ConsoleService(WebPluginService):
 
     # -- the game's output -------------------------------------------------------
 
-    def event(self, envelope: Any) -> None:
+    def event(self, envelope: Envelope) -> None:
         self.broadcast(envelope.server, {"type": "console", "server": envelope.server,
                                          "time": envelope.received, "seq": envelope.seq,
-                                         "line": console_text(envelope.to_json())})
-
-
-_SKIP: Final = frozenset({"type", "server", "seq", "received", "log_time", "game_clock"})
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, dict) and "name" in value:
-        return str(value["name"])
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
-
-
-def console_text(event: dict[str, Any]) -> str:
-    """One readable console line for an event (JSON schema of :mod:`gamews.events`)."""
-    line = line_of(event)
-    if line is not None:
-        return f"{line['name']}: {line['text']}" if line.get("name") else str(line["text"])
-    if event.get("type") == "unknown":
-        return str(event.get("raw", ""))
-    if event.get("type") == "rcon":
-        return f"rcon: {event.get('command')}"
-    fields = " ".join(f"{k}={_value(v)}" for k, v in event.items()
-                      if k not in _SKIP and v not in (None, [], {}, ""))
-    return f"[{event.get('type')}] {fields}".rstrip()
+                                         "line": console_text(envelope)})
 
 
 @implementer(IGamewsPlugin)
