@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 from contextlib import redirect_stdout
@@ -11,14 +12,31 @@ from typing import Any
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from gamews.api import ChannelKind, Damage, Envelope, Kill, MatchState, Player, PlayerState
+from gamews.api import (
+    ChannelKind,
+    Chat,
+    Connected,
+    Damage,
+    Disconnected,
+    Envelope,
+    Event,
+    Kill,
+    MapChange,
+    MatchEnd,
+    MatchState,
+    Player,
+    PlayerState,
+    RconSeen,
+    RoundEnd,
+    TeamScore,
+)
 from gamews.auth import TokenStore, hash_token
 from gamews.auth import main as auth_main
 from gamews.errors import ConfigError
 from gamews.logs.source import parse_line
 from gamews.plugins.chat import ChatService
 from gamews.plugins.console import ConsoleService
-from gamews.plugins.lines import line_of
+from gamews.plugins.lines import console_text, line_of
 from gamews.plugins.live import LiveService, diff_views, view_of
 from gamews.rcon.link import LinkState
 from tests.fakes import FakeChild, FakeContext, FakeGameServer
@@ -421,3 +439,53 @@ class ConsoleTests(SynchronousTestCase):
         self.game.replies[0].callback("fine")
         self.assertNotIn("admin-tok", json.dumps(child.sent))
         self.assertNotIn("admin-tok", self.audit.read_text())
+
+
+class PluginImportsTests(SynchronousTestCase):
+    """The built-in plugins are built as a third-party plugin would be."""
+
+    def test_plugins_import_only_the_api(self) -> None:
+        """Plugin modules import from gamews only gamews.api and the plugins' own shared
+        modules (web, lines); no plugin imports another plugin."""
+        directory = Path(__file__).resolve().parents[1] / "gamews" / "plugins"
+        shared = {"gamews.api", "gamews.plugins.web", "gamews.plugins.lines"}
+        found: dict[str, set[str]] = {}
+        for path in sorted(directory.glob("*.py")):
+            tree = ast.parse(path.read_text())
+            found[path.stem] = {node.module for node in ast.walk(tree)
+                                if isinstance(node, ast.ImportFrom) and node.module
+                                and node.module.startswith("gamews")}
+        self.assertIn("console", found)
+        for module, imported in found.items():
+            self.assertLessEqual(imported, shared, module)
+        self.assertIn("gamews.plugins.lines", found["console"] & found["chat"])
+
+
+class LinesTests(SynchronousTestCase):
+    """The chat's lines and the console's text, from typed events."""
+
+    def test_sentences(self) -> None:
+        """Each event the chat shows becomes its sentence; the console shows the same text,
+        and the fields of any other event (a map still loading) without private ones."""
+        sarge = Player("Sarge", "bot:2", 2, "CT", bot=True)
+        events: list[tuple[Event, str | None, str]] = [
+            (Connected(sarge, "10.0.0.1:27005"), "Sarge joined the game",
+             "Sarge joined the game"),
+            (Disconnected(sarge, "Kicked"), "Sarge left the game (Kicked)",
+             "Sarge left the game (Kicked)"),
+            (RoundEnd("CT"), "Round over: CT win", "Round over: CT win"),
+            (MapChange("de_dust2", "loading"), None, "[map_change] map=de_dust2 phase=loading"),
+            (TeamScore("CT", 7), "Team CT scored 7", "Team CT scored 7"),
+            (MatchEnd(score="16:9"), "Match over (16:9)", "Match over (16:9)"),
+            (Chat(sarge, "gg", team=True), "gg", "Sarge: gg"),
+            (RconSeen("10.0.0.1:5", "status"), None, "rcon: status"),
+        ]
+        for i, (event, text, console) in enumerate(events, 1):
+            envelope = Envelope(i, "alpha", 100.0 + i, event)
+            line = line_of(envelope)
+            self.assertEqual(None if line is None else line["text"], text, event)
+            self.assertEqual(console_text(envelope), console)
+            self.assertNotIn("10.0.0.1", console_text(envelope))
+        chat = line_of(Envelope(7, "alpha", 107.0, events[6][0]))
+        self.assertEqual(chat, {"seq": 7, "time": 107.0, "kind": "chat", "name": "Sarge",
+                                "team": "CT", "text": "gg", "team_only": True, "dead": False})
