@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -67,8 +67,7 @@ class Options(usage.Options):
         try:
             super().parseOptions(options)  # type: ignore[no-untyped-call]
         except usage.UsageError as e:
-            sys.stderr.write(f"twistd gamews: error: {e}\n")
-            raise SystemExit(2) from None
+            _exit_with(str(e))
 
     def postOptions(self) -> None:
         """Check the whole configuration (command line, file, every plugin's table) into
@@ -114,5 +113,10 @@ def makeService(options: Options) -> IService:
     try:
         return GamewsService(options.settings)
     except ConfigError as e:
-        sys.stderr.write(f"twistd gamews: error: {e}\n")
-        raise SystemExit(2) from None
+        _exit_with(str(e))
+
+
+def _exit_with(message: str) -> NoReturn:
+    """Stop ``twistd gamews`` with one line on stderr and exit status 2."""
+    sys.stderr.write(f"twistd gamews: error: {message}\n")
+    raise SystemExit(2)
