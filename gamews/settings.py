@@ -67,7 +67,8 @@ class PluginSettings:
 
     plugin: IGamewsPlugin
     table: Mapping[str, Any] = field(default_factory=dict)
-    """Its ``[plugin.NAME]`` table as written (``context.config``)."""
+    """Its ``[plugin.NAME]`` table as written, under the demo's keys when the demo runs
+    (``context.config``)."""
     settings: Any = None
     """Its ``settings_type`` instance (``context.settings``), or ``None`` without one."""
 
@@ -94,9 +95,9 @@ class ServerSettings:
     """Its log source, if it has a ``log``."""
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any], *, where: str, base_dir: Path | None,
+    def from_table(cls, table: Mapping[str, Any], *, base_dir: Path | None,
                    environ: dict[str, str] | None = None) -> ServerSettings:
-        """Check one ``[[server]]`` table (``where`` names it in errors)."""
+        """Check one ``[[server]]`` table; errors name ``server.NAME.KEY``."""
         game = GameServerConfig.from_table(dict(table), base_dir=base_dir)
         where = f"server.{game.name}"
         log = LogSourceConfig.from_table(table, where=where, base_dir=base_dir,
@@ -168,9 +169,8 @@ def parse_settings(data: Mapping[str, Any], cli: CommandLine = CommandLine(), *,
         raise ConfigError("fanout.role", "an edge holds no game link: give it no [[server]] "
                                          "and no demo (the origin has them)")
     servers: list[ServerSettings] = []
-    for i, table in enumerate(config.servers):
-        server = ServerSettings.from_table(table, where=f"server[{i}]", base_dir=base_dir,
-                                           environ=environ)
+    for table in config.servers:
+        server = ServerSettings.from_table(table, base_dir=base_dir, environ=environ)
         if any(s.game.name == server.game.name for s in servers):
             raise ConfigError(f"server.{server.game.name}.name",
                               f"another [[server]] is already called {server.game.name!r}")
