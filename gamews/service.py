@@ -37,6 +37,7 @@ from gamews.pages import static_files
 from gamews.rcon.server import GameServer, IGameServer
 from gamews.registry import Listener, Mount, Registry
 from gamews.settings import PluginSettings, ServerSettings, Settings
+from gamews.websocket import tune_autobahn
 
 __all__ = ["GamewsService", "PluginContext"]
 
@@ -149,6 +150,7 @@ class GamewsService(MultiService):
         super().__init__()  # type: ignore[no-untyped-call]
         self.settings = settings
         self.config = config = settings.config
+        tune_autobahn()
         self.registry = Registry(config.websocket, reactor=reactor,
                                  shutdown_timeout=config.shutdown_timeout)
         reactor = self.registry.reactor

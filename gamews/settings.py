@@ -21,6 +21,7 @@ from twisted.plugin import getPlugins
 from gamews.api import IGamewsPlugin
 from gamews.config import GamewsConfig, parse_config, read_config_text, toml_document
 from gamews.demo.setup import demo_plugin_defaults
+from gamews.endpoints import normalize_endpoint
 from gamews.errors import ConfigError
 from gamews.fanout.config import FanoutConfig
 from gamews.logs.service import LogSourceConfig
@@ -28,7 +29,6 @@ from gamews.manhole import ManholeConfig
 from gamews.metrics import MetricsConfig
 from gamews.plugin_settings import plugin_settings
 from gamews.rcon.server import GameServerConfig
-from gamews.registry import normalize_endpoint
 
 __all__ = [
     "CommandLine",

@@ -9,10 +9,10 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from gamews.config import DEFAULT_LISTEN, GamewsConfig
+from gamews.endpoints import normalize_endpoint
 from gamews.errors import ConfigError
 from gamews.logjson import use_file
 from gamews.metrics import metrics_endpoint
-from gamews.registry import normalize_endpoint
 from gamews.service import GamewsService
 from gamews.settings import CommandLine, Settings, available_plugins, load_settings
 
