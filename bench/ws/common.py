@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import os
 import resource
-import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -60,6 +59,6 @@ def parse_port(description: str) -> int:
 
 
 def ready(port: int) -> None:
-    """Tell the runner the server listens (it waits for this line)."""
-    sys.stdout.write(f"READY {os.getpid()} {port}\n")
-    sys.stdout.flush()
+    """Tell the runner the server listens (it waits for this line). Written to file
+    descriptor 1 itself: under ``twistd`` ``sys.stdout`` is redirected to the log."""
+    os.write(1, f"READY {os.getpid()} {port}\n".encode())
