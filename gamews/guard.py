@@ -8,8 +8,15 @@
 * Its channels (:class:`GuardedChannel`) make the Site's timeout a deadline for
   the whole request instead of an idle timeout, so a client trickling a byte at
   a time (slowloris) is cut like a silent one.
-* :class:`UpgradeResource` is Autobahn's ``WebSocketResource`` telling the
-  channel when its socket became a WebSocket (and stopped counting as pending).
+* A WebSocket upgrade is parsed once: a channel's first request whose head is a
+  ``GET`` of a WebSocket path (:attr:`GuardedSite.upgrades`) with no body goes
+  straight from the bytes the channel read to Autobahn's handshake, before
+  twisted.web builds a ``Request`` (:meth:`GuardedChannel.dataReceived`). Every
+  other request (pages, a body, a kept-alive connection's next request) goes
+  through twisted.web, an upgrade among them to :class:`UpgradeResource`. Both ways
+  share the per-address cap (at accept), the deadline (the channel's, until the
+  head is whole), and the handshake's checks (Autobahn's, then the registry's
+  admission: Origin, caps).
 * :func:`raise_file_limit` lifts the process's open-file limit to what
   ``max_connections`` needs.
 """
@@ -18,16 +25,18 @@ from __future__ import annotations
 
 import resource
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
-from twisted.web.resource import IResource
-from twisted.web.server import Request, Site
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from gamews.websocket import GamewsServerFactory, hand_over
 
 __all__ = ["GuardedChannel", "GuardedSite", "UpgradeResource", "raise_file_limit"]
 
@@ -49,9 +58,34 @@ class GuardedChannel(HTTPChannel):
     site: GuardedSite
     counted: str | None = None
     """The peer address this socket counts against (``None``: not counted)."""
+    _head: bytes | None = b""
+    """What arrived of the first request's head while it may be a WebSocket upgrade
+    (``None``: it is not, everything goes to twisted.web)."""
 
     def resetTimeout(self) -> None:
         """Incoming data does not postpone the deadline."""
+
+    def dataReceived(self, data: bytes) -> None:
+        """Hand a first request that is a WebSocket upgrade to Autobahn unparsed (see
+        :meth:`GuardedSite.upgrade_for`); everything else to twisted.web."""
+        head = self._head
+        if head is None:
+            super().dataReceived(data)  # type: ignore[no-untyped-call]
+            return
+        head += data
+        end = head.find(b"\r\n\r\n")
+        if end < 0 and len(head) < self.totalHeadersSize and b"GET /".startswith(head[:5]):
+            self._head = head  # the head is not whole yet; the deadline runs on
+            return
+        self._head = None
+        factory = self.site.upgrade_for(head, end) if end >= 0 else None
+        if factory is None:
+            super().dataReceived(head)  # type: ignore[no-untyped-call]
+            return
+        transport, self.transport = self.transport, None
+        self.setTimeout(None)  # type: ignore[no-untyped-call]
+        self.upgraded()
+        hand_over(transport, factory, head)
 
     def upgraded(self) -> None:
         """The socket became a WebSocket: it no longer counts as pending."""
@@ -92,6 +126,8 @@ class GuardedSite(Site):
         self.max_pending_per_ip = max_pending_per_ip
         self.pending: Counter[str] = Counter()
         """Sockets per peer address that are not WebSockets."""
+        self.upgrades: Mapping[bytes, UpgradeResource] = {}
+        """The WebSocket paths served here (set by the registry)."""
         self.refused = 0
         """Sockets closed at accept because their address was over the cap."""
         self._over: set[str] = set()
@@ -113,6 +149,25 @@ class GuardedSite(Site):
         channel.counted = host
         return channel
 
+    def upgrade_for(self, head: bytes, end: int) -> GamewsServerFactory | None:
+        """The WebSocket factory a request's head (whole: ``head[:end]`` ends before
+        its empty line) goes to without twisted.web: a ``GET`` of a WebSocket path
+        (exactly) without a body. ``None``: twisted.web takes it (pages, bodies to
+        cap, 404s, a path under a mount)."""
+        if not head.startswith(b"GET /"):
+            return None
+        target_end = head.find(b" ", 4, end)
+        if target_end < 0:
+            return None
+        path = head[4:target_end].partition(b"?")[0]
+        resource = self.upgrades.get(path)
+        if resource is None:
+            return None
+        fields = head[:end].lower()
+        if b"\ncontent-length:" in fields or b"\ntransfer-encoding:" in fields:
+            return None  # a body: twisted.web caps it first
+        return resource.factory
+
     def settle(self, host: str) -> None:
         """One of ``host``'s counted sockets became a WebSocket or closed."""
         self.pending[host] -= 1
@@ -121,18 +176,31 @@ class GuardedSite(Site):
             self._over.discard(host)
 
 
-class UpgradeResource(WebSocketResource):
-    """Autobahn's WebSocket resource; tells the channel its socket was taken over."""
+class UpgradeResource(Resource):
+    """A WebSocket path as twisted.web sees it: a request that reached it through
+    twisted.web (not the channel's fast path) is handed to ``factory``'s protocol
+    the same way, its head rebuilt from the parsed request, and the channel told
+    its socket was taken over."""
 
-    def __init__(self, factory: Any) -> None:
-        super().__init__(factory)  # type: ignore[no-untyped-call]
+    isLeaf = True
+
+    def __init__(self, factory: GamewsServerFactory) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.factory = factory
 
     def render(self, request: Request) -> Any:
-        result = super().render(request)  # type: ignore[no-untyped-call]
         channel = request.channel
-        if isinstance(channel, GuardedChannel) and channel.transport is None:
+        transport, channel.transport = channel.transport, None
+        uri: bytes = request.uri
+        head = [request.method + b" " + uri + b" HTTP/1.1"]
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            head.append(name + b": " + b",".join(values))
+        body = request.content.read() if request.content is not None else b""
+        data = b"\r\n".join(head) + b"\r\n\r\n" + body
+        hand_over(transport, self.factory, data, paused=True)
+        if isinstance(channel, GuardedChannel):
             channel.upgraded()
-        return result
+        return NOT_DONE_YET
 
 
 def raise_file_limit(wanted: int) -> int:

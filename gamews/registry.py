@@ -254,6 +254,8 @@ class _Port:
             max_pending_per_ip=None if limits.trusted_proxies else limits.max_pending_per_ip)
         self.site.requestFactory = BoundedRequest
         self.site.displayTracebacks = False
+        self.upgrades: dict[bytes, UpgradeResource] = {}
+        self.site.upgrades = self.upgrades  # WebSocket upgrades skip twisted.web
         self.routes: dict[str, _Route] = {}
         self.mounts: dict[str, Mount] = {}
         self.handles: list[Listener | Mount] = []
@@ -289,7 +291,7 @@ class _Port:
         route = self.routes.get(path)
         if route is None:
             route = self.routes[path] = _Route(self, path)
-            self.router.routes[path.encode()] = route.resource
+            self.router.routes[path.encode()] = self.upgrades[path.encode()] = route.resource
         return route
 
     def mount(self, mount: Mount) -> None:
@@ -310,6 +312,7 @@ class _Port:
             if route.empty:
                 del self.routes[handle.path]
                 del self.router.routes[handle.path.encode()]
+                del self.upgrades[handle.path.encode()]
         if self.handles:
             return succeed(None)
         return self.registry.stop_port(self)

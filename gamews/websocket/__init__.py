@@ -28,6 +28,7 @@ from gamews.websocket._protocol import (
     GamewsServerFactory,
     GamewsServerProtocol,
     SendBuffer,
+    hand_over,
     peer_host,
 )
 from gamews.websocket._tuning import XorMasker, tune_autobahn
@@ -46,6 +47,7 @@ __all__ = [
     "Wire",
     "XorMasker",
     "encode_message",
+    "hand_over",
     "peer_host",
     "send_to_many",
     "tune_autobahn",

@@ -20,6 +20,7 @@ from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -30,7 +31,7 @@ from gamews.websocket._child import Child, Refused, Route
 if TYPE_CHECKING:
     from autobahn.websocket.types import ConnectionRequest as AutobahnRequest
 
-__all__ = ["GamewsServerFactory", "GamewsServerProtocol", "SendBuffer", "peer_host"]
+__all__ = ["GamewsServerFactory", "GamewsServerProtocol", "SendBuffer", "hand_over", "peer_host"]
 
 _LOST = Failure(ConnectionDone())
 _READY_STATES = {
@@ -346,3 +347,27 @@ class GamewsServerFactory(WebSocketServerFactory):
             "GamewsServerProtocol", (GamewsServerProtocol,),
             {name: _class_attribute(getattr(self, name))
              for name in GamewsServerProtocol.CONFIG_ATTRS}))
+
+
+def hand_over(transport: Any, factory: GamewsServerFactory, data: bytes, *,
+              paused: bool = False) -> None:
+    """Give a connection whose HTTP head asked for a WebSocket to a new protocol of
+    ``factory`` and feed it ``data`` (the head, and whatever the client sent after it):
+    Autobahn's handshake parses the head, once.
+
+    What Autobahn's ``WebSocketResource.render`` does after twisted.web has parsed a
+    request, for both ways an upgrade arrives: straight from the channel that read
+    its head (``paused`` false), or from twisted.web's ``Request`` (``paused``: the
+    channel paused the transport while the request was served).
+    """
+    protocol: Any = factory.buildProtocol(transport.getPeer())
+    if isinstance(transport, ProtocolWrapper):  # TLS: the wrapper delivers to us now
+        transport.wrappedProtocol = protocol
+    elif isinstance(getattr(transport, "protocol", None), ProtocolWrapper):
+        transport.protocol.wrappedProtocol = protocol
+    else:
+        transport.protocol = protocol
+    protocol.makeConnection(transport)
+    if paused:  # the channel paused its transport (an IPushProducer) for the request
+        transport.resumeProducing()
+    protocol.dataReceived(data)
