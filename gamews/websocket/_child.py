@@ -120,7 +120,7 @@ class Refused(Exception):  # noqa: N818  # an answer, not an error
         self.reason = reason
 
 
-@dataclass
+@dataclass(slots=True)
 class _Hook:
     handle: ConnectionHandle
     on_message: MessageCallback | None
@@ -131,6 +131,10 @@ class _Hook:
 
 class Child:
     """The state of one child connection shared by every plugin's handle."""
+
+    __slots__ = ("_handles", "_hooks", "_lost_waiters", "_rejection", "_subprotocol_owner",
+                 "admitted", "behind", "channels", "id", "lost", "queued", "request", "route",
+                 "subprotocol", "wire")
 
     def __init__(self, wire: Wire, route: Route) -> None:
         self.id = next(_ids)
@@ -144,8 +148,9 @@ class Child:
         self._hooks: dict[ListenerLike, _Hook] = {}
         self.lost = False
         self.admitted = False
-        self._lost_waiters: list[Deferred[None]] = []
-        self.channels: set[Channel] = set()
+        self._lost_waiters: list[Deferred[None]] | None = None
+        self.channels: dict[Channel, None] = {}
+        """The channels this child is subscribed to (a dict: 64 bytes empty, a set 216)."""
         self.behind: dict[Channel, None] = {}
         """STATE channels whose messages this child missed while its wire was paused."""
         self.queued = 0
@@ -285,6 +290,8 @@ class Child:
         if self.lost:
             waiter.callback(None)
         else:
+            if self._lost_waiters is None:
+                self._lost_waiters = []
             self._lost_waiters.append(waiter)
 
     def _dispatch(self, name: str, *args: Any) -> None:
@@ -318,7 +325,7 @@ class Child:
         self._hooks.clear()
         for channel in list(self.channels):
             channel.drop(self)
-        waiters, self._lost_waiters = self._lost_waiters, []
+        waiters, self._lost_waiters = self._lost_waiters or [], None
         for waiter in waiters:
             waiter.callback(None)
 
@@ -326,6 +333,8 @@ class Child:
 @implementer(IConnection)
 class ConnectionHandle:
     """One plugin's view of a child connection (see :class:`gamews.api.IConnection`)."""
+
+    __slots__ = ("_child", "_listener")
 
     def __init__(self, child: Child, listener: ListenerLike) -> None:
         self._child = child
@@ -496,7 +505,7 @@ class Channel:
         if not inner.is_hooked(self.listener):
             raise ValueError("hook a child before subscribing it to a channel")
         self._children[inner.id] = inner
-        inner.channels.add(self)
+        inner.channels[self] = None
 
     def unsubscribe(self, child: IConnection) -> None:
         self.drop(_child_of(child))
@@ -504,7 +513,7 @@ class Channel:
     def drop(self, child: Child) -> None:
         """Forget ``child`` (it unsubscribed, was unhooked, or is gone)."""
         if self._children.pop(child.id, None) is not None:
-            child.channels.discard(self)
+            child.channels.pop(self, None)
             child.behind.pop(self, None)
 
     def subscribers(self) -> list[IConnection]:
