@@ -63,6 +63,12 @@ class FakeWire:
         assert isinstance(prepared, bytes)
         self._take(prepared)
 
+    def send_now(self, prepared: Any) -> bool:
+        if self.state is not ReadyState.OPEN or self._paused:
+            return False
+        self.send_prepared(prepared)
+        return True
+
     def close(self, code: int, reason: bytes | None) -> None:
         self.state = ReadyState.CLOSING
         self.closed_with = (code, reason)

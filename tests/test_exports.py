@@ -22,6 +22,7 @@ _HOMES = {
     "GamewsServerFactory": _protocol,
     "GamewsServerProtocol": _protocol,
     "SendBuffer": _protocol,
+    "hand_over": _protocol,
     "peer_host": _protocol,
     "XorMasker": _tuning,
     "tune_autobahn": _tuning,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
+import sys
 from typing import Any, cast
 
 from twisted.internet.address import IPv4Address
@@ -112,6 +113,29 @@ class ProtocolUnitTests(SynchronousTestCase):
         self.protocol.connectionLost()
         self.assertEqual(self.seen, [("gone", 1000)])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_idle_protocol_is_compact(self) -> None:
+        """An open child's protocol keeps a small attribute dict (no handshake
+        leftovers, no copies of values at rest, no empty send queue), and still
+        works: a message in, one out, a queued (synchronous) send, the close."""
+        child = self.open_child()
+        attributes = vars(self.protocol)
+        self.assertLessEqual(len(attributes), 21, sorted(attributes))
+        for name in ("http_request_data", "http_headers", "_wskey", "send_queue",
+                     "closedByMe", "trafficStats"):
+            self.assertNotIn(name, attributes)
+        self.assertLess(sys.getsizeof(attributes), 500)
+        self.protocol.dataReceived(masked(0x1, b"still here"))
+        self.assertEqual(self.seen, ["still here"])
+        self.assertTrue(child.send_text("and back"))
+        self.assertEqual(self.transport.value(), b"\x81\x08and back")
+        self.transport.clear()
+        self.protocol.sendData(b"\x81\x01!", sync=True)  # Autobahn's own queue
+        self.clock.advance(0)
+        self.assertEqual(self.transport.value(), b"\x81\x01!")
+        self.transport.clear()
+        self.protocol.dataReceived(masked(0x8, struct.pack("!H", 1000)))
+        self.assertEqual(self.transport.value()[:4], b"\x88\x02\x03\xe8")
 
     def test_masked_frame_goes_through_the_fast_masker(self) -> None:
         """Once Autobahn is tuned, a client's masked frame is unmasked by XorMasker."""

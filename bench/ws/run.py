@@ -375,7 +375,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         return float(v) if v is not None else None
 
     rows: list[tuple[str, ...]] = [("server", "echo msg/s", "idle KiB/conn", "handshakes/s",
-             "broadcast N (p50/p99 ms)", "max LG CPU")]
+             "broadcast N (p50/p99 ms)", "echo, handshakes per server CPU-s", "max LG CPU")]
     for name, tests in results.items():
         cells = ["gamews (twistd -n gamews)" if name == "gamews" else name]
         for test, unit in (("echo", "k"), ("memory", "kib"), ("handshakes", "k")):
@@ -406,6 +406,12 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             if r.get("p99_ms") is not None:
                 shown += f" ({r['p50_ms']:.1f}/{r['p99_ms']:.1f})"
             cells.append(shown)
+        per_cpu = []
+        for test in ("echo", "handshakes"):
+            v = tests.get(test, {}).get("per_cpu")
+            b = base.get(test, {}).get("per_cpu")
+            per_cpu.append("-" if v is None else f"{v / 1000:.1f}k{fmt_ratio(v, b)}")
+        cells.append(", ".join(per_cpu))
         lg = [t.get("lg_cpu") for t in tests.values() if isinstance(t, dict)]
         lg += [p.get("lg_cpu") for p in tests.get("broadcast", {}).get("points", [])]
         lgv = [x for x in lg if isinstance(x, (int, float))]
@@ -426,7 +432,9 @@ TARGETS: dict[str, tuple[str, Callable[[float, float], bool]]] = {  # issues 7 a
 
 HOW = ("gamews: `twistd -n gamews` (default plugins echo, chat, live; the benchmark plugin "
        "from a drop-in; demo off; per-address limits raised; pings off);\n"
-       "idle KiB/conn: RSS of the server's whole process group, every server")
+       "idle KiB/conn: RSS of the server's whole process group, every server;\n"
+       "per server CPU-s: the rate divided by the share of core 0 the server had (the "
+       "loadgen's reading), median of the runs")
 
 
 def targets(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -454,6 +462,9 @@ def measure(test: str, peer: Peer, settings: Settings) -> dict[str, Any]:
             runs.append(RUNNERS[test](peer, settings))
         except (RuntimeError, OSError, ValueError) as e:
             runs.append({"value": None, "note": str(e)})
+    for r in runs:  # the rate per second of core 0 the server had: on a shared machine
+        cpu = r.get("srv_cpu")  # the figure that moves least with the others' load
+        r["per_cpu"] = r["value"] / cpu if r.get("value") is not None and cpu else None
     if len(runs) == 1:
         return runs[0]
     valued = sorted((r for r in runs if r.get("value") is not None), key=lambda r: r["value"])
@@ -461,7 +472,10 @@ def measure(test: str, peer: Peer, settings: Settings) -> dict[str, Any]:
         chosen = next(r for r in runs if r.get("value") is None)
     else:
         chosen = valued[len(valued) // 2]
-    return {**chosen, "runs": [r.get("value") for r in runs]}
+    per_cpu = sorted(r["per_cpu"] for r in runs if r["per_cpu"] is not None)
+    return {**chosen, "runs": [r.get("value") for r in runs],
+            "per_cpu": per_cpu[len(per_cpu) // 2] if len(per_cpu) == len(runs) else None,
+            "per_cpu_runs": [r["per_cpu"] for r in runs]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,6 +80,12 @@ class Wire(Protocol):
     def send_prepared(self, prepared: Any) -> None:
         """Send a message framed once for many (what ``prepare`` made)."""
 
+    def send_now(self, prepared: Any) -> bool:
+        """Send a message framed once for many if the wire is OPEN, not paused and
+        sends it as framed (no compression of its own): the common case of a
+        broadcast, in one call. ``False``: nothing was sent, the caller takes the
+        general way (``reserve``, then ``send_prepared``)."""
+
     def close(self, code: int, reason: bytes | None) -> None:
         """Start the closing handshake when OPEN; drop a connection still CONNECTING."""
 
@@ -452,14 +458,19 @@ class OutgoingMessage:
 
 def send_to_many(children: Iterable[Child], message: OutgoingMessage, stats: PathStats, *,
                  state: Channel | None = None) -> int:
-    """Send ``message`` to every open child in ``children``, framed once (and only
-    if someone takes it); the number of children it was sent to.
+    """Send ``message`` to every open child in ``children``, framed once (if there
+    are any); the number of children it was sent to.
 
     A paused child is closed with 1008 once too far behind, or, for a ``state``
     channel's message, skipped and caught up when its wire drains."""
     sent = 0
     size = len(message.payload)
-    for child in list(children):
+    targets = list(children)
+    prepared = message.prepared() if targets else None
+    for child in targets:
+        if child.wire.send_now(prepared):  # open, keeping up: most children, most times
+            sent += 1
+            continue
         if state is None:
             if not child.reserve(size):
                 continue
@@ -469,7 +480,7 @@ def send_to_many(children: Iterable[Child], message: OutgoingMessage, stats: Pat
             child.behind[state] = None  # caught up when its wire drains
             stats.skipped += 1
             continue
-        child.wire.send_prepared(message.prepared())
+        child.wire.send_prepared(prepared)
         sent += 1
     stats.messages_out += sent
     stats.bytes_out += sent * size

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["GamewsServerFactory", "GamewsServerProtocol", "SendBuffer", "hand_over", "peer_host"]
 
 _LOST = Failure(ConnectionDone())
+_OPEN = WebSocketServerProtocol.STATE_OPEN
 _READY_STATES = {
     WebSocketServerProtocol.STATE_OPEN: ReadyState.OPEN,
     WebSocketServerProtocol.STATE_CLOSING: ReadyState.CLOSING,
@@ -140,6 +141,17 @@ class GamewsServerProtocol(WebSocketServerProtocol):
 
     def send_prepared(self, prepared: Any) -> None:
         self.sendPreparedMessage(prepared)
+
+    def send_now(self, prepared: Any) -> bool:
+        # what sendPreparedMessage and sendData come to for an open connection without
+        # compression, its send buffer empty, outside a read: one call per child.
+        # PRIVATE (Autobahn 26.11.1): WebSocketProtocol._perMessageCompress, set when
+        # permessage-deflate was agreed (sendPreparedMessage then compresses)
+        if (self.state != _OPEN or self._perMessageCompress is not None
+                or self.send_buffer.paused or self.send_queue or self._replies is not None):
+            return False
+        self._write(prepared.payloadHybi)
+        return True
 
     def close(self, code: int, reason: bytes | None) -> None:
         if self.state == self.STATE_OPEN:
