@@ -18,6 +18,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import TrafficStats
 from autobahn.websocket.types import ConnectionDeny
+from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -37,6 +38,7 @@ __all__ = ["GamewsServerFactory", "GamewsServerProtocol", "SendBuffer", "hand_ov
 
 _LOST = Failure(ConnectionDone())
 _OPEN = WebSocketServerProtocol.STATE_OPEN
+_KEEP = object()  # no value at rest is this
 _READY_STATES = {
     WebSocketServerProtocol.STATE_OPEN: ReadyState.OPEN,
     WebSocketServerProtocol.STATE_CLOSING: ReadyState.CLOSING,
@@ -60,9 +62,10 @@ _COMMON = {text: text for text in (
     "gzip, deflate", "gzip, deflate, br", "gzip, deflate, br, zstd",
     "permessage-deflate; client_max_window_bits")}
 # Autobahn 26.11.1: the attributes WebSocketProtocol._connectionMade sets on every
-# protocol, at the values they rest at while a connection is open and idle. They are
-# class attributes of GamewsServerProtocol; an open protocol's own copy is dropped
-# while it holds the same value, and Autobahn sets its own again when it changes one
+# protocol, at their starting values, which are also those they rest at while a
+# connection is open and idle. They are class attributes of GamewsServerProtocol, whose
+# _connectionMade does not set them; Autobahn sets a protocol's own when it changes one,
+# and an open protocol's own copy is dropped while it holds the same value again
 _AT_REST: dict[str, object] = dict.fromkeys((
     "_perMessageCompress", "trackedTimings", "wasNotCleanReason", "localCloseCode",
     "localCloseReason", "remoteCloseCode", "remoteCloseReason", "openHandshakeTimeoutCall",
@@ -125,6 +128,7 @@ class GamewsServerProtocol(WebSocketServerProtocol):
     factory: GamewsServerFactory
     child: Child
     send_buffer: SendBuffer
+    openHandshakeTimeout: float  # an option: a class attribute of each factory's protocol
 
     # -- the Wire ------------------------------------------------------------------
 
@@ -176,6 +180,22 @@ class GamewsServerProtocol(WebSocketServerProtocol):
         transport.registerProducer(self.send_buffer, True)
         super().connectionMade()
 
+    def _connectionMade(self) -> None:
+        # PRIVATE (Autobahn 26.11.1): WebSocketServerProtocol._connectionMade and
+        # WebSocketProtocol._connectionMade, replaced: they copy every option the
+        # protocol lacks from the factory (here all are class attributes: nothing) and
+        # set 35 attributes to their starting values (here their class values,
+        # _AT_REST, the traffic counters and the send queue): what is left is this
+        self.state = self.STATE_CONNECTING
+        self.utf8validator = Utf8Validator()
+        if self.trackTimings:
+            self.setTrackTimings(True)
+        if self.openHandshakeTimeout > 0:
+            # PRIVATE (Autobahn 26.11.1): WebSocketServerFactory._batched_timer
+            self.openHandshakeTimeoutCall = self.factory._batched_timer.call_later(
+                self.openHandshakeTimeout, self.onOpenHandshakeTimeout)
+        self.factory.countConnections += 1
+
     def onConnect(  # type: ignore[override]  # Autobahn also takes a Deferred
         self, request: AutobahnRequest
     ) -> Deferred[str | None] | str | None:
@@ -202,28 +222,22 @@ class GamewsServerProtocol(WebSocketServerProtocol):
         return decided
 
     send_queue: Any = ()
-    """Autobahn's queue of chopped or synchronous sends: a deque only while a
-    connection has one (an empty deque is 760 bytes per idle connection)."""
+    """Autobahn's queue of chopped or synchronous sends: a deque only once a
+    connection has had one (an empty deque is 760 bytes per idle connection)."""
     trafficStats = TrafficStats()
-    """Autobahn's byte and frame counters, read by nobody in gamews: once a connection
-    is open it counts into this one, shared, instead of its own."""
+    """Autobahn's byte and frame counters, read by nobody in gamews: every connection
+    counts into this one, shared, instead of its own."""
 
     def onOpen(self) -> None:
         self._shed()
         self.child.opened()
 
     def _shed(self) -> None:
-        """Rebuild this protocol's attributes without the handshake's leftovers, the
-        values at rest its class holds, an empty send queue and its own traffic
-        counters: a compact dict of about 20 entries instead of one of 52 (1.5 KB)."""
-        kept = {}
-        for name, value in self.__dict__.items():
-            if (name in _HANDSHAKE_ATTRS or name == "trafficStats"
-                    or (name in _AT_REST and value is _AT_REST[name])
-                    or (name == "send_queue" and not value)):
-                continue
-            kept[name] = value
-        self.__dict__ = kept
+        """Rebuild this protocol's attributes without the handshake's leftovers and
+        the values at rest its class holds (a compact dict of about 20 entries)."""
+        self.__dict__ = {name: value for name, value in self.__dict__.items()
+                         if name not in _HANDSHAKE_ATTRS
+                         and _AT_REST.get(name, _KEEP) is not value}
 
     _replies: list[bytes] | None = None
     """While this protocol handles bytes it read: what it sends meanwhile, written
