@@ -169,6 +169,13 @@ class GamewsCollector:
             "skipped": _counter("gamews_websocket_messages_skipped",
                                 "STATE-channel messages not sent to a slow reader (it gets the "
                                 "latest state when it catches up).", ["path"]),
+            "publishes_spread": _counter("gamews_websocket_publishes_spread",
+                                         "Channel publishes sent over more than one reactor "
+                                         "turn (many subscribers).", ["path"]),
+            "publishes_behind": _counter("gamews_websocket_publishes_behind",
+                                         "Channel publishes that waited for an earlier one "
+                                         "still being sent (the publisher outpaces the "
+                                         "channel).", ["path"]),
         }
         failures = _counter("gamews_websocket_handshake_failures",
                             "Opening handshakes refused, by HTTP status and reason.",

@@ -403,7 +403,8 @@ class Listener:
             raise ValueError("this plugin's listener is closed")
         made = self._channels[name] = Channel(
             self, name, kind, catch_up, self._route.factory.prepareMessage,
-            self._route.limits.max_message_size, self._route.stats)
+            self._route.limits.max_message_size, self._route.stats,
+            self._route.port.registry.reactor)
         return made
 
     def close(self) -> Deferred[None]:

@@ -38,7 +38,8 @@ class PathStats:
     """The counters of one URL path (over every port it is open on)."""
 
     __slots__ = ("accepted", "bytes_in", "bytes_out", "handshake_failures", "messages_in",
-                 "messages_out", "skipped", "slow_consumers")
+                 "messages_out", "publishes_behind", "publishes_spread", "skipped",
+                 "slow_consumers")
 
     def __init__(self) -> None:
         self.accepted = 0
@@ -55,6 +56,11 @@ class PathStats:
         """Children closed with 1008 because they read too slowly."""
         self.skipped = 0
         """STATE-channel messages not sent to a child whose socket was full."""
+        self.publishes_spread = 0
+        """Channel publishes that took more than one reactor turn (``PUBLISH_SLICE``)."""
+        self.publishes_behind = 0
+        """Channel publishes that had to wait for an earlier one still being sent (the
+        publisher outpaces the channel)."""
         self.handshake_failures: Counter[tuple[int, str]] = Counter()
         """Failed opening handshakes by (HTTP status, :func:`handshake_reason`)."""
 

@@ -17,6 +17,7 @@ from gamews.api import ChannelKind, IConnection, ReadyState
 from gamews.config import WebSocketLimits
 from gamews.stats import PathStats
 from gamews.websocket import Channel, Child, ConnectionHandle, ListenerLike, Wire
+from gamews.websocket._child import PUBLISH_BACKLOG, PUBLISH_SLICE
 
 TICK = 0.1
 
@@ -139,7 +140,7 @@ class SendingRuleTests(SynchronousTestCase):
 
     def channel(self, kind: ChannelKind, catch_up: Any = None) -> Channel:
         return Channel(self.listener, "c", kind, catch_up, frame,
-                       self.limits.max_message_size, self.route.stats)
+                       self.limits.max_message_size, self.route.stats, self.clock)
 
     def test_events_closes_a_slow_reader_past_the_limit(self) -> None:
         """EVENTS: once paused, a subscriber may have 1,000 bytes sent; the next
@@ -242,3 +243,124 @@ class SendingRuleTests(SynchronousTestCase):
         b_wire.state = ReadyState.CLOSING
         self.assertEqual(channel.publish("hi"), 1)
         self.assertEqual(b_wire.sent, [])
+
+
+class Socket:
+    """A :class:`Wire` that always keeps up and records what it was sent."""
+
+    ready_state = ReadyState.OPEN
+    paused = False
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, payload: bytes, is_binary: bool) -> None:
+        self.sent.append(payload)
+
+    def send_prepared(self, prepared: Any) -> None:
+        self.sent.append(prepared)
+
+    def send_now(self, prepared: Any) -> bool:
+        self.sent.append(prepared)
+        return True
+
+    def close(self, code: int, reason: bytes | None) -> None:
+        self.ready_state = ReadyState.CLOSING
+
+    def drop(self) -> None:
+        pass
+
+
+class BusyClock(Clock):
+    """A clock on which every look takes ``step`` seconds: sending is slow."""
+
+    step = PUBLISH_SLICE / 4
+
+    def seconds(self) -> float:
+        self.rightNow += self.step
+        return self.rightNow
+
+
+class SpreadTests(SynchronousTestCase):
+    """A publish to many subscribers is spread over reactor turns: it never holds the
+    reactor much past PUBLISH_SLICE, a later publish waits its turn, order is kept."""
+
+    def setUp(self) -> None:
+        self.clock = BusyClock()
+        self.route = FakeRoute(WebSocketLimits())
+        self.listener = FakeListener()
+        self.sockets: list[Socket] = []
+
+    def channel(self, kind: ChannelKind, subscribers: int = 1000) -> Channel:
+        channel = Channel(self.listener, "c", kind, None, frame, 1000, self.route.stats,
+                          self.clock)
+        for _ in range(subscribers):
+            socket = Socket()
+            as_wire: Wire = socket
+            handle = Child(as_wire, self.route).handle_for(self.listener)
+            handle.hook()
+            channel.subscribe(handle)
+            self.sockets.append(socket)
+        return channel
+
+    def turns(self) -> int:
+        """Run reactor turns until no call is pending; how many it took."""
+        turns = 0
+        while self.clock.getDelayedCalls():
+            self.clock.advance(0)
+            turns += 1
+            self.assertLess(turns, 1000)
+        return turns
+
+    def test_publish_spread_over_turns(self) -> None:
+        """1,000 subscribers: some get the message at once, the rest over the next
+        turns, each exactly once; the publish counts as spread."""
+        channel = self.channel(ChannelKind.EVENTS)
+        self.assertEqual(channel.publish(b"one"), 1000)
+        reached = sum(1 for s in self.sockets if s.sent)
+        self.assertGreater(reached, 0)
+        self.assertLess(reached, 1000)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)  # the rest, next turn
+        self.turns()
+        self.assertTrue(all(s.sent == [b"one"] for s in self.sockets))
+        self.assertEqual(self.route.stats.publishes_spread, 1)
+        self.assertEqual(self.route.stats.publishes_behind, 0)
+
+    def test_later_publish_waits_its_turn(self) -> None:
+        """EVENTS: publishes made while one is being sent go after it, in order,
+        every message to every subscriber."""
+        channel = self.channel(ChannelKind.EVENTS)
+        for message in (b"1", b"2", b"3"):
+            channel.publish(message)
+        self.assertEqual(self.route.stats.publishes_behind, 2)
+        self.turns()
+        self.assertTrue(all(s.sent == [b"1", b"2", b"3"] for s in self.sockets))
+
+    def test_state_keeps_only_the_latest_waiting(self) -> None:
+        """STATE: a waiting state is replaced by a newer one; every subscriber ends on
+        the latest, none gets the replaced one or anything twice."""
+        channel = self.channel(ChannelKind.STATE)
+        for message in (b"s1", b"s2", b"s3"):
+            channel.publish(message)
+        self.turns()
+        for socket in self.sockets:
+            self.assertIn(socket.sent, ([b"s1", b"s3"], [b"s3"]))
+        self.assertTrue(any(s.sent == [b"s3"] for s in self.sockets))
+
+    def test_backlog_past_the_cap_sent_at_once(self) -> None:
+        """More waiting publishes than PUBLISH_BACKLOG: all are sent at once, in
+        order, and nothing is left for later turns."""
+        channel = self.channel(ChannelKind.EVENTS)
+        messages = [str(i).encode() for i in range(PUBLISH_BACKLOG + 1)]
+        for message in messages:
+            channel.publish(message)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertTrue(all(s.sent == messages for s in self.sockets))
+
+    def test_small_channel_in_one_go(self) -> None:
+        """A few subscribers: sent at once, nothing scheduled, not counted as spread."""
+        channel = self.channel(ChannelKind.EVENTS, subscribers=10)
+        self.assertEqual(channel.publish(b"x"), 10)
+        self.assertEqual([s.sent for s in self.sockets], [[b"x"]] * 10)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.route.stats.publishes_spread, 0)

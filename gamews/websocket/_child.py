@@ -26,11 +26,13 @@ wire is *paused*):
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -487,14 +489,33 @@ def send_to_many(children: Iterable[Child], message: OutgoingMessage, stats: Pat
     return sent
 
 
+PUBLISH_SLICE = 0.005
+"""Seconds a publish sends for before the reactor gets a turn (reads, timers, the
+publisher's next tick on time); the subscribers left get the message on the next
+turns, before the channel's next message."""
+PUBLISH_BACKLOG = 64
+"""Publishes of one channel that may wait for their turn (a second at 64 Hz)."""
+_CHUNK = 64
+"""Subscribers sent to between two looks at the clock."""
+
+
 @implementer(IChannel)
 class Channel:
-    """A named group of one listener's children (see :class:`gamews.api.IChannel`)."""
+    """A named group of one listener's children (see :class:`gamews.api.IChannel`).
+
+    A publish to many subscribers is spread over reactor turns of
+    :data:`PUBLISH_SLICE` seconds, so a publish that takes longer than its
+    publisher's period delays the next (which is sent after it, in order)
+    instead of holding the reactor until a ticker skips ticks; a ``STATE``
+    channel drops a waiting message for a newer one. Past
+    :data:`PUBLISH_BACKLOG` waiting publishes the channel says it cannot keep up
+    and sends them at once.
+    """
 
     def __init__(self, listener: ListenerLike, name: str, kind: ChannelKind,
                  catch_up: Callable[[IConnection], object] | None,
                  prepare: Callable[[bytes, bool], Any], max_message_size: int,
-                 stats: PathStats) -> None:
+                 stats: PathStats, clock: IReactorTime) -> None:
         self.listener = listener
         self.name = name
         self.kind = kind
@@ -502,8 +523,13 @@ class Channel:
         self._prepare = prepare
         self._max_message_size = max_message_size
         self._stats = stats
+        self._clock = clock
         self._children: dict[int, Child] = {}
         self._last: OutgoingMessage | None = None
+        self._behind: deque[tuple[OutgoingMessage, list[Child], int]] = deque()
+        """Publishes not yet sent to every subscriber: message, targets, next index."""
+        self._resume: IDelayedCall | None = None
+        self._warned = False
 
     def __repr__(self) -> str:
         return (f"<Channel {self.name!r} {self.kind.name} of {self.listener.owner}: "
@@ -537,11 +563,65 @@ class Channel:
 
     def publish(self, data: str | bytes) -> int:
         message = OutgoingMessage(data, self._max_message_size, self._prepare)
-        if self.kind is ChannelKind.EVENTS:
-            return send_to_many(self._children.values(), message, self._stats)
-        message.prepared()  # kept framed for the subscribers that fall behind
-        self._last = message
-        return send_to_many(self._children.values(), message, self._stats, state=self)
+        if self.kind is ChannelKind.STATE:
+            message.prepared()  # kept framed for the subscribers that fall behind
+            self._last = message
+        targets = list(self._children.values())
+        if not self._behind:
+            return self._send(message, targets, 0)
+        # an earlier publish is still being sent: this one goes after it
+        self._stats.publishes_behind += 1
+        if self.kind is ChannelKind.STATE:
+            self._behind.clear()  # only the latest state matters: everyone gets this one
+        self._behind.append((message, targets, 0))
+        if len(self._behind) > PUBLISH_BACKLOG:
+            self._overloaded()
+        return len(targets)
+
+    def _send(self, message: OutgoingMessage, targets: list[Child], start: int) -> int:
+        """Send ``message`` to ``targets[start:]`` for at most :data:`PUBLISH_SLICE`
+        seconds; what is left waits for the next reactor turn, first in line. The
+        number sent to now, plus those left."""
+        state = self if self.kind is ChannelKind.STATE else None
+        deadline = self._clock.seconds() + PUBLISH_SLICE
+        sent = 0
+        for at in range(start, len(targets), _CHUNK):
+            if at > start and self._clock.seconds() >= deadline:
+                if start == 0:
+                    self._stats.publishes_spread += 1
+                self._behind.appendleft((message, targets, at))
+                if self._resume is None:
+                    self._resume = self._clock.callLater(0, self._next)
+                return sent + len(targets) - at
+            sent += send_to_many(targets[at:at + _CHUNK], message, self._stats, state=state)
+        return sent
+
+    def _next(self) -> None:
+        """A reactor turn for the publish first in line."""
+        self._resume = None
+        self._send(*self._behind.popleft())
+        if self._behind and self._resume is None:
+            self._resume = self._clock.callLater(0, self._next)
+        if not self._behind:
+            self._warned = False
+
+    def _overloaded(self) -> None:
+        """More publishes wait than :data:`PUBLISH_BACKLOG`: the channel cannot keep
+        up. Send them all now (the publisher's loop is held up until they are: a
+        ticker then skips ticks) rather than hold ever more, and say so once."""
+        if not self._warned:
+            self._warned = True
+            log.warn("channel {name!r} of {owner} cannot keep up: {waiting} publishes to "
+                     "{subscribers} subscribers waiting; sending them before the next",
+                     name=self.name, owner=self.listener.owner, waiting=len(self._behind),
+                     subscribers=len(self._children))
+        while self._behind:
+            message, targets, at = self._behind.popleft()
+            send_to_many(targets[at:], message, self._stats,
+                         state=self if self.kind is ChannelKind.STATE else None)
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
 
     def catch_up(self, child: Child) -> None:
         """``child`` missed messages and can take more: bring it up to date."""
