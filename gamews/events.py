@@ -633,6 +633,9 @@ class MatchState:
             raise ValueError("backlog sizes must be 0 or more")
         self.server = server
         self.seq = 0
+        self.run = 0
+        """Which numbering ``seq`` belongs to: changes when the numbering starts again (a new
+        run of the instance holding the game link). Compare for equality only."""
         self.map: str | None = None
         self.round = 0
         self.teams: dict[str, int] = {}
@@ -785,6 +788,7 @@ class MatchState:
         """Replace the whole state with a :meth:`snapshot` taken elsewhere (another instance
         of gamews), so that applying the events that follow it gives the same state."""
         self.seq = int(snapshot.get("seq", 0))
+        self.run = int(snapshot.get("run", self.run))
         self.map = snapshot.get("map")
         self.round = int(snapshot.get("round", 0))
         self.game_clock = snapshot.get("game_clock")
@@ -803,7 +807,8 @@ class MatchState:
     def snapshot(self) -> dict[str, Any]:
         """A JSON object of the whole state, with ``seq`` of the last event applied."""
         return {
-            "type": "snapshot", "server": self.server, "seq": self.seq, "map": self.map,
+            "type": "snapshot", "server": self.server, "seq": self.seq, "run": self.run,
+            "map": self.map,
             "round": self.round, "game_clock": self.game_clock, "teams": dict(self.teams),
             "players": [p.to_json() for p in self.players.values()],
             "kill_feed": [e.to_json() for e in self.kill_feed],
@@ -950,6 +955,8 @@ class EventBus:
         self.batch = batch
         self.kill_feed_size = kill_feed_size
         self.chat_size = chat_size
+        self.run = int(clock.seconds() * 1000)
+        """The run number of the states made here (this process's start, in ms)."""
         self._states: dict[str, MatchState] = {}
         self._seq: dict[str, int] = {}
         self._all: list[Subscription] = []
@@ -971,6 +978,7 @@ class EventBus:
                 chat_size=self.chat_size if chat_size is None else chat_size,
             )
             state.seq = self._seq.get(server, 0)
+            state.run = self.run
             self._states[server] = state
         return state
 

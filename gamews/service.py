@@ -28,7 +28,7 @@ from gamews.config import GamewsConfig
 from gamews.errors import ConfigError
 from gamews.events import EventBus
 from gamews.fanout.config import FanoutConfig
-from gamews.fanout.link import RedisLink
+from gamews.fanout.link import FanoutStats, RedisLink
 from gamews.guard import raise_file_limit
 from gamews.index import IndexPage
 from gamews.logs.service import log_source_from_table
@@ -186,6 +186,7 @@ class GamewsService(MultiService):
         self.plugins = plugins
         self.demo = demo
         self.fanout = fanout
+        self.fanout_stats = FanoutStats()
         self._index_mounts: list[Mount] = []
         if fanout is not None:
             self._add_fanout(fanout)
@@ -208,7 +209,8 @@ class GamewsService(MultiService):
             from gamews.fanout.origin import RequestServer
 
             requests = RequestServer(fanout, self._link("requests"), self._link("write"),
-                                     self.request_handler, clock=reactor)
+                                     self.request_handler, clock=reactor,
+                                     stats=self.fanout_stats)
             requests.setServiceParent(self)  # type: ignore[no-untyped-call]
         if manhole is not None:
             def rcon(server: str, command: str) -> Deferred[str]:
@@ -223,7 +225,8 @@ class GamewsService(MultiService):
         if metrics is not None:
             links = {n: s for n, s in self.servers.items() if isinstance(s, GameServer)}
             # an edge's stand-ins hold no RCON link: the origin's metrics have them
-            self.metrics = GamewsMetrics(self.registry, links, self.log_sources)
+            self.metrics = GamewsMetrics(self.registry, links, self.log_sources,
+                                         self.fanout_stats if fanout is not None else None)
             metrics_service = MetricsService(metrics.listen, self.metrics, reactor=reactor)
             metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
 
@@ -248,7 +251,7 @@ class GamewsService(MultiService):
             from gamews.fanout.origin import OriginPublisher
 
             publisher = OriginPublisher(fanout, self.events, self.servers, self._link("write"),
-                                        clock=reactor)
+                                        clock=reactor, stats=self.fanout_stats)
             publisher.setServiceParent(self)  # type: ignore[no-untyped-call]
             return
         if self.config.servers or self.demo is not None:
@@ -257,7 +260,7 @@ class GamewsService(MultiService):
         from gamews.fanout.edge import EdgeFeed
 
         feed = EdgeFeed(fanout, self.events, self._link("read"), self._link("write"),
-                        clock=reactor)
+                        clock=reactor, stats=self.fanout_stats)
         self.servers.update(feed.servers)
         feed.setServiceParent(self)  # type: ignore[no-untyped-call]
 

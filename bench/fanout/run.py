@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -175,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default=",".join(map(str, STEPS)))
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
+    # the instances' shared fan-out key (bench.fanout.server reads it)
+    os.environ.setdefault("GAMEWS_BENCH_FANOUT_KEY", secrets.token_urlsafe(32))
     steps = [int(n) for n in args.steps.split(",")]
     atexit.register(_stop_all)
     build_loadgen()

@@ -12,9 +12,13 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest
 
+from gamews.secret import Secret
 from tests.support import can_connect, free_port, poll_until, real_reactor
 
 REDIS_SERVER = shutil.which("redis-server")
+FANOUT_KEY = secrets.token_urlsafe(32)
+"""The instances' shared fan-out key in the tests."""
+FANOUT_KEYS = (Secret(FANOUT_KEY),)
 
 
 class _Process(ProcessProtocol):

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from gamews.auth import hash_token
-from tests.fanout.redis import RedisServer
+from tests.fanout.redis import FANOUT_KEY, RedisServer
 from tests.support import (
     Client,
     TwistdProcess,
@@ -36,7 +36,8 @@ class Instance:
         self.audit = directory / f"audit-{name}.jsonl"
         lines = [f'listen = "tcp:{self.port}:interface=127.0.0.1"',
                  "[fanout]", f'role = "{role}"', f'redis = "{redis.endpoint}"',
-                 'password_env = "GAMEWS_TEST_REDIS"', f'name = "{name}"', "stale_after = 1.5"]
+                 'password_env = "GAMEWS_TEST_REDIS"', 'key_env = "GAMEWS_TEST_KEY"',
+                 f'name = "{name}"', "stale_after = 1.5"]
         if role == "edge":
             lines.insert(0, "")
             lines.append('servers = ["demo"]')
@@ -50,7 +51,7 @@ class Instance:
     async def start(self) -> None:
         process = self.process = spawn_twistd(
             ["-n", "gamews", "--config", str(self.config)],
-            env={"GAMEWS_TEST_REDIS": self.redis.password})
+            env={"GAMEWS_TEST_REDIS": self.redis.password, "GAMEWS_TEST_KEY": FANOUT_KEY})
         await poll_until(lambda: can_connect(self.port) or process.ended.called, timeout=20)
         if process.ended.called:
             raise RuntimeError(process.output.decode(errors="replace"))
