@@ -234,6 +234,10 @@ class Child:
         if state is ReadyState.OPEN:
             raw = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
             self.protocol.sendCloseFrame(code, raw or None)
+            if code == 1008 and self.protocol.transport is not None:
+                # a policy violation (a peer sending in a tight loop): read nothing more,
+                # or its frames are parsed until the close timeout drops it
+                cast(IPushProducer, self.protocol.transport).pauseProducing()
         elif state is ReadyState.CONNECTING and self.protocol.transport is not None:
             self.protocol.transport.loseConnection()
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, readBody
 
 from gamews.auth import hash_token
 from tests.fanout.redis import FANOUT_KEY, RedisServer
@@ -19,6 +20,7 @@ from tests.support import (
     connect,
     free_port,
     poll_until,
+    real_reactor,
     spawn_twistd,
 )
 
@@ -28,25 +30,54 @@ ADMIN, MODERATOR = "admin-token", "moderator-token"
 class Instance:
     """One gamews process: its config, port and the clients connected to it."""
 
-    def __init__(self, directory: Path, name: str, role: str, redis: RedisServer) -> None:
+    def __init__(self, directory: Path, name: str, role: str, redis: RedisServer, *,
+                 tokens: Path | None = None, fanout: tuple[str, ...] = (),
+                 tables: tuple[str, ...] = ()) -> None:
         self.name = name
         self.port = free_port()
+        self.metrics_port = free_port()
         self.redis = redis
         self.config = directory / f"{name}.toml"
         self.audit = directory / f"audit-{name}.jsonl"
         lines = [f'listen = "tcp:{self.port}:interface=127.0.0.1"',
                  "[fanout]", f'role = "{role}"', f'redis = "{redis.endpoint}"',
                  'password_env = "GAMEWS_TEST_REDIS"', 'key_env = "GAMEWS_TEST_KEY"',
-                 f'name = "{name}"', "stale_after = 1.5"]
+                 f'name = "{name}"', "stale_after = 1.5", *fanout]
         if role == "edge":
             lines.insert(0, "")
             lines.append('servers = ["demo"]')
         else:
             lines.insert(0, "demo = true")
-        lines += ["[plugin.console]", f'tokens_file = "{directory / "tokens.txt"}"',
-                  f'audit_log = "{self.audit}"', "rate = 100", "burst = 100"]
+        if redis.acl:
+            lines.append(f'username = "gamews-{role}"')
+        lines += ["[plugin.console]", f'tokens_file = "{tokens or directory / "tokens.txt"}"',
+                  f'audit_log = "{self.audit}"', "rate = 100", "burst = 100",
+                  "[metrics]", f'listen = "tcp:{self.metrics_port}:interface=127.0.0.1"',
+                  *tables]
         self.config.write_text("\n".join(lines) + "\n")
         self.process: TwistdProcess | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None and self.process.transport is not None
+        return int(cast(Any, self.process.transport).pid)
+
+    def rss(self) -> int:
+        """The process's resident memory, in bytes."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+    async def metric(self, name: str) -> float:
+        """The value of one sample line of this instance's /metrics (0 if absent)."""
+        response = await Agent(real_reactor()).request(
+            b"GET", f"http://127.0.0.1:{self.metrics_port}/metrics".encode())
+        body = (await readBody(response)).decode()
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return 0.0
 
     async def start(self) -> None:
         process = self.process = spawn_twistd(
@@ -90,13 +121,20 @@ class FanoutTestCase(TestCase):
 
     timeout = 120
 
+    acl = False
+    """Whether the instances log in as the README's least-privilege Redis ACL users."""
+
+    def instances(self, directory: Path) -> tuple[Instance, list[Instance]]:
+        """The origin and the edges (override to configure them otherwise)."""
+        return (Instance(directory, "origin", "origin", self.redis),
+                [Instance(directory, f"edge-{i}", "edge", self.redis) for i in (1, 2)])
+
     def setUp(self) -> Deferred[None]:  # type: ignore[override]
-        directory = Path(self.mktemp()).resolve()
-        self.redis = RedisServer(directory / "redis")
+        directory = self.directory = Path(self.mktemp()).resolve()
+        self.redis = RedisServer(directory / "redis", acl=self.acl)
         (directory / "tokens.txt").write_text(f"alice:admin:{hash_token(ADMIN)}\n"
                                               f"mo:moderator:{hash_token(MODERATOR)}\n")
-        self.origin = Instance(directory, "origin", "origin", self.redis)
-        self.edges = [Instance(directory, f"edge-{i}", "edge", self.redis) for i in (1, 2)]
+        self.origin, self.edges = self.instances(directory)
         self.clients: list[Client] = []
 
         async def start() -> None:
