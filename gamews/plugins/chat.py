@@ -139,18 +139,20 @@ class ChatService(WebPluginService):
             self.runs[server] = state.run
             self.broadcast(server, self._backlog_frame(server))
 
-    def _seed(self, server: str) -> None:
+    def _seed(self, server: str, before: int | None = None) -> None:
         """A first backlog from the match state's chat and kill feed: the lines of events
-        this plugin never saw (a fan-out edge that started from the origin's snapshot)."""
+        this plugin never saw (a fan-out edge that started from the origin's snapshot),
+        those before the event ``before`` (default: all of them)."""
         backlog = self.backlogs[server] = deque(maxlen=self.backlog_size)
         state = self.context.events.state(server)
         if state is None or state.seq == 0:
             return
+        mark = state.seq if before is None else before - 1
         for envelope in sorted((*state.chat, *state.kill_feed), key=lambda e: e.seq):
             line = line_of(envelope.to_json())
-            if line is not None:
+            if line is not None and envelope.seq <= mark:
                 backlog.append(line)
-        self._seeded[server] = state.seq
+        self._seeded[server] = mark
 
     def _already_seeded(self, server: str, seq: int) -> bool:
         """Whether the event ``seq`` came before the seeded backlog (so it is in it, or older
@@ -169,7 +171,7 @@ class ChatService(WebPluginService):
 
     def event(self, envelope: Any) -> None:
         if envelope.server not in self.backlogs:  # seeded first, whatever comes first
-            self._seed(envelope.server)
+            self._seed(envelope.server, before=envelope.seq)
         self._new_run(envelope.server)
         if self._already_seeded(envelope.server, envelope.seq):
             return

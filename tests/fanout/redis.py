@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import signal
 from pathlib import Path
 
 from twisted.internet.defer import Deferred
@@ -93,12 +94,12 @@ class RedisServer:
     def pause(self) -> None:
         """SIGSTOP it: connections stay open, nothing answers (a hung Redis)."""
         assert self.process is not None and self.process.transport is not None
-        self.process.transport.signalProcess("STOP")
+        self.process.transport.signalProcess(signal.SIGSTOP)
 
     def resume(self) -> None:
         """SIGCONT it after :meth:`pause`."""
         assert self.process is not None and self.process.transport is not None
-        self.process.transport.signalProcess("CONT")
+        self.process.transport.signalProcess(signal.SIGCONT)
 
     async def kill(self) -> None:
         """SIGKILL it (its data is gone) and wait until it has exited."""

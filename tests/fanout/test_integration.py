@@ -58,6 +58,11 @@ class Instance:
         self.process: TwistdProcess | None = None
 
     @property
+    def output(self) -> bytes:
+        """What the process logged so far."""
+        return b"" if self.process is None else self.process.output
+
+    @property
     def pid(self) -> int:
         assert self.process is not None and self.process.transport is not None
         return int(cast(Any, self.process.transport).pid)

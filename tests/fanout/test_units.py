@@ -500,6 +500,26 @@ class LateEdgeChatTests(SynchronousTestCase):
         self.assertEqual(child.of_type("line")[-1]["line"]["seq"], later["seq"])
 
 
+    def test_event_before_the_first_browser(self) -> None:
+        """An event arriving before any browser does not replace the seeding: the backlog
+        has the snapshot's lines and then that event's."""
+        origin, events = demo_bus(60)
+        context = FakeContext("chat", {}, {"demo": FakeGameServer("demo")})
+        chat = ChatService(context)
+        chat.startService()
+        snapshot = cast(Any, origin.state("demo")).snapshot()
+        context.events.restore("demo", snapshot)
+        _, more = demo_bus(90)
+        later = next(e for e in more[len(events):] if e["type"] in ("kill", "chat"))
+        for obj in more[len(events):more.index(later) + 1]:
+            context.events.replay(envelope_from_json(obj))
+        (backlog,) = context.listeners[0].connect().of_type("backlog")
+        kept = sorted(snapshot["chat"] + snapshot["kill_feed"], key=lambda e: e["seq"])
+        self.assertEqual([line["seq"] for line in backlog["lines"]][-3:],
+                         [*[e["seq"] for e in kept][-2:], later["seq"]])
+        self.assertGreater(len(backlog["lines"]), 10)
+
+
 class ForwardedRequestTests(SynchronousTestCase):
     """Chat and console on an edge forward; on the origin they apply the same checks."""
 
