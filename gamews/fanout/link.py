@@ -32,6 +32,7 @@ from txredisapi import RedisProtocol, ResponseError
 
 from gamews.fanout.codec import Keys, Sealer, stream_fields
 from gamews.fanout.config import FanoutConfig
+from gamews.reactor import maybe_global_reactor
 from gamews.secret import Secret
 
 __all__ = ["FanoutService", "FanoutStats", "RedisLink", "RedisUnavailableError",
@@ -87,10 +88,7 @@ class RedisLink(ClientService):
     def __init__(self, name: str, redis: str, *, password: Secret | None = None,
                  username: str | None = None, reactor: Any = None,
                  reply_timeout: float | None = 10.0) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = global_reactor
+        reactor = maybe_global_reactor(reactor)
         self.link_name = name
         self.where = redis
         self._password = password
