@@ -16,10 +16,15 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.utils import getProcessOutput
 
-from gamews.auth import hash_token
+from gamews.api import IRequestForwarder, Request
+from gamews.auth import User, hash_token
+from gamews.events import EventBus
 from gamews.fanout.codec import Sealer, dumps
+from gamews.fanout.config import FanoutConfig
+from gamews.fanout.edge import EdgeFeed
 from gamews.fanout.link import RedisLink
 from gamews.secret import Secret
+from tests.fanout.redis import FANOUT_KEYS
 from tests.fanout.test_integration import (
     ADMIN,
     MODERATOR,
@@ -82,6 +87,37 @@ class ForgedRequestTests(RedisWriterTestCase):
             self.assertNotIn("FORGED", audit)
             self.assertEqual([json.loads(line)["user"] for line in audit.splitlines()], ["mo"])
             self.assertFalse(any("FORGED" in line for _, line in events(origin)))
+
+        return ensureDeferred(run())
+
+
+    def test_plugin_on_an_edge_cannot_claim_a_role(self) -> Deferred[None]:
+        """A plugin on an edge forwarding a console command for a user it made up (admin)
+        through IRequestForwarder gets it refused by the origin, audited as refused: the
+        forwarder sends no role, and a made-up user has no token to prove."""
+        async def run() -> None:
+            reactor = real_reactor()
+            links = []
+            for role in ("read", "write"):
+                link = RedisLink(f"plugin/{role}", self.redis.endpoint,
+                                 password=Secret(self.redis.password), reactor=reactor)
+                link.startService()
+                self.addCleanup(link.stopService)
+                links.append(link)
+            feed = EdgeFeed(FanoutConfig("edge", self.redis.endpoint, FANOUT_KEYS,
+                                         name="edge-plugin", servers=("demo",)),
+                            EventBus(reactor), links[0], links[1], clock=reactor)
+            feed.startService()
+            self.addCleanup(feed.stopService)
+            await poll_until(lambda: feed.replies_position != "$")  # reading its replies
+            game = feed.servers["demo"]
+            self.assertTrue(IRequestForwarder.providedBy(game))
+            reply = await game.forward("console", "demo", Request(
+                {"command": "say CLAIMED"}, "127.0.0.1", "1", User("mallory", "admin")))
+            self.assertEqual(reply["status"], "refused")
+            (record,) = [json.loads(line) for line in self.origin.audit.read_text().splitlines()]
+            self.assertEqual((record["user"], record["via"], record["status"]),
+                             (None, "edge-plugin", "refused"))
 
         return ensureDeferred(run())
 
