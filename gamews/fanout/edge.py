@@ -255,9 +255,15 @@ class EdgeFeed(FanoutService):
         def heard(values: list[Any]) -> None:
             for name, key, value in zip(names, keys, values, strict=False):
                 text = None if value is None else self.sealer.open(key, str(value))
+                beat = json.loads(text) if text else None
                 if value is not None and text is None:
                     self.rejected("heartbeat", key, "not sealed with a fan-out key")
-                self.servers[name].heard(json.loads(text) if text else None)
+                elif beat is not None and not (
+                        abs(self.clock.seconds() - float(beat.get("time", 0))) <= REQUEST_TTL):
+                    # an old heartbeat written back (or clocks far apart): not a sign of life
+                    self.rejected("heartbeat", key, "too old (clocks in sync?)")
+                    beat = None
+                self.servers[name].heard(beat)
 
         def silent(_: Failure) -> None:
             for name in names:

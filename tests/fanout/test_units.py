@@ -369,6 +369,13 @@ class EdgeFeedTests(SynchronousTestCase):
         self.successResultOf(Deferred.fromCoroutine(other._load("demo")))
         self.assertEqual(other.cursors["demo"].stream_id, "7-5")
 
+    def test_old_heartbeat_is_no_sign_of_life(self) -> None:
+        """A sealed heartbeat written back long after (a replay) leaves the server stale."""
+        self.put(self.keys.heartbeat("demo"), {"link": "up", "epoch": 7, "time": 900.0})
+        self.feed._poll()
+        self.assertTrue(self.feed.servers["demo"].stale)
+        self.assertEqual(self.feed.stats.rejected["heartbeat"], 1)
+
     def test_unsealed_snapshot_and_heartbeat_ignored(self) -> None:
         """A snapshot or heartbeat someone else wrote is not taken (counted): the server
         stays stale, the cursor where it was."""
@@ -384,7 +391,7 @@ class EdgeFeedTests(SynchronousTestCase):
     def test_hung_redis_is_stale_after_stale_after(self) -> None:
         """A heartbeat poll Redis does not answer makes the server stale after stale_after."""
         game = self.feed.servers["demo"]
-        self.put(self.keys.heartbeat("demo"), {"link": "up", "epoch": 7})
+        self.put(self.keys.heartbeat("demo"), {"link": "up", "epoch": 7, "time": 1000.0})
         self.feed._poll()
         self.assertFalse(game.stale)
         self.link.execute_now = lambda *args: Deferred()  # type: ignore[method-assign]
@@ -402,7 +409,8 @@ class EdgeFeedTests(SynchronousTestCase):
         changes: list[LinkState] = []
         game.subscribe(changes.append)
         self.assertTrue(game.stale)
-        self.put(self.keys.heartbeat("demo"), {"kind": "quake3", "link": "up", "epoch": 7})
+        self.put(self.keys.heartbeat("demo"), {"kind": "quake3", "link": "up", "epoch": 7,
+                                               "time": 1000.0})
         self.feed._poll()
         self.assertEqual((game.stale, game.state, game.kind), (False, LinkState.UP, "quake3"))
         del self.link.values[self.keys.heartbeat("demo")]
