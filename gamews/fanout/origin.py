@@ -103,11 +103,20 @@ class OriginPublisher(FanoutService):
     async def _start(self) -> None:
         # a new run numbers its stream IDs after every earlier run's (even if the clock
         # went back), so that edges see the restart and no XADD is refused as a duplicate
+        # (only after an origin's own entries: a stream ending in one someone else wrote,
+        # which could hold the largest ID, is deleted)
         for server in self.bus.servers():
+            key = self.keys.events(server)
             last = await self.retry(self.link, "XREVRANGE", partial(
-                self.link.execute, "XREVRANGE", self.keys.events(server), "+", "-", "COUNT", "1"))
+                self.link.execute, "XREVRANGE", key, "+", "-", "COUNT", "1"))
             epoch = self.epoch
-            if last:
+            if last and self.sealer.open(event_place(key, str(last[0][0])), stream_fields(
+                    list(last[0][1])).get("s", "")) is None:
+                log.warn("fanout origin: {key} ends with an entry no origin wrote ({id}): "
+                         "deleting the stream", key=key, id=str(last[0][0]))
+                await self.retry(self.link, "DEL", partial(self.link.execute, "DEL", key))
+                self.recoveries += 1
+            elif last:
                 epoch = max(epoch, parse_id(str(last[0][0]))[0] + 1)
             self.epochs[server] = epoch
             # the run the pages show is the stream's epoch, as on the edges

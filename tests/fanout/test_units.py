@@ -644,6 +644,11 @@ class OriginPublisherTests(SynchronousTestCase):
         for obj in self.events[:n]:
             self.bus.replay(envelope_from_json(obj))
 
+    def sealed(self, entry_id: str) -> list[Any]:
+        """A stream entry as an origin writes it."""
+        key = "gamews:demo:events"
+        return [entry_id, ["s", SEALER.seal(event_place(key, entry_id), "{}")]]
+
     def xadds(self) -> list[str]:
         return [c[5] for c in self.link.commands if c[0] == "XADD"]
 
@@ -653,7 +658,7 @@ class OriginPublisherTests(SynchronousTestCase):
     def test_events_snapshots_heartbeats(self) -> None:
         """Each event goes out with ID EPOCH-SEQ in order; a tick writes the heartbeat
         (expiring) and the snapshot with the seq it reflects."""
-        self.link.replies["XREVRANGE"] = [["999999-40", ["e", "{}"]]]  # an earlier run
+        self.link.replies["XREVRANGE"] = [self.sealed("999999-40")]  # an earlier run
         self.publisher.startService()
         self.addCleanup(self.publisher.stopService)
         self.assertEqual(self.publisher.epoch_of("demo"), 1_000_000)
@@ -673,10 +678,19 @@ class OriginPublisherTests(SynchronousTestCase):
 
     def test_new_run_after_a_later_clock(self) -> None:
         """A run started with the clock behind an earlier run's IDs numbers after them."""
-        self.link.replies["XREVRANGE"] = [["2000000-7", ["e", "{}"]]]
+        self.link.replies["XREVRANGE"] = [self.sealed("2000000-7")]
         self.publisher.startService()
         self.addCleanup(self.publisher.stopService)
         self.assertEqual(self.publisher.epoch_of("demo"), 2_000_001)
+
+    def test_forged_last_entry_deleted_at_start(self) -> None:
+        """A stream ending in an entry no origin wrote (a far-ahead ID) is deleted at start
+        instead of setting the run's numbering."""
+        self.link.replies["XREVRANGE"] = [["18446744073709551615-0", ["s", "forged"]]]
+        self.publisher.startService()
+        self.addCleanup(self.publisher.stopService)
+        self.assertIn(("DEL", "gamews:demo:events"), self.link.commands)
+        self.assertEqual(self.publisher.epoch_of("demo"), 1_000_000)
 
     def test_failed_xadd_sent_again_duplicate_counts_as_sent(self) -> None:
         """A failed XADD is sent again with the ones after it; one Redis already holds
