@@ -234,7 +234,7 @@ class GamewsCollector:
             return
         rejected = _counter("gamews_fanout_rejected_entries",
                             "Entries read from Redis and dropped: not sealed with a fan-out "
-                            "key, or a replayed request.", ["kind"])
+                            "key, a replayed request or a heartbeat too old.", ["kind"])
         for kind in ("request", "event", "snapshot", "heartbeat", "reply"):
             rejected.add_metric([kind], self.fanout.rejected[kind])
         yield rejected

@@ -48,7 +48,8 @@ class FanoutStats:
 
     rejected: Counter[str] = field(default_factory=Counter)
     """Entries read from Redis and dropped because their seal did not verify (or a request
-    was replayed), by kind: ``request``, ``event``, ``snapshot``, ``heartbeat``, ``reply``."""
+    was replayed, or a heartbeat was too old), by kind: ``request``, ``event``,
+    ``snapshot``, ``heartbeat``, ``reply``."""
 
 
 class RedisUnavailableError(Exception):
