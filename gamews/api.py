@@ -19,8 +19,31 @@ disc, err)``                           on_error=, on_open=)``
 ``Websocket_Close(listener)``           ``listener.close()`` → ``Deferred``
 =====================================  =========================================
 
-Plugins provide :class:`IGamewsPlugin` and are found with Twisted's plugin
-system (a module in a ``twisted/plugins/`` directory on ``sys.path``).
+Besides the WebSocket contract, it exports what a plugin reads and drives: the game
+servers (:class:`IGameServer`, :class:`LinkState`), the event bus (:class:`EventBus`,
+:class:`Subscription`), the typed events (:class:`Event` and one dataclass per type, such
+as :class:`Kill` or :class:`Custom`; :data:`EVENT_TYPES` maps each ``type`` to its class)
+in their :class:`Envelope`, and the per-server :class:`MatchState`.
+
+Event subscribers
+=================
+
+``context.events.subscribe(callback, server=None)`` calls ``callback(envelope)`` with
+every following :class:`Envelope`, in ``seq`` order. The rules a subscriber lives by:
+
+- A callback that raises, or returns a Deferred that fails, is logged with its
+  traceback; after ``max_failures`` (3) failures **in a row** the subscription is
+  cancelled (logged as an error): a plugin that always fails stops being called rather
+  than flooding the log. One success resets the count.
+- A callback may return a Deferred: the subscriber is busy until it fires and its
+  events wait in a bounded queue (``queue_size``, 1000 by default); when the queue is
+  full the oldest waiting event is dropped and counted in ``Subscription.dropped``, so
+  the subscriber sees a gap in ``seq`` (and may take a fresh snapshot).
+- Other subscribers and the log stream are never held up by one subscriber.
+
+Plugins provide :class:`IGamewsPlugin` and are found through Twisted's plugin system (a
+module in a ``twisted/plugins/`` directory on ``sys.path``) or through the
+``gamews.plugins`` entry-point group (see :mod:`gamews.discovery`).
 """
 
 from __future__ import annotations
@@ -35,8 +58,49 @@ from zope.interface import Attribute, Interface
 
 from gamews.auth import TokenStore, User
 from gamews.errors import ConfigError, EndpointConflictError
+from gamews.events import (
+    EVENT_TYPES,
+    Assist,
+    Chat,
+    Connected,
+    Custom,
+    Damage,
+    Disconnected,
+    Entered,
+    Envelope,
+    Event,
+    EventBus,
+    GameShutdown,
+    ItemPickup,
+    Kill,
+    MapChange,
+    MatchEnd,
+    MatchStart,
+    MatchState,
+    NameChange,
+    Player,
+    PlayerInfo,
+    PlayerScore,
+    PlayerTriggered,
+    RconSeen,
+    RoundEnd,
+    RoundStart,
+    ServerCvar,
+    Subscriber,
+    Subscription,
+    Suicide,
+    TeamChange,
+    TeamScore,
+    TeamScores,
+    TeamTriggered,
+    Unknown,
+    WorldKill,
+    WorldTriggered,
+)
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
+from gamews.rcon.link import LinkState
+from gamews.rcon.server import IGameServer
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -48,16 +112,29 @@ if TYPE_CHECKING:
     from twisted.web.resource import IResource
 
 __all__ = [
+    "EVENT_TYPES",
+    "Assist",
     "ChannelKind",
+    "Chat",
     "ChildCallback",
     "ConfigError",
+    "Connected",
     "ConnectionRequest",
+    "Custom",
+    "Damage",
     "DisconnectCallback",
+    "Disconnected",
     "EndpointConflictError",
+    "Entered",
+    "Envelope",
     "ErrorCallback",
+    "Event",
+    "EventBus",
+    "GameShutdown",
     "IChannel",
     "IChildHandler",
     "IConnection",
+    "IGameServer",
     "IGamewsPlugin",
     "IListener",
     "IListenerHandler",
@@ -66,13 +143,39 @@ __all__ = [
     "IRequestForwarder",
     "IRequestHandler",
     "IncomingCallback",
+    "ItemPickup",
+    "Kill",
+    "LinkState",
+    "MapChange",
+    "MatchEnd",
+    "MatchStart",
+    "MatchState",
     "MessageCallback",
+    "NameChange",
+    "Player",
+    "PlayerInfo",
+    "PlayerScore",
+    "PlayerTriggered",
+    "RconSeen",
     "ReadyState",
     "Request",
+    "RoundEnd",
+    "RoundStart",
+    "ServerCvar",
+    "Subscriber",
+    "Subscription",
+    "Suicide",
+    "TeamChange",
+    "TeamScore",
+    "TeamScores",
+    "TeamTriggered",
     "TokenBucket",
     "TokenStore",
+    "Unknown",
     "User",
     "WebSocketError",
+    "WorldKill",
+    "WorldTriggered",
     "change_map",
     "clean_text",
     "kick",
@@ -323,10 +426,11 @@ class IPluginContext(Interface):
     endpoints: tuple[str, ...] = Attribute("The web endpoints gamews listens on (``--listen``).")
     config: Mapping[str, Any] = Attribute("The plugin's own ``[plugin.NAME]`` table, or ``{}``.")
     reactor: Any = Attribute("The reactor (or a test's fake) to use for time and I/O.")
-    servers: Mapping[str, Any] = Attribute(
-        "The configured game servers by name (``gamews.rcon.server.IGameServer``).")
-    events: Any = Attribute(
-        "The event bus (``gamews.events.EventBus``): game events and match states.")
+    servers: Mapping[str, IGameServer] = Attribute(
+        "The configured game servers by name (:class:`IGameServer`).")
+    events: EventBus = Attribute(
+        "The event bus (:class:`EventBus`): typed game events in envelopes, match states. "
+        "See the module docstring for the rules subscribers live by.")
     base_dir: Any = Attribute(
         "The directory relative paths in the plugin's table resolve against (or None).")
 
@@ -339,15 +443,19 @@ class IPluginContext(Interface):
         closed: Callable[[IListener], object] | None = None,
         handler: IListenerHandler | None = None,
     ) -> IListener:
-        """Listen for WebSocket children on ``path`` of ``endpoint``.
+        """Listen for WebSocket children on ``path`` of every web endpoint.
 
-        ``endpoint`` defaults to the first of :attr:`endpoints`. Give callbacks
-        or a ``handler`` object. Raises ``ValueError`` for a bad endpoint and
-        :class:`EndpointConflictError` for options that clash with an open port.
+        Without ``endpoint`` the path is served on each of :attr:`endpoints` (every
+        ``--listen``) and the listener returned covers them all (its ``broadcast``,
+        ``channel`` and ``connections`` span every port); with ``endpoint``, on that one
+        only. Give callbacks or a ``handler`` object. Raises ``ValueError`` for a bad
+        endpoint and :class:`EndpointConflictError` for options that clash with an open
+        port.
         """
 
     def mount(path: str, resource: IResource, *, endpoint: str | None = None) -> IMount:
-        """Serve a plain HTTP ``resource`` at ``path`` on the shared port.
+        """Serve a plain HTTP ``resource`` at ``path`` of every web endpoint (or of
+        ``endpoint`` only, when given), on the ports the WebSocket paths share.
 
         A ``path`` ending in ``/`` also serves everything below it.
         """

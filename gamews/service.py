@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
-from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from zope.interface import implementer
@@ -25,10 +24,12 @@ from gamews.api import (
     IRequestHandler,
 )
 from gamews.config import GamewsConfig
+from gamews.discovery import available_plugins, select_plugins
 from gamews.errors import ConfigError
 from gamews.events import EventBus
 from gamews.fanout.config import FanoutConfig
 from gamews.fanout.link import RedisLink
+from gamews.groups import ListenerGroup, MountGroup
 from gamews.guard import raise_file_limit
 from gamews.index import IndexPage
 from gamews.logs.service import log_source_from_table
@@ -44,30 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["GamewsService", "PluginContext", "available_plugins", "select_plugins"]
 
 log = Logger(namespace="gamews.service")
-
-
-def available_plugins() -> dict[str, IGamewsPlugin]:
-    """Every gamews plugin Twisted's plugin system finds, by name."""
-    found: dict[str, IGamewsPlugin] = {}
-    for plugin in getPlugins(IGamewsPlugin):
-        name = getattr(plugin, "name", None)
-        if not isinstance(name, str) or not name:
-            log.warn("ignoring a gamews plugin without a name: {plugin!r}", plugin=plugin)
-        elif name in found:
-            log.warn("two gamews plugins are named {name}; keeping the first", name=name)
-        else:
-            found[name] = plugin
-    return found
-
-
-def select_plugins(names: tuple[str, ...], found: Mapping[str, IGamewsPlugin]) -> list[
-        IGamewsPlugin]:
-    """The plugins named in the config, or a :class:`ConfigError` naming a missing one."""
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise ConfigError("plugins", f"no plugin named {missing[0]!r} is installed "
-                                     f"(found: {', '.join(sorted(found)) or 'none'})")
-    return [found[n] for n in names]
 
 
 @implementer(IPluginContext)
@@ -98,18 +75,25 @@ class PluginContext:
         closed: Callable[[IListener], object] | None = None,
         handler: IListenerHandler | None = None,
     ) -> IListener:
-        listener = self.registry.open(
-            endpoint or self.endpoints[0], path, owner=self.name,
-            incoming=incoming, error=error, closed=closed, handler=handler,
-        )
-        self._handles.append(listener)
-        return listener
+        listeners: list[IListener] = []
+        for where in self._where(endpoint):
+            listener = self.registry.open(where, path, owner=self.name, incoming=incoming,
+                                          error=error, closed=closed, handler=handler)
+            self._handles.append(listener)  # closed when the plugin stops, even on a failure
+            listeners.append(listener)
+        return listeners[0] if len(listeners) == 1 else ListenerGroup(listeners)
 
     def mount(self, path: str, resource: IResource, *, endpoint: str | None = None) -> IMount:
-        mount = self.registry.mount(endpoint or self.endpoints[0], path, resource,
-                                    owner=self.name)
-        self._handles.append(mount)
-        return mount
+        mounts: list[IMount] = []
+        for where in self._where(endpoint):
+            mount = self.registry.mount(where, path, resource, owner=self.name)
+            self._handles.append(mount)
+            mounts.append(mount)
+        return mounts[0] if len(mounts) == 1 else MountGroup(mounts)
+
+    def _where(self, endpoint: str | None) -> tuple[str, ...]:
+        """The endpoints a handle is opened on: ``endpoint``, or else every web endpoint."""
+        return (endpoint,) if endpoint is not None else self.endpoints
 
     def close_all(self) -> Deferred[None]:
         """Close every handle the plugin still holds."""

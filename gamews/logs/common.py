@@ -43,6 +43,8 @@ class LogStats:
     """Files followed after a rotation or truncation."""
     too_long: int = 0
     """Lines longer than :data:`MAX_LINE`, parsed as ``unknown`` unread."""
+    bridge_dropped: int = 0
+    """``gamews CHANNEL JSON`` lines dropped: bad channel, invalid or oversized JSON."""
     events: Counter[str] = field(default_factory=Counter)
     """Parsed lines by event type (``unknown``: no type fits), counted by the line pipeline."""
 
