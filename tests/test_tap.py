@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -168,50 +167,6 @@ class TwistdTests(TestCase):
             self.assertLess(time.monotonic() - started, 5)
             self.assertIn(await self.process.ended, [(0, None), (None, 15)])
             self.assertTrue(self.process.stopped_cleanly())
-
-        return ensureDeferred(run())
-
-    def test_third_party_plugin_discovered(self) -> Deferred[None]:
-        """A plugin package outside the source tree is found and run by name."""
-        root = Path(self.mktemp()).resolve()
-        (root / "shout_plugin").mkdir(parents=True)
-        (root / "twisted" / "plugins").mkdir(parents=True)
-        (root / "shout_plugin" / "__init__.py").write_text(textwrap.dedent('''
-            from twisted.application.service import Service
-            from zope.interface import implementer
-            from gamews.api import IGamewsPlugin
-
-            class ShoutService(Service):
-                def __init__(self, context):
-                    self.context = context
-                def startService(self):
-                    Service.startService(self)
-                    self.listener = self.context.open("/shout", incoming=self.incoming)
-                def stopService(self):
-                    Service.stopService(self)
-                    return self.listener.close()
-                def incoming(self, child):
-                    child.hook(on_message=lambda c, text: c.send_text(text.upper()))
-
-            @implementer(IGamewsPlugin)
-            class Shout:
-                name = "shout"
-                description = "Answers in capitals."
-                def make_service(self, context):
-                    return ShoutService(context)
-        '''))
-        (root / "twisted" / "plugins" / "shout_gamews.py").write_text(
-            "from shout_plugin import Shout\nshout = Shout()\n")
-        config = root / "gamews.toml"
-        config.write_text('plugins = ["echo", "shout"]\n')
-
-        async def run() -> None:
-            port = await self.serve("--config", str(config), pythonpath=[str(root)])
-            client = await connect(port, "/shout")
-            client.send_text("gg")
-            self.assertEqual(await client.wait_messages(1), ["GG"])
-            client.sendClose()
-            await client.closed
 
         return ensureDeferred(run())
 
