@@ -97,6 +97,7 @@ from gamews.events import (
     WorldKill,
     WorldTriggered,
 )
+from gamews.logs.bridge import valid_channel
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
 from gamews.rcon.link import LinkState
@@ -182,6 +183,7 @@ __all__ = [
     "kick_slot",
     "page",
     "say",
+    "valid_channel",
 ]
 
 

@@ -28,7 +28,8 @@ from typing import Any, Final
 
 from gamews.events import Custom
 
-__all__ = ["CHANNEL", "MAX_DEPTH", "MAX_JSON", "BridgeLine", "Rejected", "parse_bridge_line"]
+__all__ = ["CHANNEL", "MAX_DEPTH", "MAX_JSON", "BridgeLine", "Rejected", "parse_bridge_line",
+           "valid_channel"]
 
 MAX_JSON: Final = 1024
 """The largest JSON text accepted, in bytes (SourceMod's ``LogToGame`` cuts near 1 KiB)."""
@@ -44,6 +45,11 @@ _LINE: Final = re.compile(
     r"(?:L (?P<month>\d\d)/(?P<day>\d\d)/(?P<year>\d{4}) - (?P<time>\d\d:\d\d:\d\d): "
     r"|\s*(?P<min>\d+):(?P<sec>\d\d) )?"
     r"gamews (?P<channel>\S*) ?(?P<json>.*)", re.DOTALL)
+
+
+def valid_channel(name: str) -> bool:
+    """Whether ``name`` may be a bridge channel's name (:data:`CHANNEL`)."""
+    return CHANNEL.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,7 @@ def parse_bridge_line(line: str) -> BridgeLine:
     if m is None:
         return None
     channel, text = m["channel"], m["json"]
-    if not CHANNEL.fullmatch(channel):
+    if not valid_channel(channel):
         return Rejected("bad channel name")
     if len(text.encode("utf-8", "surrogatepass")) > MAX_JSON:
         return Rejected(f"JSON longer than {MAX_JSON} bytes")
