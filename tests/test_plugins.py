@@ -18,6 +18,7 @@ from gamews.errors import ConfigError
 from gamews.plugins.chat import ChatService, line_of
 from gamews.plugins.console import ConsoleService
 from gamews.plugins.live import LiveService, diff_views, view_of
+from gamews.plugins.overlay import OverlayPlugin
 from gamews.rcon.link import LinkState
 from gamews.testing import FakeBrowser, PluginTestContext, ScriptedGameServer
 
@@ -411,3 +412,24 @@ class ConsoleTests(SynchronousTestCase):
         self.game.replies[0].callback("fine")
         self.assertNotIn("admin-tok", json.dumps(child.sent))
         self.assertNotIn("admin-tok", self.audit.read_text())
+
+
+class OverlayTests(SynchronousTestCase):
+    """The overlay: the live view's protocol on its own page and socket."""
+
+    def test_page_socket_and_snapshot(self) -> None:
+        """/overlay and /overlay/ws serve the live view; its settings errors name overlay."""
+        context = PluginTestContext("overlay")
+        game = context.add_server("alpha")
+        OverlayPlugin().make_service(context).startService()
+        self.assertEqual([m.path for m in context.mounts], ["/overlay"])
+        browser = context.connect("/overlay/ws")
+        game.feed_log(*JOIN, KILL)
+        self.assertEqual([f["type"] for f in browser.sent[:3]], ["hello", "link", "snapshot"])
+        self.assertEqual(browser.sent[0]["plugin"], "overlay")
+        self.assertEqual(browser.of_type("delta")[-1]["changes"]["kill_feed"][0]["victim"],
+                         "Grism")
+        with self.assertRaises(ConfigError) as raised:
+            OverlayPlugin().make_service(PluginTestContext(
+                "overlay", {"tokens_file": "/nonexistent/tokens"}))
+        self.assertEqual(raised.exception.key, "plugin.overlay.tokens_file")

@@ -47,7 +47,8 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options.config.listen, ("tcp:8080:interface=127.0.0.1",))
         service = makeService(options)
         assert isinstance(service, GamewsService)
-        self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live", "console"])
+        self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live", "overlay",
+                                                               "console"])
         assert service.demo is not None
         self.addCleanup(service.demo.cleanup)
         self.assertTrue(service.demo.tokens_path.exists())
@@ -101,7 +102,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsNone(service.demo)
         self.assertEqual([(name, game.stale) for name, game in service.servers.items()],
                          [("alpha", True), ("beta", True)])
-        self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live"])
+        self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live", "overlay"])
         path.write_text('[fanout]\nrole = "origin"\nredis = "tcp:127.0.0.1:6379"\n')
         origin = makeService(self.parse("--config", str(path)))
         assert isinstance(origin, GamewsService) and origin.demo is not None

@@ -125,7 +125,7 @@ class LiveService(WebPluginService):
         self.privileged: set[int] = set()
         tokens_file = context.config.get("tokens_file")
         self.tokens = (TokenStore.load(_resolve(str(tokens_file), context.base_dir),
-                                       key="plugin.live.tokens_file")
+                                       key=f"plugin.{self.plugin}.tokens_file")
                        if tokens_file else None)
 
     def startService(self) -> None:
