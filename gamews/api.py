@@ -3,21 +3,17 @@
 The contract is the one of the SourceMod WebSocket plugin gamews descends from,
 in Pythonic form:
 
-=====================================  =========================================
-seed native                            gamews
-=====================================  =========================================
-``Websocket_Open(ip, port, inc, err,   ``context.open(path, incoming=, error=,
-close)``                               closed=)`` or ``registry.open(endpoint,
-                                       path, ...)`` → :class:`IListener`
-incoming child callback                ``incoming(child: IConnection)``
-``Websocket_HookChild(child, recv,     ``child.hook(on_message=, on_disconnect=,
-disc, err)``                           on_error=, on_open=)``
-``Websocket_Send(child, type, data)``  ``child.send_text(str)`` /
-                                       ``child.send_binary(bytes)``
-``Websocket_GetReadyState(child)``     ``child.ready_state`` (:class:`ReadyState`)
-``Websocket_UnhookChild(child)``       ``child.unhook()``
-``Websocket_Close(listener)``           ``listener.close()`` → ``Deferred``
-=====================================  =========================================
+- ``Websocket_Open(ip, port, inc, err, close)``: ``context.open(path, incoming=,
+  error=, closed=)`` or ``registry.open(endpoint, path, ...)``, giving an
+  :class:`IListener`
+- the incoming child callback: ``incoming(child: IConnection)``
+- ``Websocket_HookChild(child, recv, disc, err)``: ``child.hook(on_message=,
+  on_disconnect=, on_error=, on_open=)``
+- ``Websocket_Send(child, type, data)``: ``child.send_text(str)`` or
+  ``child.send_binary(bytes)``
+- ``Websocket_GetReadyState(child)``: ``child.ready_state`` (:class:`ReadyState`)
+- ``Websocket_UnhookChild(child)``: ``child.unhook()``
+- ``Websocket_Close(listener)``: ``listener.close()``, giving a ``Deferred``
 
 Besides the WebSocket contract, it exports what a plugin reads and drives: the game
 servers (:class:`IGameServer`, :class:`LinkState`), the event bus (:class:`EventBus`,
@@ -500,7 +496,7 @@ class IRequestForwarder(Interface):
         (origin silent, Redis down) with an exception whose message says why."""
 
 
-class IGamewsPlugin(IPlugin):
+class IGamewsPlugin(IPlugin, Interface):  # Interface too: pydoctor sees an interface
     """A gamews plugin, found with ``twisted.plugin.getPlugins(IGamewsPlugin)``.
 
     Ship an instance in a module under ``twisted/plugins/`` of your package;

@@ -1,6 +1,6 @@
 """The gamews configuration: a TOML file parsed into validated, frozen objects.
 
-Every error is a :class:`~gamews.errors.ConfigError` naming the key at fault,
+Every error is a :class:`gamews.errors.ConfigError` naming the key at fault,
 so ``twistd gamews`` can print one line and exit.
 """
 

@@ -65,7 +65,7 @@ def _default(field: dataclasses.Field[Any]) -> str:
 
 
 def _markdown(text: str) -> str:
-    """reST inline markup as Markdown: ``x`` and :role:`~x` become `x`."""
+    """reST inline markup as Markdown: double backquotes and roles become code."""
     text = re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", text)
     return text.replace("``", "`")
 

@@ -385,7 +385,7 @@ class TeamScore(Event):
 
 @dataclass(frozen=True, slots=True)
 class TeamScores(Event):
-    """Several teams' scores on one line (Quake 3 ``red:8  blue:5``)."""
+    """Several teams' scores on one line (Quake 3 ``red:8 blue:5``)."""
 
     type: ClassVar[str] = "team_scores"
     scores: tuple[tuple[str, int], ...]

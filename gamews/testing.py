@@ -1,8 +1,8 @@
 """A test kit for gamews plugins: drive a plugin's service with no sockets and no real time.
 
 What ``twisted.internet.testing`` and ``autobahn.twisted.testing`` give their users, for
-plugins: a :class:`PluginTestContext` (an :class:`~gamews.api.IPluginContext` on a
-``MemoryReactorClock``, with a real :class:`~gamews.api.EventBus`), a
+plugins: a :class:`PluginTestContext` (an :class:`gamews.api.IPluginContext` on a
+``MemoryReactorClock``, with a real :class:`gamews.api.EventBus`), a
 :class:`ScriptedGameServer` (feed it typed events or log lines, change its link state,
 script its RCON answers) and a :class:`FakeBrowser` (a child connection that records every
 frame the plugin sends it). A trial test of a plugin reads::

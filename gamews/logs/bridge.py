@@ -5,8 +5,8 @@ and it reaches gamews through the log stream like any other line::
 
     L 11/28/2026 - 12:00:00: gamews bomb {"site":"A","planter":"[U:1:123]"}
 
-A line whose message (after the engine's time stamp) starts with ``gamews `` is a bridge
-line. It becomes a :class:`~gamews.events.Custom` event when
+A line whose message (after the engine's time stamp) starts with the word ``gamews`` and a
+space is a bridge line. It becomes a :class:`gamews.events.Custom` event when
 
 - ``CHANNEL`` is 1 to 32 characters of ``a-z``, ``0-9``, ``_``, ``-`` and ``.``, starting
   with a letter or digit, and
@@ -15,7 +15,7 @@ line. It becomes a :class:`~gamews.events.Custom` event when
 
 Any other bridge line (a bad channel name, invalid or oversized JSON, not an object) is
 dropped, counted (``LogStats.bridge_dropped``) and logged without its text: it is neither
-published nor forwarded. Lines that do not start with ``gamews `` are left to the game's
+published nor forwarded. Lines that do not start so are left to the game's
 parser. This module only recognises the lines; the engine parsers are untouched.
 """
 

@@ -197,7 +197,7 @@ def log_source_from_table(
     Registers the server's match state on ``bus``. ``reactor`` provides ``listenUDP``,
     ``resolve`` and the clock; ``where`` names the table in errors (``server[0]``); relative
     file paths are resolved against ``base_dir``. Raises
-    :class:`~gamews.errors.ConfigError` naming the key at fault.
+    :class:`gamews.errors.ConfigError` naming the key at fault.
     """
     spec = table.get("log")
     if spec is None:

@@ -1,7 +1,7 @@
 """Relays game-side plugins' ``custom`` events to browsers, read-only, on ``/bridge/ws``.
 
 A SourceMod or CounterStrikeSharp plugin writes ``gamews CHANNEL JSON`` to the game's log
-(:mod:`gamews.logs.bridge`); every gamews plugin gets it as a :class:`~gamews.api.Custom`
+(:mod:`gamews.logs.bridge`); every gamews plugin gets it as a :class:`gamews.api.Custom`
 event. This plugin, **off unless listed** in ``plugins``, also sends it to the browsers
 that asked for that channel::
 
