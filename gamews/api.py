@@ -22,25 +22,7 @@ as :class:`Kill` or :class:`Custom`; :data:`EVENT_TYPES` maps each ``type`` to i
 in their :class:`Envelope`, and the per-server :class:`MatchState`.
 
 Event subscribers
-=================
-
-``context.events.subscribe(callback, server=None)`` calls ``callback(envelope)`` with
-every following :class:`Envelope`, in ``seq`` order. The rules a subscriber lives by:
-
-- A callback that raises, or returns a Deferred that fails, is logged with its
-  traceback; after ``max_failures`` (3) failures **in a row** the subscription is
-  cancelled (logged as an error): a plugin that always fails stops being called rather
-  than flooding the log. One success resets the count.
-- A callback may return a Deferred: the subscriber is busy until it fires and its
-  events wait in a bounded queue (``queue_size``, 1000 by default); when the queue is
-  full the oldest waiting event is dropped and counted in ``Subscription.dropped``, so
-  the subscriber sees a gap in ``seq`` (and may take a fresh snapshot).
-- Other subscribers and the log stream are never held up by one subscriber.
-
-Plugins provide :class:`IGamewsPlugin` and are found through Twisted's plugin system (a
-module in a ``twisted/plugins/`` directory on ``sys.path``) or through the
-``gamews.plugins`` entry-point group (see :mod:`gamews.discovery`).
-"""
+=========="""
 
 from __future__ import annotations
 
@@ -77,6 +59,7 @@ from gamews.events import (
     Player,
     PlayerInfo,
     PlayerScore,
+    PlayerState,
     PlayerTriggered,
     RconSeen,
     RoundEnd,
@@ -92,8 +75,10 @@ from gamews.events import (
     Unknown,
     WorldKill,
     WorldTriggered,
+    event_fields,
 )
 from gamews.logs.bridge import valid_channel
+from gamews.plugin_settings import setting, settings_from_table
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
 from gamews.rcon.link import LinkState
@@ -152,6 +137,7 @@ __all__ = [
     "Player",
     "PlayerInfo",
     "PlayerScore",
+    "PlayerState",
     "PlayerTriggered",
     "RconSeen",
     "ReadyState",
@@ -175,10 +161,13 @@ __all__ = [
     "WorldTriggered",
     "change_map",
     "clean_text",
+    "event_fields",
     "kick",
     "kick_slot",
     "page",
     "say",
+    "setting",
+    "settings_from_table",
     "valid_channel",
 ]
 
@@ -422,7 +411,11 @@ class IPluginContext(Interface):
 
     name: str = Attribute("The plugin's name.")
     endpoints: tuple[str, ...] = Attribute("The web endpoints gamews listens on (``--listen``).")
-    config: Mapping[str, Any] = Attribute("The plugin's own ``[plugin.NAME]`` table, or ``{}``.")
+    config: Mapping[str, Any] = Attribute(
+        "The plugin's own ``[plugin.NAME]`` table as written (unchecked), or ``{}``.")
+    settings: Any = Attribute(
+        "The plugin's checked settings: an instance of its ``settings_type`` (``None`` "
+        "for a plugin without one).")
     reactor: Any = Attribute("The reactor (or a test's fake) to use for time and I/O.")
     servers: Mapping[str, IGameServer] = Attribute(
         "The configured game servers by name (:class:`IGameServer`).")
@@ -505,10 +498,18 @@ class IGamewsPlugin(IPlugin, Interface):  # Interface too: pydoctor sees an inte
 
     name: str = Attribute("A short unique name, such as ``echo``.")
     description: str = Attribute("One line saying what the plugin does.")
+    settings_type: type | None = Attribute(
+        "The plugin's settings, a frozen dataclass whose fields are the keys of its "
+        "``[plugin.NAME]`` table (see :func:`settings_from_table` and :func:`setting`). "
+        "gamews checks the table against it before building anything, so a bad key or "
+        "value stops ``twistd gamews`` with one line naming ``plugin.NAME.KEY``; the "
+        "plugin's service gets the instance as ``context.settings``. A plugin without "
+        "this attribute (or with ``None``) gets its table unchecked as ``context.config``.")
 
     def make_service(context: IPluginContext) -> IService:
         """Build the plugin's service; it opens listeners when started and
-        closes them (returning a Deferred) when stopped."""
+        closes them (returning a Deferred) when stopped. Called once at start-up,
+        after every setting is checked: an exception here stops gamews."""
 
 
 def page(path: Path) -> IResource:

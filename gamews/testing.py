@@ -51,6 +51,7 @@ from gamews.api import (
     IChildHandler,
     IConnection,
     IGameServer,
+    IGamewsPlugin,
     IListener,
     IListenerHandler,
     IMount,
@@ -349,6 +350,9 @@ class ScriptedGameServer:
 class PluginTestContext:
     """A plugin context on a ``MemoryReactorClock`` with a real event bus.
 
+    Make one with :meth:`for_plugin` to have the plugin's settings checked and set
+    (``context.settings``), or directly with a ``config`` table and ``settings``.
+
     ``reactor`` is both the clock (``reactor.advance(seconds)``) and a memory reactor
     (``reactor.tcpClients`` shows what the plugin tried to connect to). ``listeners``
     and ``mounts`` record what the plugin opened; :meth:`connect` opens a
@@ -358,9 +362,11 @@ class PluginTestContext:
     def __init__(self, name: str = "plugin", config: Mapping[str, Any] | None = None,
                  servers: Mapping[str, ScriptedGameServer] | None = None,
                  base_dir: Path | None = None, *,
-                 endpoints: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)) -> None:
+                 endpoints: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",),
+                 settings: Any = None) -> None:
         self.name = name
         self.config: Mapping[str, Any] = dict(config or {})
+        self.settings = settings
         self.reactor = MemoryReactorClock()  # type: ignore[no-untyped-call]
         self.endpoints = endpoints
         self.events = EventBus(self.reactor)
@@ -370,6 +376,23 @@ class PluginTestContext:
         self.mounts: list[FakeMount] = []
         for server in (servers or {}).values():
             self.add_server(server)
+
+    @classmethod
+    def for_plugin(cls, plugin: IGamewsPlugin, table: Mapping[str, Any] | None = None, *,
+                   servers: Mapping[str, ScriptedGameServer] | None = None,
+                   base_dir: Path | None = None,
+                   endpoints: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
+                   ) -> PluginTestContext:
+        """A context for ``plugin`` with its ``[plugin.NAME]`` ``table`` checked as gamews
+        checks it (``context.settings``); a bad key raises :class:`ConfigError` naming
+        ``plugin.NAME.KEY``."""
+        from gamews.plugin_settings import plugin_settings
+
+        settings_type = getattr(plugin, "settings_type", None)
+        settings = (plugin_settings(plugin.name, settings_type, table or {}, base_dir=base_dir)
+                    if settings_type is not None else None)
+        return cls(plugin.name, table, servers, base_dir, endpoints=endpoints,
+                   settings=settings)
 
     def add_server(self, server: str | ScriptedGameServer, kind: str = "source"
                    ) -> ScriptedGameServer:

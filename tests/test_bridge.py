@@ -15,13 +15,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from gamews.api import ConfigError, Custom, Envelope, IGamewsPlugin, IPluginContext, Kill
-from gamews.config import parse_config
 from gamews.events import EventBus
 from gamews.logs.bridge import MAX_DEPTH, MAX_JSON, Rejected, parse_bridge_line
 from gamews.logs.service import LinePipeline
 from gamews.logs.udp import UdpLogService
-from gamews.plugins.bridge import BridgePlugin, BridgeService
+from gamews.plugins.bridge import BridgePlugin
 from gamews.service import GamewsService
+from gamews.settings import parse_settings
 from gamews.testing import PluginTestContext
 from tests.support import LOOPBACK, connect, free_port, poll_until, port_of, real_reactor
 from tests.test_metrics import log_packet
@@ -82,7 +82,7 @@ class RelayTests(SynchronousTestCase):
     """The bridge plugin, on gamews.testing: who may follow what, read-only."""
 
     def make(self, config: dict[str, Any] | None = None) -> PluginTestContext:
-        context = PluginTestContext("bridge", config)
+        context = PluginTestContext.for_plugin(BridgePlugin(), config)
         self.alpha = context.add_server("alpha")
         self.beta = context.add_server("beta")
         BridgePlugin().make_service(context).startService()
@@ -126,7 +126,7 @@ class RelayTests(SynchronousTestCase):
         """A bad ``channels`` setting names its key."""
         for bad in ("bomb", ["Bomb"], [1]):
             with self.assertRaises(ConfigError) as raised:
-                BridgeService(PluginTestContext("bridge", {"channels": bad}))
+                PluginTestContext.for_plugin(BridgePlugin(), {"channels": bad})
             self.assertEqual(raised.exception.key, "plugin.bridge.channels")
 
 
@@ -136,6 +136,7 @@ class Recorder:
 
     name = "recorder"
     description = "Records custom events."
+    settings_type = None
 
     def __init__(self) -> None:
         self.events: list[Custom] = []
@@ -166,14 +167,14 @@ class EndToEndTests(TestCase):
         base.mkdir()
         (base / "alpha.rcon").write_text("secret-password\n")
         (base / "alpha.logsecret").write_text("4242\n")
-        config = parse_config({
-            "listen": [LOOPBACK],
+        recorder = Recorder()
+        settings = parse_settings({
+            "listen": [LOOPBACK], "plugins": ["bridge", "recorder"],
             "server": [{"name": "alpha", "kind": "source", "rcon": f"127.0.0.1:{free_port()}",
                         "password_file": "alpha.rcon", "log": "udp:0:interface=127.0.0.1",
                         "log_secret_file": "alpha.logsecret"}],
-        }, base_dir=base)
-        recorder = Recorder()
-        service = GamewsService(config, [BridgePlugin(), recorder], reactor=reactor)
+        }, plugins={"bridge": BridgePlugin(), "recorder": recorder}, base_dir=base)
+        service = GamewsService(settings, reactor=reactor)
         service.startService()
         self.addCleanup(service.stopService)
         log_service = service.log_sources["alpha"]

@@ -30,6 +30,7 @@ class SamplePlugin:
 
     name = "sample"
     description = "A sample."
+    settings_type = None
 
     def make_service(self, context: IPluginContext) -> Any:
         raise NotImplementedError

@@ -76,7 +76,7 @@ class RoundTripTests(TestCase):
                        "from twisted.scripts.trial import run; "
                        "sys.argv = ['trial', '--temp-directory', sys.argv[2], 'killfeed']; run()",
                  site_dir, str(root / "_trial")],
-                env={"PYTHONPATH": str(REPO)}, path=str(root))
+                env={"PYTHONPATH": str(REPO)}, path=str(package))
             self.assertEqual(code, 0, (out + err).decode(errors="replace"))
             self.assertIn(b"PASSED (successes=3)", out)
             await self.serve(site_dir, root)

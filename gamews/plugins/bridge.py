@@ -21,6 +21,7 @@ Config (optional)::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.application.service import IService, Service
@@ -39,7 +40,7 @@ from gamews.api import (
     valid_channel,
 )
 
-__all__ = ["BridgePlugin", "BridgeService"]
+__all__ = ["BridgePlugin", "BridgeService", "BridgeSettings"]
 
 PATH = "/bridge/ws"
 MAX_CHANNELS = 16
@@ -51,19 +52,28 @@ def _channel_key(server: str | None, channel: str) -> str:
     return f"{server or '*'}/{channel}"
 
 
+@dataclass(frozen=True)
+class BridgeSettings:
+    """The ``[plugin.bridge]`` table."""
+
+    channels: tuple[str, ...] | None = None
+    """The channels browsers may follow (``None``: any)."""
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.channels or () if not valid_channel(c)]
+        if bad:
+            raise ConfigError("channels", f"{bad[0]!r} is not a channel name "
+                                          "(1 to 32 of a-z, 0-9, _ . -)")
+
+
 class BridgeService(Service):
     """Subscribes to the bus; publishes each ``custom`` event to its channel's browsers."""
 
     def __init__(self, context: IPluginContext) -> None:
         self.context = context
-        channels = context.config.get("channels")
-        if channels is not None and not (
-                isinstance(channels, list)
-                and all(isinstance(c, str) and valid_channel(c) for c in channels)):
-            raise ConfigError("plugin.bridge.channels",
-                              "expected a list of channel names (a-z, 0-9, _ . -)")
-        self.allowed: frozenset[str] | None = (frozenset(channels) if channels is not None
-                                                else None)
+        settings: BridgeSettings = context.settings
+        self.allowed: frozenset[str] | None = (frozenset(settings.channels)
+                                                if settings.channels is not None else None)
         self.listener: IListener | None = None
         self.subscription: Subscription | None = None
         self.relayed = 0
@@ -128,6 +138,7 @@ class BridgePlugin:
 
     name = "bridge"
     description = "Relays in-game plugins' gamews log lines to browsers, read-only."
+    settings_type = BridgeSettings
 
     def make_service(self, context: IPluginContext) -> IService:
         return BridgeService(context)

@@ -33,8 +33,8 @@ from gamews.fanout.edge import EdgeFeed
 from gamews.fanout.link import RedisLink, stream_entries
 from gamews.fanout.origin import OriginPublisher, decode_request
 from gamews.logs.source import parse_line
-from gamews.plugins.chat import ChatService
-from gamews.plugins.console import ConsoleService
+from gamews.plugins.chat import ChatPlugin, ChatService
+from gamews.plugins.console import ConsolePlugin, ConsoleService
 from gamews.rcon.link import LinkState, RconError
 from gamews.rcon.server import IGameServer
 from gamews.testing import PluginTestContext, ScriptedGameServer
@@ -340,7 +340,8 @@ class LateEdgeChatTests(SynchronousTestCase):
         """The first browser gets the chat lines and kills the snapshot keeps; events the
         snapshot already holds are not shown twice; later ones are."""
         origin, events = demo_bus(60)
-        context = PluginTestContext("chat", {}, {"demo": ScriptedGameServer("demo")})
+        context = PluginTestContext.for_plugin(ChatPlugin(),
+                                               servers={"demo": ScriptedGameServer("demo")})
         chat = ChatService(context)
         chat.startService()
         snapshot = cast(Any, origin.state("demo")).snapshot()
@@ -367,9 +368,10 @@ class ForwardedRequestTests(SynchronousTestCase):
         directory = Path(self.mktemp())
         directory.mkdir()
         (directory / "tokens.txt").write_text(f"mo:moderator:{hash_token('mod')}\n")
-        context = PluginTestContext("console", {"tokens_file": "tokens.txt", "burst": 1,
-                                          "audit_log": "audit.jsonl", "rate": 1.0},
-                              {"alpha": game}, base_dir=directory)
+        context = PluginTestContext.for_plugin(
+            ConsolePlugin(), {"tokens_file": "tokens.txt", "burst": 1,
+                              "audit_log": "audit.jsonl", "rate": 1.0},
+            servers={"alpha": game}, base_dir=directory)
         service = ConsoleService(context)
         service.startService()
         return service, directory / "audit.jsonl"
@@ -418,7 +420,7 @@ class ForwardedRequestTests(SynchronousTestCase):
     def test_chat_forwarded_and_limited_on_origin(self) -> None:
         """A chat line from an edge is forwarded raw; the origin cleans and rate-limits it."""
         game = ForwardingGame()
-        context = PluginTestContext("chat", {}, {"alpha": game})
+        context = PluginTestContext.for_plugin(ChatPlugin(), servers={"alpha": game})
         edge = ChatService(context)
         edge.startService()
         child = context.listeners[0].connect()
@@ -429,7 +431,8 @@ class ForwardedRequestTests(SynchronousTestCase):
         self.assertEqual(child.of_type("error")[-1]["reason"], "rate limited")
 
         local = ScriptedGameServer("alpha")
-        origin = ChatService(PluginTestContext("chat", {"burst": 1}, {"alpha": local}))
+        origin = ChatService(PluginTestContext.for_plugin(ChatPlugin(), {"burst": 1},
+                                                          servers={"alpha": local}))
         forwarded = Request({"name": "B:ob", "text": "hi\n"}, "10.0.0.1", "edge-2/5",
                             via="edge-2")
         first = origin.apply("alpha", forwarded)
