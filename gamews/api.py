@@ -22,7 +22,28 @@ as :class:`Kill` or :class:`Custom`; :data:`EVENT_TYPES` maps each ``type`` to i
 in their :class:`Envelope`, and the per-server :class:`MatchState`.
 
 Event subscribers
-=========="""
+=================
+
+``context.events.subscribe(callback, server=None)`` calls ``callback(envelope)`` with
+every following :class:`Envelope`, in ``seq`` order. The rules a subscriber lives by:
+
+- A callback that raises, or returns a Deferred that fails, is logged with its
+  traceback; after ``max_failures`` (3) failures **in a row** the subscription is
+  cancelled (logged as an error): a plugin that always fails stops being called rather
+  than flooding the log. One success resets the count.
+- A callback may return a Deferred: the subscriber is busy until it fires and its
+  events wait in a bounded queue (``queue_size``, 1000 by default); when the queue is
+  full the oldest waiting event is dropped and counted in ``Subscription.dropped``, so
+  the subscriber sees a gap in ``seq`` (and may take a fresh snapshot).
+- Other subscribers and the log stream are never held up by one subscriber.
+
+Plugins provide :class:`IGamewsPlugin` and are found through Twisted's plugin system (a
+module in a ``twisted/plugins/`` directory on ``sys.path``) or through the
+``gamews.plugins`` entry-point group (see :mod:`gamews.discovery`). A plugin declares
+its settings (``settings_type``, a frozen dataclass; :func:`setting` for bounds): gamews
+checks its ``[plugin.NAME]`` table before anything starts, and errors name
+``plugin.NAME.KEY`` by themselves.
+"""
 
 from __future__ import annotations
 
@@ -490,10 +511,12 @@ class IRequestForwarder(Interface):
 
 
 class IGamewsPlugin(IPlugin, Interface):  # Interface too: pydoctor sees an interface
-    """A gamews plugin, found with ``twisted.plugin.getPlugins(IGamewsPlugin)``.
+    """A gamews plugin, found by its name (:mod:`gamews.discovery`).
 
-    Ship an instance in a module under ``twisted/plugins/`` of your package;
-    enable it by name in the config's ``plugins`` list.
+    Ship an instance in a module under ``twisted/plugins/`` of your package, and name it
+    (or its class) in the package's ``gamews.plugins`` entry-point group (editable
+    installs are found only that way); enable it by name in the config's ``plugins``
+    list. ``python -m gamews new-plugin NAME`` writes such a package.
     """
 
     name: str = Attribute("A short unique name, such as ``echo``.")

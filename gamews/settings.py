@@ -1,7 +1,7 @@
 """Every setting of one gamews instance, checked whole before anything is built.
 
 :func:`settings_from_text` is a pure function from the command line and the TOML
-text to a :class:`Settings` (or a :class:`~gamews.errors.ConfigError` naming the key
+text to a :class:`Settings` (or a :class:`gamews.errors.ConfigError` naming the key
 at fault): the config file's tables, each ``[[server]]``, ``[manhole]``, ``[metrics]``,
 ``[fanout]`` and every enabled plugin's ``[plugin.NAME]`` table, checked against the
 plugin's ``settings_type``. :class:`gamews.service.GamewsService` only builds from it.

@@ -222,7 +222,7 @@ class LogSourceConfig:
                    environ: dict[str, str] | None = None) -> LogSourceConfig | None:
         """Check one ``[[server]]`` table's log keys (``None`` if it has no ``log``);
         ``where`` names the table in errors (``server[0]``); relative file paths are taken
-        from ``base_dir``. Raises :class:`~gamews.errors.ConfigError` naming the key."""
+        from ``base_dir``. Raises :class:`gamews.errors.ConfigError` naming the key."""
         spec = table.get("log")
         if spec is None:
             return None
