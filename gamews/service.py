@@ -105,8 +105,9 @@ class _PluginHost(Service):
     """Runs one plugin's service, keeping its failures away from everyone else.
 
     The plugin's service is built at once: an error building it is a
-    :class:`ConfigError` on ``plugin.NAME`` that stops gamews at start-up with one
-    line. An error starting or stopping it is logged and the plugin is left out.
+    :class:`ConfigError` on ``plugin.NAME`` (a ``ConfigError`` the plugin raises on
+    one of its keys gets that prefix) that stops gamews at start-up with one line.
+    An error starting or stopping it is logged and the plugin is left out.
     """
 
     def __init__(self, plugin: IGamewsPlugin, context: PluginContext) -> None:
@@ -114,13 +115,16 @@ class _PluginHost(Service):
         self.context = context
         self.setName(f"plugin:{plugin.name}")  # type: ignore[no-untyped-call]
         self.service: IService | None = None
+        prefix = f"plugin.{plugin.name}"
         try:
             self.service = plugin.make_service(context)
-        except ConfigError:
-            raise
+        except ConfigError as e:
+            if e.key == prefix or e.key.startswith(f"{prefix}."):
+                raise
+            raise ConfigError(f"{prefix}.{e.key}", e.message) from None
         except Exception as e:
-            raise ConfigError(f"plugin.{plugin.name}", f"failed to build its service: "
-                                                       f"{type(e).__name__}: {e}") from e
+            raise ConfigError(prefix, f"failed to build its service: "
+                                      f"{type(e).__name__}: {e}") from e
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]

@@ -35,6 +35,8 @@ class BrokenPlugin:
     def make_service(self, context: IPluginContext) -> IService:
         if self.where == "make":
             raise RuntimeError("cannot build")
+        if self.where == "config":
+            raise ConfigError("size", "too big")
         where = self.where
 
         class Broken(Service):
@@ -109,6 +111,12 @@ class ServiceTests(TestCase):
             self.make([EchoPlugin(), BrokenPlugin("a", "make")])
         self.assertEqual(raised.exception.key, "plugin.a")
         self.assertIn("RuntimeError: cannot build", str(raised.exception))
+
+    def test_plugin_config_error_named_in_full(self) -> None:
+        """A ConfigError a plugin raises on its own key while building names plugin.NAME.KEY."""
+        with self.assertRaises(ConfigError) as raised:
+            self.make([BrokenPlugin("a", "config")])
+        self.assertEqual(raised.exception.key, "plugin.a.size")
 
     def test_stop_sends_1001_first(self) -> Deferred[None]:
         """Stopping the service closes children with 1001 before plugins stop."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
 import textwrap
@@ -35,6 +36,9 @@ class OptionsTests(SynchronousTestCase):
 
     def error_of(self, *argv: str) -> str:
         """Parse ``argv`` expecting failure; return what went to stderr."""
+        # garbage of earlier tests (a timed-out test's coroutine) reports to stderr when
+        # collected: collect it now, not while stderr is captured
+        gc.collect()
         err = io.StringIO()
         self.patch(sys, "stderr", err)
         with self.assertRaises(SystemExit) as raised:
