@@ -476,7 +476,7 @@ class IPluginContext(Interface):
 @dataclass(frozen=True)
 class Request:
     """A browser user's request to a plugin (a chat line, a console command), as the
-    instance holding the game link applies it (docs: README "Many instances")."""
+    instance holding the game link applies it (docs/operator.md, "Many instances")."""
 
     body: Mapping[str, Any]
     """The plugin's own fields (``{"name", "text"}`` for chat, ``{"command"}`` for console)."""
