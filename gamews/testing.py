@@ -13,7 +13,7 @@ frame the plugin sends it). A trial test of a plugin reads::
 
     class ShoutTests(SynchronousTestCase):
         def test_shouts(self) -> None:
-            context = PluginTestContext("shout")
+            context = PluginTestContext.for_plugin(Shout(), {"max_length": 10})
             game = context.add_server("alpha")
             service = Shout().make_service(context)
             service.startService()

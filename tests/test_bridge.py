@@ -53,7 +53,9 @@ class ParseTests(SynchronousTestCase):
                      "gamews b<script> {}", "gamews bomb {oops", "gamews bomb [1, 2]",
                      "gamews bomb", 'gamews bomb {"a": 1} trailing',
                      'gamews bomb {"a": "' + "é" * (MAX_JSON // 2) + '"}',
-                     "gamews bomb " + deep, "gamews bomb " + "[" * 5000):
+                     "gamews bomb " + deep, "gamews bomb " + "[" * 5000,
+                     'gamews bomb {"a": NaN}', 'gamews bomb {"a": -Infinity}',
+                     'gamews bomb {"a": 1e400}'):
             self.assertIsInstance(parse_bridge_line(STAMP + line), Rejected, line[:60])
 
     def test_reason_never_quotes_the_line(self) -> None:

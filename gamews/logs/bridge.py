@@ -10,8 +10,8 @@ space is a bridge line. It becomes a :class:`gamews.events.Custom` event when
 
 - ``CHANNEL`` is 1 to 32 characters of ``a-z``, ``0-9``, ``_``, ``-`` and ``.``, starting
   with a letter or digit, and
-- ``JSON`` is one JSON object of at most :data:`MAX_JSON` bytes (UTF-8), at most
-  :data:`MAX_DEPTH` levels deep.
+- ``JSON`` is one strict JSON object (no ``NaN`` or ``Infinity``) of at most
+  :data:`MAX_JSON` bytes (UTF-8), at most :data:`MAX_DEPTH` levels deep.
 
 Any other bridge line (a bad channel name, invalid or oversized JSON, not an object) is
 dropped, counted (``LogStats.bridge_dropped``) and logged without its text: it is neither
@@ -22,6 +22,7 @@ parser. This module only recognises the lines; the engine parsers are untouched.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -64,6 +65,17 @@ BridgeLine = Custom | Rejected | None
 bridge line)."""
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("a number out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _depth(value: Any) -> int:
     if isinstance(value, dict):
         return 1 + max((_depth(v) for v in value.values()), default=0)
@@ -84,7 +96,9 @@ def parse_bridge_line(line: str) -> BridgeLine:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_JSON:
         return Rejected(f"JSON longer than {MAX_JSON} bytes")
     try:
-        data = json.loads(text)
+        # strict JSON: no NaN or Infinity, no number too large for a double (browsers'
+        # JSON.parse would refuse what json.dumps writes for them)
+        data = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         return Rejected("invalid JSON")
     if not isinstance(data, dict):
