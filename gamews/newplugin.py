@@ -214,7 +214,7 @@ class ${Base}Tests(SynchronousTestCase):
 _README: Final = Template('''\
 # gamews-$name
 
-A [gamews](https://pypi.org/project/gamews/) plugin: `$name` sends every kill to browsers
+A gamews plugin: `$name` sends every kill to browsers
 as it happens, on `ws://HOST:8080/$name/ws` (every `--listen` port).
 
 ```sh
