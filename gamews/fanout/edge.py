@@ -2,10 +2,10 @@
 stand in for the origin's, and requests forwarded to the origin.
 
 :class:`EdgeFeed` loads each followed server's snapshot into the bus
-(:meth:`~gamews.events.EventBus.restore`), then reads its stream with ``XREAD BLOCK``
+(:meth:`gamews.events.EventBus.restore`), then reads its stream with ``XREAD BLOCK``
 from the snapshot's ``(epoch, seq)`` and replays every entry
-(:meth:`~gamews.events.EventBus.replay`), so plugins see the events as on the origin:
-same ``seq``, same order, none twice. A :class:`~gamews.fanout.codec.Cursor` classifies
+(:meth:`gamews.events.EventBus.replay`), so plugins see the events as on the origin:
+same ``seq``, same order, none twice. A :class:`gamews.fanout.codec.Cursor` classifies
 each entry; a gap (entries trimmed while this edge was away) takes a fresh snapshot,
 logged. At its start, when the stream still holds the origin's run from its first event,
 it replays the whole run instead (so plugins' backlogs, such as the chat's, fill as on the
@@ -13,10 +13,10 @@ origin). After a failed read (Redis down) it reads on from where it was. Every e
 snapshot, heartbeat and reply is opened with the shared keys
 (:class:`~gamews.fanout.codec.Sealer`); one that does not open is dropped and counted.
 
-:class:`RemoteGameServer` is the plugins' :class:`~gamews.rcon.server.IGameServer` on an
+:class:`RemoteGameServer` is the plugins' :class:`gamews.rcon.server.IGameServer` on an
 edge: its state is the origin's RCON link as the origin's heartbeat says, ``stale``
 while there is no heartbeat; it has no RCON of its own (``rcon`` fails) but forwards the
-plugins' user requests (:class:`~gamews.api.IRequestForwarder`): the body, the browser's
+plugins' user requests (:class:`gamews.api.IRequestForwarder`): the body, the browser's
 address and connection as this edge saw them, and a proof of the user's token (never a
 role), at most :data:`MAX_IN_FLIGHT` at a time.
 """

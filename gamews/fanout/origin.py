@@ -13,7 +13,7 @@ when the state moved, its snapshot with the ``(epoch, seq)`` it reflects, both s
 
 :class:`RequestServer` reads the requests stream, drops what is not sealed by an instance
 (counted) or was seen before, and hands each request to the plugin it names (an
-:class:`~gamews.api.IRequestHandler`): the plugin applies the same checks, rate limits and
+:class:`gamews.api.IRequestHandler`): the plugin applies the same checks, rate limits and
 audit as for a browser of its own, naming the edge, and finds the user, if any, from the
 token proof in its own token store; the reply goes back, sealed, on the edge's replies
 stream.

@@ -34,10 +34,10 @@ class _Process(ProcessProtocol):
         self.ended.callback(None)
 
 
-def readme_acl() -> list[str]:
-    """The ``user gamews-...`` lines of the README's Redis ACL recipe."""
-    readme = Path(__file__).resolve().parents[2] / "README.md"
-    return [line.strip() for line in readme.read_text("utf-8").splitlines()
+def operator_acl() -> list[str]:
+    """The ``user gamews-...`` lines of the Redis ACL recipe (docs/operator.md)."""
+    guide = Path(__file__).resolve().parents[2] / "docs" / "operator.md"
+    return [line.strip() for line in guide.read_text("utf-8").splitlines()
             if line.startswith("user gamews-")]
 
 
@@ -45,7 +45,7 @@ class RedisServer:
     """``redis-server`` on 127.0.0.1:``port`` with ``password``; :meth:`start` it again after
     :meth:`kill` to simulate a restart (it comes back empty: no persistence).
 
-    With ``acl``, the default user is off and the users are the README's recipe (their
+    With ``acl``, the default user is off and the users are the operator guide's recipe (their
     passwords ``password``) and ``admin`` (for the tests' own look at the ACL log)."""
 
     def __init__(self, directory: Path, *, acl: bool = False) -> None:
@@ -76,9 +76,9 @@ class RedisServer:
                 "--save", "", "--appendonly", "no", "--dir", str(self.directory)]
         if self.acl:
             users = [line.replace("ORIGIN_PASSWORD", self.password)
-                     .replace("EDGE_PASSWORD", self.password) for line in readme_acl()]
+                     .replace("EDGE_PASSWORD", self.password) for line in operator_acl()]
             if len(users) != 2:
-                raise RuntimeError(f"the README's ACL recipe has {len(users)} users, not 2")
+                raise RuntimeError(f"the operator guide's ACL recipe has {len(users)} users, not 2")
             aclfile = self.directory / "users.acl"
             aclfile.write_text("\n".join(["user default off",
                                           f"user admin on >{self.password} ~* &* +@all",

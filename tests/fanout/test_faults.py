@@ -1,6 +1,6 @@
 """Faults that must end in the right state, with real ``twistd -n gamews`` processes over a
 real ``redis-server``: an edge restarted, the origin restarted under a spectator delay,
-Redis hung, and the README's least-privilege Redis ACL users."""
+Redis hung, and the operator guide's least-privilege Redis ACL users."""
 
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ class HungRedisTests(FanoutTestCase):
 
 class AclSameEventsTests(test_integration.SameEventsTests):
     """The same events, commands and chat with each instance logged in to Redis as the
-    README's least-privilege ACL user for its role."""
+    operator guide's least-privilege ACL user for its role."""
 
     acl = True
 

@@ -33,12 +33,12 @@ from gamews.fanout.edge import MAX_IN_FLIGHT, EdgeFeed
 from gamews.fanout.link import RedisLink, stream_entries
 from gamews.fanout.origin import OriginPublisher, decode_request, event_place
 from gamews.logs.source import parse_line
-from gamews.plugins.chat import ChatService
-from gamews.plugins.console import ConsoleService
+from gamews.plugins.chat import ChatPlugin, ChatService
+from gamews.plugins.console import ConsolePlugin, ConsoleService
 from gamews.rcon.link import LinkState, RconError
 from gamews.rcon.server import IGameServer
 from gamews.secret import Secret
-from tests.fakes import FakeContext, FakeGameServer
+from gamews.testing import PluginTestContext, ScriptedGameServer
 from tests.fanout.redis import FANOUT_KEY, FANOUT_KEYS
 
 KEY = FANOUT_KEY
@@ -463,7 +463,7 @@ class EdgeFeedTests(SynchronousTestCase):
 
 
 @implementer(IGameServer, IRequestForwarder)
-class ForwardingGame(FakeGameServer):
+class ForwardingGame(ScriptedGameServer):
     """An edge's game server stand-in whose forwarded requests the test answers."""
 
     stale = False
@@ -488,7 +488,8 @@ class LateEdgeChatTests(SynchronousTestCase):
         """The first browser gets the chat lines and kills the snapshot keeps; events the
         snapshot already holds are not shown twice; later ones are."""
         origin, events = demo_bus(60)
-        context = FakeContext("chat", {}, {"demo": FakeGameServer("demo")})
+        context = PluginTestContext.for_plugin(ChatPlugin(),
+                                               servers={"demo": ScriptedGameServer("demo")})
         chat = ChatService(context)
         chat.startService()
         snapshot = cast(Any, origin.state("demo")).snapshot()
@@ -507,12 +508,12 @@ class LateEdgeChatTests(SynchronousTestCase):
             context.events.replay(envelope_from_json(obj))
         self.assertEqual(child.of_type("line")[-1]["line"]["seq"], later["seq"])
 
-
     def test_event_before_the_first_browser(self) -> None:
         """An event arriving before any browser does not replace the seeding: the backlog
         has the snapshot's lines and then that event's."""
         origin, events = demo_bus(60)
-        context = FakeContext("chat", {}, {"demo": FakeGameServer("demo")})
+        context = PluginTestContext.for_plugin(ChatPlugin(),
+                                               servers={"demo": ScriptedGameServer("demo")})
         chat = ChatService(context)
         chat.startService()
         snapshot = cast(Any, origin.state("demo")).snapshot()
@@ -535,9 +536,10 @@ class ForwardedRequestTests(SynchronousTestCase):
         directory = Path(self.mktemp())
         directory.mkdir()
         (directory / "tokens.txt").write_text(f"mo:moderator:{hash_token('mod')}\n")
-        context = FakeContext("console", {"tokens_file": "tokens.txt", "burst": 1,
-                                          "audit_log": "audit.jsonl", "rate": 1.0},
-                              {"alpha": game}, base_dir=directory)
+        context = PluginTestContext.for_plugin(
+            ConsolePlugin(), {"tokens_file": "tokens.txt", "burst": 1,
+                              "audit_log": "audit.jsonl", "rate": 1.0},
+            servers={"alpha": game}, base_dir=directory)
         service = ConsoleService(context)
         service.startService()
         return service, directory / "audit.jsonl"
@@ -546,7 +548,7 @@ class ForwardedRequestTests(SynchronousTestCase):
         """An edge's console sends the user, role and command; the reply is the result."""
         game = ForwardingGame()
         service, audit = self.console(game)
-        child = cast(FakeContext, service.context).listeners[0].connect()
+        child = cast(PluginTestContext, service.context).listeners[0].connect()
         child.receive({"type": "login", "token": "mod"})
         child.receive({"type": "command", "id": 4, "command": "status"})
         ((plugin, server, request, d),) = game.forwarded
@@ -573,7 +575,7 @@ class ForwardedRequestTests(SynchronousTestCase):
         """A forwarded command runs as the user its token proof names in the origin's own
         tokens file (role check, rate limit), audited with the edge; an unknown token, a
         forged proof or a claimed admin without proof is refused and audited."""
-        game = FakeGameServer("alpha")
+        game = ScriptedGameServer("alpha")
         service, audit = self.console(game)
         verifyObject(IRequestHandler, service)
         refused = service.apply("alpha", self.forwarded("rcon_password x", "mod"))
@@ -603,7 +605,7 @@ class ForwardedRequestTests(SynchronousTestCase):
     def test_chat_forwarded_and_limited_on_origin(self) -> None:
         """A chat line from an edge is forwarded raw; the origin cleans and rate-limits it."""
         game = ForwardingGame()
-        context = FakeContext("chat", {}, {"alpha": game})
+        context = PluginTestContext.for_plugin(ChatPlugin(), servers={"alpha": game})
         edge = ChatService(context)
         edge.startService()
         child = context.listeners[0].connect()
@@ -613,8 +615,9 @@ class ForwardedRequestTests(SynchronousTestCase):
         d.callback({"error": "rate limited"})
         self.assertEqual(child.of_type("error")[-1]["reason"], "rate limited")
 
-        local = FakeGameServer("alpha")
-        origin = ChatService(FakeContext("chat", {"burst": 1}, {"alpha": local}))
+        local = ScriptedGameServer("alpha")
+        origin = ChatService(PluginTestContext.for_plugin(ChatPlugin(), {"burst": 1},
+                                                          servers={"alpha": local}))
         forwarded = Request({"name": "B:ob", "text": "hi\n"}, "10.0.0.1", "edge-2/5",
                             via="edge-2")
         first = origin.apply("alpha", forwarded)
@@ -635,7 +638,7 @@ class OriginPublisherTests(SynchronousTestCase):
         self.bus = EventBus(self.clock)
         self.bus.add_server("demo")
         config = FanoutConfig("origin", "tcp:h:1", KEYS, name="o", maxlen=500)
-        game = cast(IGameServer, FakeGameServer("demo"))
+        game = cast(IGameServer, ScriptedGameServer("demo"))
         self.publisher = OriginPublisher(config, self.bus, {"demo": game},
                                          cast(RedisLink, self.link), clock=self.clock)
         _, self.events = demo_bus(30)
