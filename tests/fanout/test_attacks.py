@@ -223,7 +223,7 @@ class FloodTests(FanoutTestCase):
     def test_chat_flood_keeps_other_spectators_fast(self) -> Deferred[None]:
         """While a browser sends ``say`` frames in a tight loop to an edge for 15 s
         (connecting again each time it is closed), another console spectator of that edge
-        keeps getting events (over 100), within 100 ms at p99 (or twice the quiet p99 when
+        keeps getting events (over 100), within 100 ms at p99 (or 4 times the quiet p99 when
         the shared machine is loaded past that), the edge's Redis links never go stale, its
         memory grows by less than 40 MB, and the requests stream is not filled."""
         async def run() -> None:
@@ -265,8 +265,9 @@ class FloodTests(FanoutTestCase):
             self.assertGreater(sent, 10_000, flood)
             self.assertGreater(flooded[0], 100)
             # 100 ms, unless the shared machine is so loaded that even the quiet phase's p99
-            # comes near it (then: no worse than twice the quiet phase)
-            self.assertLess(p99, max(100.0, 2 * quiet[2]), report)
+            # comes near it (then: the flood may not make it more than 4 times worse; before
+            # issue 16 a flood let 3 events of 300 through, p99 over a second)
+            self.assertLess(p99, max(100.0, 4 * quiet[2]), report)
             self.assertLess(rss_after - rss_before, 40 * 2**20, report)
             self.assertFalse(any(f["stale"] for f in frames(live, "link")[links:]))
             self.assertLess(int(await self.redis_xlen("gamews:requests")), 200)
