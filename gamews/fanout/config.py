@@ -51,7 +51,7 @@ class FanoutConfig:
     redis: str
     """The Redis client endpoint description (it never holds the password)."""
     keys: tuple[Secret, ...] = ()
-    """The shared keys sealing Redis entries (:class:`~gamews.fanout.codec.Sealer`):
+    """The shared keys sealing Redis entries (:class:`gamews.fanout.codec.Sealer`):
     the first seals, all open."""
     password: Secret | None = None
     username: str | None = None

@@ -11,7 +11,7 @@ logged. At its start, when the stream still holds the origin's run from its firs
 it replays the whole run instead (so plugins' backlogs, such as the chat's, fill as on the
 origin). After a failed read (Redis down) it reads on from where it was. Every entry,
 snapshot, heartbeat and reply is opened with the shared keys
-(:class:`~gamews.fanout.codec.Sealer`); one that does not open is dropped and counted.
+(:class:`gamews.fanout.codec.Sealer`); one that does not open is dropped and counted.
 
 :class:`RemoteGameServer` is the plugins' :class:`gamews.rcon.server.IGameServer` on an
 edge: its state is the origin's RCON link as the origin's heartbeat says, ``stale``
