@@ -36,6 +36,7 @@ from gamews.manhole import ManholeConfig, make_manhole_service, service_namespac
 from gamews.metrics import GamewsMetrics, MetricsConfig, MetricsService
 from gamews.pages import static_files
 from gamews.rcon.server import GameServer, GameServerConfig, IGameServer
+from gamews.rcon.status import StatusPoller
 from gamews.registry import Listener, Mount, Registry
 
 if TYPE_CHECKING:
@@ -289,6 +290,9 @@ class GamewsService(MultiService):
         game = GameServer(game_config, reactor=self.registry.reactor)
         game.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.servers[game_config.name] = game
+        if game_config.status_interval:
+            StatusPoller(game, self.events, game_config.status_interval,
+                         clock=self.registry.reactor).setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
         # a socket per connection, and room for pages, handshakes and game links

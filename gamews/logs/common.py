@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -13,7 +14,8 @@ from twisted.logger import Logger
 
 from gamews.events import Event, Unknown
 
-__all__ = ["AllowedHosts", "LineSink", "LogStats", "split_lines"]
+__all__ = ["AllowedHosts", "IgnoredKind", "LineSink", "LogStats", "decode_line", "ignored_kind",
+           "split_lines"]
 
 LineSink: TypeAlias = Callable[[str], object]
 """Where a log source hands each line (without its line ending)."""
@@ -113,12 +115,40 @@ class AllowedHosts:
         return _canonical(host) in self._allowed
 
 
+def decode_line(raw: bytes) -> str:
+    """A log line as text: UTF-8, or Latin-1 when it is not valid UTF-8 (older servers write
+    names in Latin-1; every byte is a Latin-1 character, so nothing becomes U+FFFD)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def split_lines(data: bytes) -> Iterator[str]:
-    """The non-empty lines of ``data`` as text (UTF-8, bad bytes replaced), ends stripped."""
+    """The non-empty lines of ``data`` as text (:func:`decode_line`), ends stripped."""
     for raw in data.split(b"\n"):
         line = raw.rstrip(b"\r\x00")
         if line:
-            yield line.decode("utf-8", "replace")
+            yield decode_line(line)
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredKind:
+    """A kind of log line a parser leaves :class:`~gamews.events.Unknown` on purpose."""
+
+    name: str
+    pattern: str
+    """A regular expression matched at the start of the line's message."""
+    reason: str
+
+    def matches(self, message: str) -> bool:
+        """Whether ``message`` (a line without its time stamp) is of this kind."""
+        return re.match(self.pattern, message) is not None
+
+
+def ignored_kind(table: Iterable[IgnoredKind], message: str) -> str | None:
+    """The name of the first kind in ``table`` that ``message`` is of, or ``None``."""
+    return next((kind.name for kind in table if kind.matches(message)), None)
 
 
 MAX_LINE = 4096

@@ -30,6 +30,7 @@ from typing import Any, Final, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.resource import IResource
 
@@ -38,6 +39,7 @@ from gamews.events import Event, EventBus
 from gamews.logs import quake3, source
 from gamews.logs.common import MAX_LINE, AllowedHosts, LogStats
 from gamews.logs.http import SourceHttpLogResource
+from gamews.logs.joins import JoinHold
 from gamews.logs.tail import FileTailer, FileTailService
 from gamews.logs.udp import SourceLogReceiver, UdpLogService
 from gamews.secret import secret_from_table
@@ -71,16 +73,21 @@ PARSERS: Final[Mapping[str, Callable[[str], Event]]] = {
 
 
 class LinePipeline:
-    """A line sink: parse each line and publish the event as ``server`` on ``bus``."""
+    """A line sink: parse each line and publish the event as ``server`` on ``bus``.
+
+    With a ``clock``, Quake 3 joins wait briefly for the player's name
+    (:class:`~gamews.logs.joins.JoinHold`).
+    """
 
     def __init__(self, bus: EventBus, server: str,
                  parser: Callable[[str], Event] = parse_any, *,
-                 stats: LogStats | None = None) -> None:
+                 stats: LogStats | None = None, clock: IReactorTime | None = None) -> None:
         """Publish ``parser(line)`` for each line, counting event types in ``stats``."""
         self.bus = bus
         self.server = server
         self.parser = parser
         self.stats = stats if stats is not None else LogStats()
+        self.joins = JoinHold(bus, server, clock) if clock is not None else None
 
     def __call__(self, line: str) -> None:
         """Parse and publish one line."""
@@ -88,7 +95,10 @@ class LinePipeline:
         self.stats.events[event.type] += 1
         if len(line) > MAX_LINE:
             self.stats.too_long += 1
-        self.bus.publish(self.server, event)
+        if self.joins is not None:
+            self.joins(event)
+        else:
+            self.bus.publish(self.server, event)
 
 
 class _Unmount(Protocol):
@@ -214,7 +224,8 @@ def log_source_from_table(
             sizes[key] = value
     bus.add_server(name, **sizes)
     stats = LogStats()
-    sink = LinePipeline(bus, name, PARSERS[fmt], stats=stats)
+    sink = LinePipeline(bus, name, PARSERS[fmt], stats=stats,
+                        clock=reactor if fmt != "source" else None)
 
     if kind == "file":
         file_path = Path(path).expanduser()

@@ -82,7 +82,14 @@ def line_of(event: dict[str, Any]) -> dict[str, Any] | None:
         kind = "disconnected"
     elif kind == "kill":
         sentence = (f"{_name(event.get('killer'))} killed {_name(event.get('victim'))} with "
-                f"{event.get('weapon')}" + (" (headshot)" if event.get("headshot") else ""))
+                    f"{event.get('weapon_name') or event.get('weapon')}"
+                    + (" (headshot)" if event.get("headshot") else ""))
+    elif kind == "suicide":
+        sentence = (f"{_name(event.get('player'))} killed themselves (suicide: "
+                    f"{event.get('weapon_name') or event.get('weapon')})")
+    elif kind == "world_kill":
+        sentence = (f"{_name(event.get('victim'))} was killed by the world "
+                    f"({event.get('cause_name') or event.get('cause')})")
     elif kind == "round_start":
         sentence = "Round started"
     elif kind == "round_end":

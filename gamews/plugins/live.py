@@ -63,7 +63,9 @@ def _feed_entry(event: dict[str, Any]) -> dict[str, Any] | None:
             "killer": killer.get("name") if kind == "kill" else None,
             "killer_team": killer.get("team") if kind == "kill" else None,
             "victim": victim.get("name"), "victim_team": victim.get("team"),
-            "weapon": event.get("weapon") or event.get("cause"),
+            "weapon": (event.get("weapon_name") or event.get("cause_name")
+                       or event.get("weapon") or event.get("cause")),
+            "kind": {"kill": "kill", "suicide": "suicide"}.get(kind, "world"),
             "headshot": bool(event.get("headshot"))}
 
 

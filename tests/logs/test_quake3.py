@@ -145,7 +145,8 @@ class OtherLinesTests(SynchronousTestCase):
     def test_world_falling(self) -> None:
         """Falling and lava deaths come from the world (1022)."""
         e = parse_line(" 10:02 Kill: 1022 2 19: <world> killed Kyonshi by MOD_FALLING")
-        self.assertEqual(e, WorldKill(player(2, "Kyonshi"), "MOD_FALLING", game_clock=602))
+        self.assertEqual(e, WorldKill(player(2, "Kyonshi"), "MOD_FALLING", "falling",
+                                      game_clock=602))
 
     def test_hostile_names(self) -> None:
         """Names with colour codes, colons, ' killed ' and non-ASCII keep their client numbers."""
