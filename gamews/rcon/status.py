@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -133,8 +133,8 @@ def quake3_status(status: quake3_codec.ServerStatus) -> StatusAnswer:
 
 def query_status(game: GameServer) -> Deferred[StatusAnswer]:
     """Ask ``game`` for its status: ``getstatus`` (Quake 3) or RCON ``status`` (Source)."""
-    if isinstance(game.client, Quake3RconClient):
-        return game.client.getstatus().addCallback(quake3_status)
+    if game.kind == "quake3":
+        return cast(Quake3RconClient, game.client).getstatus().addCallback(quake3_status)
     return game.client.rcon("status").addCallback(parse_source_status)
 
 
