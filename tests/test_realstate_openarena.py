@@ -155,7 +155,7 @@ class OpenArenaLiveTests(unittest.TestCase):
         """With status queries every second, 20 rcon commands at once all get their own
         answer (none dropped by the server's 10-then-1/s budget), and the status query
         asked meanwhile is answered too."""
-        service, port = await self.start_gamews(status_interval=1)
+        service, _ = await self.start_gamews(status_interval=1)
         poller = service.getServiceNamed("status:oa")
         assert isinstance(poller, StatusPoller)
         await poll_until(self.reactor, lambda: poller.answers >= 3, timeout=15)
