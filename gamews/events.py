@@ -793,8 +793,11 @@ class MatchState:
         alias = self.players.get(f"uid:{p.slot}")
         if alias is not None and alias.steam_id == p.steam_id:
             return replace(p, key=alias.key)
-        holder = self.players.get(p.key)
-        if holder is not None and holder.slot is not None and holder.slot != p.slot:
+        own = self.players.get(p.key)
+        if own is not None and own.slot == p.slot:
+            return p
+        if own is not None or any(q.steam_id == p.steam_id and q.slot != p.slot
+                                  for q in self.players.values()):
             return replace(p, key=f"uid:{p.slot}")
         return p
 

@@ -106,8 +106,12 @@ def _pos(tag: str) -> str:
     return rf'(?: \[(?P<{tag}>-?[\d.]+ -?[\d.]+ -?[\d.]+)\])?'
 
 
+_PART: Final = r'(?:[^<>"\d][^<>"]*|7656119\d{10})?'
+"""A token's Steam ID or team part: never a small number (a user id is), so ``<5>`` at the
+end of a name is not taken for a Steam ID."""
 _CHAT: Final = re.compile(
-    r'<(?P<au>-?\d{1,10})>(?:<(?P<as>[^<>"]*)>(?:<(?P<at>[^<>"]*)>)?)?" (?P<kind>say|say_team) "')
+    rf'<(?P<au>-?\d{{1,10}})>(?:<(?P<as>{_PART})>(?:<(?P<at>{_PART})>)?)?" '
+    r'(?P<kind>say|say_team) "')
 """The end of the speaker's token and the verb of a chat line (searched, first wins)."""
 _CHAT_END: Final = re.compile(r'"(?P<dead> \(dead\))?\Z')
 
