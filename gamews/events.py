@@ -37,8 +37,9 @@ No event carries an IP address (players' or admins'): parsers drop them, so noth
 that reaches a plugin or a browser can leak one.
 
 A *player* is an object ``{"name", "id", "slot", "team", "bot"}``: ``id`` is a stable
-identity (Source: the Steam ID normalised to ``[U:1:N]``, ``bot:USERID`` for bots,
-``console`` for the server console, ``uid:USERID`` when the Steam ID is pending or LAN;
+identity (Source: the Steam ID normalised to ``[U:1:N]`` while no other connected player
+holds it, else ``uid:USERID``, see :class:`MatchState`; ``bot:USERID`` for bots,
+``console`` for the server console, ``uid:USERID`` when the Steam ID is pending, LAN or 0;
 Quake 3: ``client:N``, the client number, valid within a map), ``slot`` the user id (Source)
 or client number (Quake 3), ``team`` the team as the game names it (``CT``, ``TERRORIST``,
 ``Red``, ``Unassigned``; Quake 3 ``free``, ``red``, ``blue``, ``spectator``) or ``null``
