@@ -128,7 +128,7 @@ _LITERALS: Final = {
     'wtrig': 'World triggered ', 'gameover': 'Game Over:', 'loading': 'Loading map ',
     'started': 'Started map ', 'mapchange': 'Mapchange to ', 'cvar': 'server_cvar: ',
     'hlcvar': 'Server cvar ', 'cvardump': '" = "', 'rcon': 'rcon from ',
-    'badrcon': 'Bad Rcon: ', 'hlrcon': 'Rcon: ',
+    'badrcon': 'Bad Rcon: ', 'hlrcon': 'Rcon: ', 'anyrcon': 'con',
 }
 """A text each pattern's line must contain: a cheap test before the regular expression."""
 
@@ -178,6 +178,8 @@ _PATTERNS: Final[list[tuple[str, str, re.Pattern[str]]]] = [
         ("rcon", r'rcon from "[^"]*": command "(?P<cmd>.*)"'),
         ("badrcon", r'Bad Rcon: ".*" from "[^"]*"'),
         ("hlrcon", r'Rcon: "rcon \S+ (?:"[^"]*"|\S+)(?: (?P<cmd>.*))?" from "[^"]*"'),
+        # any other rcon line may hold a password: an rcon event without the command
+        ("anyrcon", r'(?P<bad>Bad )?(?:Rcon: |rcon from ).*'),
     ]
 ]
 """Tried in this order after chat; the first match whose builder gives an event wins."""
@@ -561,6 +563,10 @@ def _badrcon(m: re.Match[str], t: str | None) -> Event | None:
     return RconSeen("", False, log_time=t)
 
 
+def _anyrcon(m: re.Match[str], t: str | None) -> Event | None:
+    return RconSeen("", m["bad"] is None, log_time=t)
+
+
 _Builder: TypeAlias = Callable[[re.Match[str], str | None], Event | None]
 
 _BUILDERS: Final[dict[str, _Builder]] = {
@@ -573,4 +579,5 @@ _BUILDERS: Final[dict[str, _Builder]] = {
     "ttrig": _ttrig, "wtrig": _wtrig, "gameover": _gameover, "loading": _loading,
     "started": _started, "mapchange": _loading, "cvar": _cvar, "hlcvar": _cvar,
     "cvardump": _cvar, "rcon": _rcon, "badrcon": _badrcon, "hlrcon": _rcon,
+    "anyrcon": _anyrcon,
 }

@@ -240,7 +240,8 @@ class GameServer(Service):
         if config.max_pending is not None:
             options["max_pending"] = config.max_pending
         if config.kind == "quake3" and config.status_interval:
-            # the status poller's getstatus keeps the link state: no second probe
+            # gamews's service adds a StatusPoller (gamews.rcon.status) for this server:
+            # its getstatus keeps the link state, so the client sends no probe of its own
             options["status_interval"] = None
         if config.kind == "source":
             if endpoint is None:

@@ -162,3 +162,30 @@ class DataTests(SynchronousTestCase):
         e = parse_line(f'{L}{P} connected, address "203.0.113.7:27005"')
         self.assertNotIn("203.0.113.7", json.dumps(Envelope(1, "s", 0, e).to_json()))
         self.assertIsInstance(parse_line(f'{L}{P} killed {Q} with "ak47"'), Kill)
+
+
+class AddressTests(SynchronousTestCase):
+    """No IP address and no rcon password reaches an event, whatever the line's shape."""
+
+    def test_unknown_lines_masked(self) -> None:
+        """An unparsed line keeps its text but not its addresses (v4, v6, with ports)."""
+        for line, kept in ((f"{L}Some plugin saw 203.0.113.7:27005 and [2001:db8::7]:27015",
+                            "Some plugin saw <address> and <address>"),
+                           (f"{L}Started at 17:08:45", "Started at 17:08:45")):
+            e = parse_line(line)
+            self.assertEqual(e.type, "unknown")
+            self.assertIn(kept, json.dumps(Envelope(1, "s", 0, e).to_json()))
+
+    def test_odd_rcon_lines_never_unknown(self) -> None:
+        """An rcon line of a shape not foreseen is an rcon event without its text."""
+        for line, ok in ((f'{L}Rcon: "rcon 1 "pw "with" quotes" x" from "198.51.100.4:1"', True),
+                         (f'{L}Rcon: garbage hunter2', True),
+                         (f'{L}Bad Rcon: "rcon 1 hunter2" from nowhere', False),
+                         (f'{L}rcon from "198.51.100.4:1" hunter2', True)):
+            e = parse_line(line)
+            if ok and "pw" in line:
+                # the well-formed GoldSrc pattern may take this one: its command, no password
+                assert isinstance(e, RconSeen)
+                self.assertNotIn("198.51", repr(e))
+                continue
+            self.assertEqual(e, RconSeen("", ok, log_time="2018-02-24T17:59:44"), line)
