@@ -19,19 +19,26 @@ from typing import Any
 from twisted.internet.defer import gatherResults
 from twisted.trial import unittest
 
-from gamews.config import GamewsConfig, WebSocketLimits
 from gamews.events import Envelope, ServerStatus
 from gamews.plugins.live import LivePlugin
 from gamews.rcon.link import LinkState
 from gamews.rcon.server import GameServer
 from gamews.rcon.status import StatusPoller
 from gamews.service import GamewsService
+from gamews.settings import Settings, parse_settings
 from tests.openarena import OpenArenaServer, require_openarena
 from tests.rcon.peers import poll_until
 from tests.support import Client, connect, port_of, real_reactor
 
 PASSWORD = "oa-state-pw"
 BOTS = ("Sarge", "Grism", "Kyonshi")
+
+
+def live_settings(server: dict[str, Any], base_dir: Path) -> Settings:
+    """Settings of a gamews on a free loopback port with the live plugin and ``server``."""
+    return parse_settings({"listen": ["tcp:0:interface=127.0.0.1"], "plugins": ["live"],
+                           "websocket": {"ping_interval": 0}, "server": [server]},
+                          plugins={"live": LivePlugin()}, base_dir=base_dir)
 
 
 class LiveView:
@@ -87,10 +94,7 @@ class OpenArenaLiveTests(unittest.TestCase):
         server = {"name": "oa", "kind": "quake3", "rcon": f"127.0.0.1:{self.oa.port}",
                   "password_file": "oa.rcon", "log": f"file:{self.oa.games_log}",
                   "status_interval": status_interval}
-        config = GamewsConfig(listen=("tcp:0:interface=127.0.0.1",),
-                              websocket=WebSocketLimits(ping_interval=0), servers=(server,),
-                              base_dir=tmp)
-        service = GamewsService(config, [LivePlugin()], reactor=self.reactor)
+        service = GamewsService(live_settings(server, tmp), reactor=self.reactor)
         self.up_at: float | None = None
 
         def link(state: LinkState) -> None:

@@ -13,13 +13,11 @@ from typing import Any
 
 from twisted.trial import unittest
 
-from gamews.config import GamewsConfig, WebSocketLimits
-from gamews.plugins.live import LivePlugin
 from gamews.rcon.link import LinkState
 from gamews.service import GamewsService
 from tests.rcon.peers import RconxPeer, poll_until
 from tests.support import connect, port_of, real_reactor
-from tests.test_realstate_openarena import LiveView
+from tests.test_realstate_openarena import LiveView, live_settings
 
 PASSWORD = "rcon-state-pw"
 
@@ -59,10 +57,7 @@ class ReconciliationTests(unittest.TestCase):
         server = {"name": "cs", "kind": "source", "rcon": f"127.0.0.1:{self.peer.port}",
                   "password_file": "cs.rcon", "log": f"file:{self.log}",
                   "log_format": "source", "status_interval": 1}
-        config = GamewsConfig(listen=("tcp:0:interface=127.0.0.1",),
-                              websocket=WebSocketLimits(ping_interval=0), servers=(server,),
-                              base_dir=tmp)
-        self.service = GamewsService(config, [LivePlugin()], reactor=self.reactor)
+        self.service = GamewsService(live_settings(server, tmp), reactor=self.reactor)
 
     def answer(self, command: str) -> str:
         return self.status if command == "status" else f"Unknown command \"{command}\"\n"
