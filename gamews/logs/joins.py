@@ -62,8 +62,3 @@ class JoinHold:
         if timer.active():
             timer.cancel()
         self.bus.publish(self.server, event)
-
-    def flush(self) -> None:
-        """Publish every held join now (the log source stops)."""
-        for key in list(self._held):
-            self._release(key)
