@@ -93,6 +93,8 @@ type                     fields
                          objects with ``ping``, ``score``, ``connected``, ``state``),
                          ``asked_seq``: the game server's answer to a status query,
                          merged into the match state (:class:`MatchState`)
+``custom``               ``channel``, ``data`` (a JSON object): a ``gamews CHANNEL JSON``
+                         line from a game-side plugin (:mod:`gamews.logs.bridge`)
 =======================  ===============================================================
 """
 
@@ -115,6 +117,7 @@ __all__ = [
     "Assist",
     "Chat",
     "Connected",
+    "Custom",
     "Damage",
     "Disconnected",
     "Entered",
@@ -414,7 +417,7 @@ class TeamScore(Event):
 
 @dataclass(frozen=True, slots=True)
 class TeamScores(Event):
-    """Several teams' scores on one line (Quake 3 ``red:8  blue:5``)."""
+    """Several teams' scores on one line (Quake 3 ``red:8 blue:5``)."""
 
     type: ClassVar[str] = "team_scores"
     scores: tuple[tuple[str, int], ...]
@@ -494,6 +497,16 @@ class RconSeen(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Custom(Event):
+    """A line ``gamews CHANNEL JSON`` written by a plugin inside the game server (the
+    bridge, :mod:`gamews.logs.bridge`): ``data`` is its JSON object, checked and bounded."""
+
+    type: ClassVar[str] = "custom"
+    channel: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class StatusPlayer:
     """One player as the game server's status query lists them (never their address).
 
@@ -546,7 +559,7 @@ EVENT_TYPES: Final[Mapping[str, type[Event]]] = {
         Kill, Suicide, WorldKill, Damage, Assist, PlayerScore, ItemPickup, PlayerTriggered,
         TeamTriggered, WorldTriggered, TeamScore, TeamScores, RoundStart, RoundEnd,
         MatchStart, MatchEnd, MapChange, GameShutdown, ServerCvar, RconSeen, PointCaptured,
-        ServerStatus,
+        ServerStatus, Custom,
     )
 }
 """Every event class by its ``type``."""
