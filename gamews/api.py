@@ -416,8 +416,12 @@ class IChannel(Interface):
     def publish(data: str | bytes) -> int:
         """Send one message to every OPEN subscriber, encoded and framed once.
 
-        Text is ``str``, binary ``bytes``. Returns how many were sent to now;
-        raises ``ValueError`` above the maximum message size.
+        Text is ``str``, binary ``bytes``. Returns how many it was sent to now
+        plus how many it is still to be sent to; raises ``ValueError`` above the
+        maximum message size. A publish to many subscribers is sent over several
+        reactor turns of a few milliseconds, so the reactor (and a ticker's next
+        tick) is never held long; a publish made meanwhile waits its turn (in
+        order; on a ``STATE`` channel a waiting message gives way to a newer one).
         """
 
 
