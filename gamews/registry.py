@@ -3,8 +3,9 @@
 Opening the same endpoint twice (after normalisation: ``tcp:8080:interface=X``
 and ``tcp:port=8080:interface=X`` are one) shares one listening port with one
 ``twisted.web`` Site; each URL path is a WebSocket path (its upgrades skip
-twisted.web, see :mod:`gamews.guard`) or a plain HTTP resource. Every open returns a handle; the port stops listening when the last
-handle on it is closed, and the Deferred of that last close fires only then.
+twisted.web, see :mod:`gamews.guard`) or a plain HTTP resource. Every open
+returns a handle; the port stops listening when the last handle on it is
+closed, and the Deferred of that last close fires only then.
 """
 
 from __future__ import annotations
