@@ -78,7 +78,10 @@ class GuardedChannel(HTTPChannel):
             self._head = head  # the head is not whole yet; the deadline runs on
             return
         self._head = None
-        factory = self.site.upgrade_for(head, end) if end >= 0 else None
+        factory = None
+        # twisted.web's limits on a head hold on both ways: past them it refuses
+        if 0 <= end < self.totalHeadersSize and head.count(b"\r\n", 0, end) < self.maxHeaders:
+            factory = self.site.upgrade_for(head, end)
         if factory is None:
             super().dataReceived(head)  # type: ignore[no-untyped-call]
             return

@@ -62,6 +62,7 @@ class UpgradeRoutingTests(SynchronousTestCase):
 
     def connect(self) -> Socket:
         """A socket accepted by the port's Site, on the test's clock."""
+        pending = self.site.pending["127.0.0.1"]
         channel = self.site.buildProtocol(PEER)
         assert isinstance(channel, GuardedChannel)
         # the deadline, on the test's clock
@@ -69,7 +70,7 @@ class UpgradeRoutingTests(SynchronousTestCase):
         transport = Socket(peerAddress=PEER)
         transport.protocol = channel
         channel.makeConnection(transport)
-        self.assertEqual(self.site.pending["127.0.0.1"], 1)
+        self.assertEqual(self.site.pending["127.0.0.1"], pending + 1)
         return transport
 
     def status(self, transport: Transport) -> int:
@@ -215,6 +216,17 @@ class UpgradeRoutingTests(SynchronousTestCase):
         transport.protocol.dataReceived(b"GET /ws HTTP/1.1\r\nX-Big: " + b"a" * 20000)
         self.assertTrue(transport.disconnecting)
         self.assertNotIsInstance(transport.protocol, GamewsServerProtocol)
+        self.assertEqual(self.children, [])
+
+
+    def test_head_past_twisted_webs_limits_refused(self) -> None:
+        """A whole upgrade head larger than twisted.web takes, or with more header
+        lines, arriving in one read, is twisted.web's to refuse, not Autobahn's to take."""
+        for extra in (b"X-Big: " + b"a" * 20000 + b"\r\n", b"X-A: 1\r\n" * 600):
+            transport = self.connect()
+            transport.protocol.dataReceived(handshake(extra=extra))
+            self.assertNotIsInstance(transport.protocol, GamewsServerProtocol)
+            self.assertFalse(transport.value().startswith(b"HTTP/1.1 101"))
         self.assertEqual(self.children, [])
 
 
