@@ -450,17 +450,21 @@ def send_to_many(children: Iterable[Child], message: OutgoingMessage, stats: Pat
     channel's message, skipped and caught up when its wire drains."""
     sent = 0
     size = len(message.payload)
+    prepared = None
     for child in list(children):
+        wire = child.wire
         if state is None:
             if not child.reserve(size):
                 continue
-        elif child.lost or child.wire.ready_state is not ReadyState.OPEN:
+        elif child.lost or wire.ready_state is not ReadyState.OPEN:
             continue
-        elif child.wire.paused:
+        elif wire.paused:
             child.behind[state] = None  # caught up when its wire drains
             stats.skipped += 1
             continue
-        child.wire.send_prepared(message.prepared())
+        if prepared is None:
+            prepared = message.prepared()
+        wire.send_prepared(prepared)
         sent += 1
     stats.messages_out += sent
     stats.bytes_out += sent * size

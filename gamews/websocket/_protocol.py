@@ -104,11 +104,9 @@ class GamewsServerProtocol(WebSocketServerProtocol):
     def paused(self) -> bool:
         return self.send_buffer.paused
 
-    def send(self, payload: bytes, is_binary: bool) -> None:
-        self.sendMessage(payload, isBinary=is_binary)  # type: ignore[no-untyped-call]
-
-    def send_prepared(self, prepared: Any) -> None:
-        self.sendPreparedMessage(prepared)
+    # Autobahn's own methods (their second argument is isBinary), without a call more
+    send = WebSocketServerProtocol.sendMessage
+    send_prepared = WebSocketServerProtocol.sendPreparedMessage
 
     def close(self, code: int, reason: bytes | None) -> None:
         if self.state == self.STATE_OPEN:
