@@ -38,6 +38,7 @@ _READY_STATES = {
     WebSocketServerProtocol.STATE_CLOSING: ReadyState.CLOSING,
     WebSocketServerProtocol.STATE_CLOSED: ReadyState.CLOSED,
 }
+_CONNECTING = ReadyState.CONNECTING  # a module constant: faster than through the Enum
 # the transport whose socket gamews may write to directly (not TLS, not wrapped)
 _PLAIN_TCP = frozenset({tcp.Server})
 # what Autobahn keeps of the opening handshake, not needed once the child is open
@@ -54,30 +55,31 @@ def peer_host(address: IAddress) -> str:
 
 @implementer(IPushProducer)
 class SendBuffer:
-    """Tells a child when its socket's buffer is full.
+    """Tells a protocol and its child when the socket's buffer is full.
 
     Registered as the transport's producer, it is paused when the kernel and
     the transport hold more than the transport will buffer, and resumed when
-    they have drained; the child counts what is sent in between (what a slow
-    reader costs) and, on resuming, catches up the STATE channels it skipped.
+    they have drained; meanwhile the protocol is ``paused`` and the child counts
+    what is sent (what a slow reader costs). On resuming the child catches up
+    the STATE channels it skipped.
     """
 
-    def __init__(self, child: Child) -> None:
-        self.child = child
-        self.paused = False
+    def __init__(self, protocol: GamewsServerProtocol) -> None:
+        self.protocol = protocol
 
     def pauseProducing(self) -> None:
         # the transport calls this on every write while its buffer is full
-        if not self.paused:
-            self.paused = True
-            self.child.paused()
+        protocol = self.protocol
+        if not protocol.paused:
+            protocol.paused = True
+            protocol.child.buffer_full()
 
     def resumeProducing(self) -> None:
-        self.paused = False
-        self.child.drained()
+        self.protocol.paused = False
+        self.protocol.child.drained()
 
     def stopProducing(self) -> None:
-        self.paused = False
+        self.protocol.paused = False
 
 
 def _refused(failure: Failure) -> None:
@@ -92,17 +94,14 @@ class GamewsServerProtocol(WebSocketServerProtocol):
 
     factory: GamewsServerFactory
     child: Child
-    send_buffer: SendBuffer
+    paused = False
+    """Whether the socket's buffer is full (set by the :class:`SendBuffer`)."""
 
     # -- the Wire ------------------------------------------------------------------
 
     @property
     def ready_state(self) -> ReadyState:
-        return _READY_STATES.get(self.state, ReadyState.CONNECTING)
-
-    @property
-    def paused(self) -> bool:
-        return self.send_buffer.paused
+        return _READY_STATES.get(self.state, _CONNECTING)
 
     # Autobahn's own methods (their second argument is isBinary), without a call more
     send = WebSocketServerProtocol.sendMessage
@@ -123,12 +122,11 @@ class GamewsServerProtocol(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:
         self.child = Child(self, self.factory.route)
-        self.send_buffer = SendBuffer(self.child)
         transport: Any = self.transport
         # the HTTP channel that parsed the upgrade is still the transport's producer
         if getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()
-        transport.registerProducer(self.send_buffer, True)
+        transport.registerProducer(SendBuffer(self), True)
         super().connectionMade()
 
     def onConnect(  # type: ignore[override]  # Autobahn also takes a Deferred
