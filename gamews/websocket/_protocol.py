@@ -83,7 +83,9 @@ class SendBuffer:
 
 
 def _refused(failure: Failure) -> None:
-    refusal = failure.trap(Refused) and failure.value
+    """A child's :class:`Refused` as the answer Autobahn gives (an HTTP status)."""
+    failure.trap(Refused)
+    refusal = failure.value
     assert isinstance(refusal, Refused)
     raise ConnectionDeny(refusal.status, refusal.reason)
 
@@ -110,7 +112,7 @@ class GamewsServerProtocol(WebSocketServerProtocol):
     def close(self, code: int, reason: bytes | None) -> None:
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code, reason)
-        elif self.state != self.STATE_CLOSED and self.transport is not None:
+        elif self.ready_state is _CONNECTING and self.transport is not None:
             self.transport.loseConnection()
 
     def drop(self) -> None:
