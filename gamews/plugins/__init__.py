@@ -1,4 +1,4 @@
-"""Built-in gamews plugins (echo, chat, live, console).
+"""Built-in gamews plugins (echo, chat, live, overlay, console, bridge).
 
 They are found like any third-party plugin, through ``twisted/plugins/``, where
 each is a :class:`BuiltinPlugin`: a light stand-in that imports the plugin's
@@ -44,6 +44,11 @@ class BuiltinPlugin:
     def description(self) -> str:
         description: str = self.plugin.description
         return description
+
+    @property
+    def settings_type(self) -> type | None:
+        settings_type: type | None = getattr(self.plugin, "settings_type", None)
+        return settings_type
 
     def make_service(self, context: IPluginContext) -> IService:
         return self.plugin.make_service(context)

@@ -14,13 +14,27 @@ Config (optional)::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from gamews.api import IConnection, IGamewsPlugin, IListener, IPluginContext
+from gamews.api import ConfigError, IConnection, IGamewsPlugin, IListener, IPluginContext
 
-__all__ = ["EchoPlugin", "EchoService"]
+__all__ = ["EchoPlugin", "EchoService", "EchoSettings"]
+
+
+@dataclass(frozen=True)
+class EchoSettings:
+    """The ``[plugin.echo]`` table."""
+
+    path: str = "/echo"
+    """The URL path to echo on."""
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ConfigError("path", "expected a URL path such as /echo")
 
 
 class EchoService(Service):
@@ -28,20 +42,19 @@ class EchoService(Service):
 
     def __init__(self, context: IPluginContext) -> None:
         self.context = context
-        self.path = str(context.config.get("path", "/echo"))
-        self.listeners: list[IListener] = []
+        settings: EchoSettings = context.settings
+        self.path = settings.path
+        self.listener: IListener | None = None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self.listeners = [
-            self.context.open(self.path, endpoint=endpoint, incoming=self.incoming)
-            for endpoint in self.context.endpoints
-        ]
+        # no endpoint=: one listener over every web endpoint
+        self.listener = self.context.open(self.path, incoming=self.incoming)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
-        listeners, self.listeners = self.listeners, []
-        return DeferredList([lst.close() for lst in listeners]).addCallback(lambda _: None)
+        listener, self.listener = self.listener, None
+        return listener.close() if listener is not None else succeed(None)
 
     def incoming(self, child: IConnection) -> None:
         """Hold every child that asks."""
@@ -61,6 +74,7 @@ class EchoPlugin:
 
     name = "echo"
     description = "Sends every message back to its sender (the smallest plugin)."
+    settings_type = EchoSettings
 
     def make_service(self, context: IPluginContext) -> IService:
         return EchoService(context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ from twisted.logger import Logger
 
 from gamews.api import (
     ChannelKind,
+    Envelope,
     IChannel,
     IConnection,
     IListener,
@@ -73,8 +75,7 @@ class WebPluginService(Service):
                                          incoming=self._incoming_for_listener(endpoint))
             self.listeners.append(listener)
         for server in self.context.servers.values():
-            self._unsubscribe.append(server.subscribe(
-                lambda state, name=server.name: self.link_changed(name, state)))
+            self._unsubscribe.append(server.subscribe(partial(self.link_changed, server.name)))
         subscription = self.context.events.subscribe(self.event, name=f"plugin:{self.plugin}")
         self._unsubscribe.append(subscription.cancel)
 
@@ -212,7 +213,7 @@ class WebPluginService(Service):
     def link_changed(self, server: str, state: Any) -> None:
         self.broadcast(server, self.link_frame(server, state))
 
-    def event(self, envelope: Any) -> None:
+    def event(self, envelope: Envelope) -> None:
         """An event from the bus (override)."""
 
     # -- users' requests ---------------------------------------------------------

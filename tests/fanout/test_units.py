@@ -23,7 +23,10 @@ from gamews.events import (
     Connected,
     EventBus,
     Player,
+    PointCaptured,
     RconSeen,
+    ServerStatus,
+    StatusPlayer,
     TeamScores,
     envelope_from_json,
 )
@@ -33,11 +36,11 @@ from gamews.fanout.edge import EdgeFeed
 from gamews.fanout.link import RedisLink, stream_entries
 from gamews.fanout.origin import OriginPublisher, decode_request
 from gamews.logs.source import parse_line
-from gamews.plugins.chat import ChatService
-from gamews.plugins.console import ConsoleService
+from gamews.plugins.chat import ChatPlugin, ChatService
+from gamews.plugins.console import ConsolePlugin, ConsoleService
 from gamews.rcon.link import LinkState, RconError
 from gamews.rcon.server import IGameServer
-from tests.fakes import FakeContext, FakeGameServer
+from gamews.testing import PluginTestContext, ScriptedGameServer
 
 
 class CursorTests(SynchronousTestCase):
@@ -87,11 +90,13 @@ class RebuiltStateTests(SynchronousTestCase):
         _, events = demo_bus()
         bus = EventBus(Clock())
         extra = [bus.publish("x", e).to_json() for e in (
-            Connected(Player("a", "k", 1), "10.0.0.1:5"), RconSeen("10.0.0.1", "status"),
-            TeamScores((("red", 1), ("blue", 2))))]
+            Connected(Player("a", "k", 1)), RconSeen("status"),
+            TeamScores((("red", 1), ("blue", 2))),
+            PointCaptured("Red", "#cap_A", (Player("a", "k", 1),), (("cp", "0"),)),
+            ServerStatus("de_dust2", "host", (StatusPlayer(Player("a", "k", 1), 30, None, 60,
+                                                            "active"),), 3))]
         for obj in events + extra:
             self.assertEqual(envelope_from_json(obj).to_json(), obj)
-        self.assertNotIn("address", extra[0])  # private fields never leave the origin
         with self.assertRaises(ValueError):
             envelope_from_json({"type": "nonsense", "seq": 1, "server": "x", "received": 0})
 
@@ -315,7 +320,7 @@ class EdgeFeedTests(SynchronousTestCase):
 
 
 @implementer(IGameServer, IRequestForwarder)
-class ForwardingGame(FakeGameServer):
+class ForwardingGame(ScriptedGameServer):
     """An edge's game server stand-in whose forwarded requests the test answers."""
 
     stale = False
@@ -340,7 +345,8 @@ class LateEdgeChatTests(SynchronousTestCase):
         """The first browser gets the chat lines and kills the snapshot keeps; events the
         snapshot already holds are not shown twice; later ones are."""
         origin, events = demo_bus(60)
-        context = FakeContext("chat", {}, {"demo": FakeGameServer("demo")})
+        context = PluginTestContext.for_plugin(ChatPlugin(),
+                                               servers={"demo": ScriptedGameServer("demo")})
         chat = ChatService(context)
         chat.startService()
         snapshot = cast(Any, origin.state("demo")).snapshot()
@@ -367,9 +373,10 @@ class ForwardedRequestTests(SynchronousTestCase):
         directory = Path(self.mktemp())
         directory.mkdir()
         (directory / "tokens.txt").write_text(f"mo:moderator:{hash_token('mod')}\n")
-        context = FakeContext("console", {"tokens_file": "tokens.txt", "burst": 1,
-                                          "audit_log": "audit.jsonl", "rate": 1.0},
-                              {"alpha": game}, base_dir=directory)
+        context = PluginTestContext.for_plugin(
+            ConsolePlugin(), {"tokens_file": "tokens.txt", "burst": 1,
+                              "audit_log": "audit.jsonl", "rate": 1.0},
+            servers={"alpha": game}, base_dir=directory)
         service = ConsoleService(context)
         service.startService()
         return service, directory / "audit.jsonl"
@@ -378,7 +385,7 @@ class ForwardedRequestTests(SynchronousTestCase):
         """An edge's console sends the user, role and command; the reply is the result."""
         game = ForwardingGame()
         service, audit = self.console(game)
-        child = cast(FakeContext, service.context).listeners[0].connect()
+        child = cast(PluginTestContext, service.context).listeners[0].connect()
         child.receive({"type": "login", "token": "mod"})
         child.receive({"type": "command", "id": 4, "command": "status"})
         ((plugin, server, request, d),) = game.forwarded
@@ -394,7 +401,7 @@ class ForwardedRequestTests(SynchronousTestCase):
 
     def test_console_on_origin_checks_and_audits_the_edge(self) -> None:
         """A forwarded command gets the role check and rate limit, audited with the edge."""
-        game = FakeGameServer("alpha")
+        game = ScriptedGameServer("alpha")
         service, audit = self.console(game)
         verifyObject(IRequestHandler, service)
         user = User("mo", "moderator")
@@ -418,7 +425,7 @@ class ForwardedRequestTests(SynchronousTestCase):
     def test_chat_forwarded_and_limited_on_origin(self) -> None:
         """A chat line from an edge is forwarded raw; the origin cleans and rate-limits it."""
         game = ForwardingGame()
-        context = FakeContext("chat", {}, {"alpha": game})
+        context = PluginTestContext.for_plugin(ChatPlugin(), servers={"alpha": game})
         edge = ChatService(context)
         edge.startService()
         child = context.listeners[0].connect()
@@ -428,8 +435,9 @@ class ForwardedRequestTests(SynchronousTestCase):
         d.callback({"error": "rate limited"})
         self.assertEqual(child.of_type("error")[-1]["reason"], "rate limited")
 
-        local = FakeGameServer("alpha")
-        origin = ChatService(FakeContext("chat", {"burst": 1}, {"alpha": local}))
+        local = ScriptedGameServer("alpha")
+        origin = ChatService(PluginTestContext.for_plugin(ChatPlugin(), {"burst": 1},
+                                                          servers={"alpha": local}))
         forwarded = Request({"name": "B:ob", "text": "hi\n"}, "10.0.0.1", "edge-2/5",
                             via="edge-2")
         first = origin.apply("alpha", forwarded)
@@ -450,7 +458,7 @@ class OriginPublisherTests(SynchronousTestCase):
         self.bus = EventBus(self.clock)
         self.bus.add_server("demo")
         config = FanoutConfig("origin", "tcp:h:1", name="o", maxlen=500)
-        game = cast(IGameServer, FakeGameServer("demo"))
+        game = cast(IGameServer, ScriptedGameServer("demo"))
         self.publisher = OriginPublisher(config, self.bus, {"demo": game},
                                          cast(RedisLink, self.link), clock=self.clock)
         _, self.events = demo_bus(30)
