@@ -13,15 +13,27 @@
   commands fail fast for ``auth_failure_delay`` seconds instead of hammering the server.
 * A periodic ``getstatus`` (every ``status_interval`` s) keeps the link state and the status
   snapshot (server info, players) fresh.
+* The socket is connected to the server, so an ICMP "port unreachable" (no server listening)
+  reaches us: the reactor then closes the port.  That is a link event: the link goes
+  ``DOWN`` ("port unreachable"), the request in flight fails with
+  :class:`RconLinkLostError` (it never reached a server), and a new port is opened after a
+  backoff (1 s doubling to 60 s, with jitter) and probed with ``getstatus`` until the server
+  answers.  While the link is not up, a queued request fails with :class:`RconTimeoutError`
+  once it has waited ``timeout`` seconds.
+* One log line per change (``rcon link to alpha down: port unreachable; retrying in 8 s``,
+  ``rcon link to alpha up``), through :class:`~gamews.rcon.link.StateNotifier`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import DatagramProtocol
@@ -32,6 +44,8 @@ from twisted.python.failure import Failure
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.link import (
     LinkState,
+    RconError,
+    RconLinkLostError,
     RconPasswordRejectedError,
     RconQueueFullError,
     RconStoppedError,
@@ -72,10 +86,13 @@ class _Request:
     kind: _Kind
     datagram: bytes = field(repr=False)  # holds the password
     deferred: Deferred[Any] = field(repr=False)
+    queued_at: float
     chunks: list[str] = field(default_factory=list)
 
 
 class _Quake3Protocol(DatagramProtocol):
+    noisy = False
+
     def __init__(self, client: Quake3RconClient) -> None:
         self._client = client
 
@@ -83,7 +100,12 @@ class _Quake3Protocol(DatagramProtocol):
         self._client._datagram(datagram)
 
     def connectionRefused(self) -> None:
-        self._client._refused()
+        self._client._port_lost(self, "port unreachable", close=True)
+
+    def stopProtocol(self) -> None:
+        # The reactor closes a connected UDP port on an ICMP error (our own stop and
+        # _port_lost forget the protocol first, so this is then ignored).
+        self._client._port_lost(self, "port unreachable", close=False)
 
 
 class Quake3RconClient:
@@ -93,7 +115,9 @@ class Quake3RconClient:
     client is made.  ``timeout``: seconds to wait for the first reply datagram once a
     request is sent; ``quiet``: silence that ends an rcon reply; ``max_pending``: bound of
     the queue.  ``burst``/``interval``: the pacing budget (the server allows 10, then one
-    per second; the default interval leaves a 10 % margin).
+    per second; the default interval leaves a 10 % margin).  ``retry_policy(attempt) ->
+    seconds`` spaces the reopening of the port after an ICMP error (default: 1 s doubling to
+    60 s, + up to 1 s of jitter).
     """
 
     def __init__(
@@ -111,6 +135,7 @@ class Quake3RconClient:
         interval: float = 1.1,
         auth_failure_delay: float = 300.0,
         status_interval: float | None = 30.0,
+        retry_policy: Callable[[int], float] | None = None,
         log: Logger | None = None,
     ) -> None:
         """Describe the link; nothing is sent until :meth:`start`."""
@@ -125,7 +150,12 @@ class Quake3RconClient:
         self.auth_failure_delay = auth_failure_delay
         self.status_interval = status_interval
         self._log = log or Logger(namespace="gamews.rcon.quake3", source=self)
-        self.notifier = StateNotifier(name, self._reactor, self._log)
+        self.notifier = StateNotifier(name, self._reactor, self._log,
+                                      label=f"rcon link to {name}")
+        self._policy = retry_policy or backoffPolicy(1.0, 60.0, 2.0, random.random)
+        self._failures = 0
+        self._expiry: IDelayedCall | None = None
+        self._protocol: _Quake3Protocol | None = None
         self._bucket = TokenBucket(burst, interval, self._reactor.seconds())
         self._queue: deque[_Request] = deque()
         self._current: _Request | None = None
@@ -170,10 +200,9 @@ class Quake3RconClient:
     def _resolve_failed(self, failure: Failure) -> None:
         if not self._running:
             return
-        self.notifier.set(LinkState.DOWN, f"cannot resolve {self.host}")
-        self._log.warn("cannot resolve game server {name} host {host}: {why}",
-                       name=self.name, host=self.host, why=failure.getErrorMessage())
+        self.notifier.set(LinkState.DOWN, f"cannot resolve {self.host}", retry_in=30.0)
         self._pump_timer = self._reactor.callLater(30.0, self._retry_resolve)
+        self._arm_expiry()
 
     def _retry_resolve(self) -> None:
         self._pump_timer = None
@@ -183,17 +212,60 @@ class Quake3RconClient:
     def _bind(self, address: str) -> None:
         if not self._running:
             return
+        self._address = address
+        if self.status_interval and self._poll is None:
+            self._poll = LoopingCall(self._poll_status)
+            self._poll.clock = self._reactor
+            self._poll.start(self.status_interval, now=False)
+        self._open()
+
+    def _open(self) -> None:
+        """Open a UDP port connected to the server and probe it (the first time, or again
+        after an ICMP error closed the last one)."""
+        self._pump_timer = None
+        address = self._address
+        if not self._running or address is None or self._port is not None:
+            return
         ip = ipaddress.ip_address(address)
         interface = ("::1" if ip.version == 6 else "127.0.0.1") if ip.is_loopback else (
             "::" if ip.version == 6 else "")
-        self._port = self._reactor.listenUDP(0, _Quake3Protocol(self), interface=interface)
-        self._port.connect(address, self.port)
-        self._address = address
-        if self.status_interval:
-            self._poll = LoopingCall(self._poll_status)
-            self._poll.clock = self._reactor
-            self._poll.start(self.status_interval, now=True)
+        protocol = _Quake3Protocol(self)
+        try:
+            port = self._reactor.listenUDP(0, protocol, interface=interface)
+            port.connect(address, self.port)
+        except Exception as e:
+            self._retry_later(f"cannot open a UDP socket: {e}")
+            return
+        self._port, self._protocol = port, protocol
+        if self.status_interval and not self._queue:
+            self._poll_status()  # a probe: the link is up when the server answers
         self._pump()
+
+    def _port_lost(self, protocol: _Quake3Protocol, reason: str, *, close: bool) -> None:
+        """The port of ``protocol`` got an ICMP error (``close`` it) or was closed under us:
+        fail the request in flight, and open a new port after a backoff."""
+        if protocol is not self._protocol or not self._running:
+            return
+        port, self._port, self._protocol = self._port, None, None
+        if port is not None and close:
+            port.stopListening()
+        request = self._done()
+        if request is not None:
+            request.deferred.errback(RconLinkLostError(
+                f"{self.name} unreachable ({reason}): the {request.kind} request never "
+                "reached a server"))
+        self._retry_later(reason)
+
+    def _retry_later(self, reason: str) -> None:
+        self._failures += 1
+        delay = self._policy(self._failures)
+        timer = self._pump_timer
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._pump_timer = self._reactor.callLater(delay, self._open)
+        if self.notifier.state is not LinkState.AUTH_FAILED:
+            self.notifier.set(LinkState.DOWN, reason, retry_in=delay)
+        self._arm_expiry()
 
     def stop(self) -> Deferred[None]:
         """Close the socket; queued and running requests fail with RconStoppedError."""
@@ -201,16 +273,16 @@ class Quake3RconClient:
         if self._poll is not None and self._poll.running:
             self._poll.stop()
         self._poll = None
-        for timer in (self._reply_timer, self._pump_timer):
+        for timer in (self._reply_timer, self._pump_timer, self._expiry):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._reply_timer = self._pump_timer = None
+        self._reply_timer = self._pump_timer = self._expiry = None
         stopped = RconStoppedError(f"rcon client for {self.name} stopped")
         current, self._current = self._current, None
         queue, self._queue = self._queue, deque()
         for request in ([current] if current is not None else []) + list(queue):
             request.deferred.errback(stopped)
-        port, self._port = self._port, None
+        port, self._port, self._protocol = self._port, None, None
         self.notifier.set(LinkState.STOPPED)
         if port is not None:
             d = port.stopListening()
@@ -259,10 +331,32 @@ class Quake3RconClient:
             if request in self._queue:
                 self._queue.remove(request)
 
-        request = _Request(kind, datagram, Deferred(cancel))
+        request = _Request(kind, datagram, Deferred(cancel), self._reactor.seconds())
         self._queue.append(request)
         self._pump()
+        self._arm_expiry()
         return request.deferred
+
+    def _arm_expiry(self) -> None:
+        """While there is no port to send on, fail each queued request when it has waited
+        ``timeout`` seconds (with a port, each request is sent in turn and has its own
+        reply timeout; pacing and the queue bound limit the wait)."""
+        if self._expiry is not None or not self._queue or self._port is not None:
+            return
+        wait = self._queue[0].queued_at + self.timeout - self._reactor.seconds()
+        self._expiry = self._reactor.callLater(max(0.0, wait), self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        if self._port is None:
+            now = self._reactor.seconds()
+            why = self.notifier.status.detail or self.notifier.state.value
+            while self._queue and self._queue[0].queued_at + self.timeout <= now:
+                request = self._queue.popleft()
+                request.deferred.errback(RconTimeoutError(
+                    f"{self.name} unreachable ({why}): the {request.kind} request waited "
+                    f"{self.timeout} s unsent"))
+        self._arm_expiry()
 
     def _pump(self) -> None:
         if self._current is not None or self._port is None or self._pump_timer is not None:
@@ -293,7 +387,8 @@ class Quake3RconClient:
         self._reply_timer = None
         request = self._done()
         if request is not None:
-            self.notifier.set(LinkState.DOWN, f"no reply within {self.timeout} s")
+            self.notifier.set(LinkState.DOWN, f"no reply to {request.kind} within "
+                                              f"{self.timeout:g} s")
             request.deferred.errback(RconTimeoutError(
                 f"no reply from {self.name} within {self.timeout} s to {request.kind}"
             ))
@@ -301,10 +396,6 @@ class Quake3RconClient:
         # request's (UDP replies carry no request id).
         if self._running and self._pump_timer is None:
             self._pump_timer = self._reactor.callLater(self.quiet, self._pumped)
-
-    def _refused(self) -> None:
-        if self._running:
-            self.notifier.set(LinkState.DOWN, "port unreachable")
 
     def _datagram(self, datagram: bytes) -> None:
         message = parse_datagram(datagram)
@@ -329,6 +420,7 @@ class Quake3RconClient:
         self._pump()
 
     def _answered(self) -> None:
+        self._failures = 0
         if self.notifier.state is not LinkState.AUTH_FAILED:
             self.notifier.set(LinkState.UP)
 
@@ -352,14 +444,17 @@ class Quake3RconClient:
             ))
         else:
             self._rejected_at = None
+            self._failures = 0
             self.notifier.set(LinkState.UP)
             request.deferred.callback(text)
         self._pump()
 
     def _poll_status(self) -> None:
         def failed(failure: Failure) -> None:
-            self._log.debug("getstatus of {name} failed: {why}",
-                            name=self.name, why=failure.getErrorMessage())
+            # A poll that fails for the link's sake moved the link DOWN, and that was logged
+            # once with its reason; anything else is a bug worth a traceback.
+            if not failure.check(RconError):
+                self._log.failure("getstatus of {name} failed", failure, name=self.name)
 
         if self.pending < self.max_pending:
             self.getstatus().addErrback(failed)

@@ -14,6 +14,7 @@ from twisted.trial import unittest
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.link import (
     LinkState,
+    RconLinkLostError,
     RconPasswordRejectedError,
     RconQueueFullError,
     RconStoppedError,
@@ -50,6 +51,11 @@ class FakeUDPPort:
         """Close."""
         self.listening = False
 
+    def icmp_close(self) -> None:
+        """What the reactor does to a connected UDP port on an ICMP error: close it."""
+        self.listening = False
+        self.protocol.doStop()
+
     def reply(self, *datagrams: bytes) -> None:
         """Deliver datagrams from the server."""
         assert self.peer is not None
@@ -77,8 +83,8 @@ class FakeUDPReactor(Clock):
         return succeed("127.0.0.1")
 
 
-class Quake3ClientTests(unittest.SynchronousTestCase):
-    """rcon, getstatus, pacing, timeouts, wrong password."""
+class ClientCase(unittest.SynchronousTestCase):
+    """Builds a client on a FakeUDPReactor and collects its log events."""
 
     def make(self, password: str = PASSWORD, **options: Any) -> Quake3RconClient:
         """A started client named oa on 127.0.0.1:27960."""
@@ -96,8 +102,12 @@ class Quake3ClientTests(unittest.SynchronousTestCase):
 
     @property
     def port(self) -> FakeUDPPort:
-        """The client's UDP port."""
+        """The client's (latest) UDP port."""
         return self.reactor.ports[-1][1]
+
+
+class Quake3ClientTests(ClientCase):
+    """rcon, getstatus, pacing, timeouts, wrong password."""
 
     def test_bound_to_loopback(self) -> None:
         """For a loopback server the socket binds 127.0.0.1 and is connected to the server."""
@@ -231,3 +241,113 @@ class Quake3ClientTests(unittest.SynchronousTestCase):
         self.assertEqual(bucket.take(0.0), 1.0)
         self.assertEqual(bucket.take(0.5), 0.5)
         self.assertEqual(bucket.take(1.0), 0.0)
+
+
+class PortUnreachableTests(ClientCase):
+    """ICMP errors are link events: the port is reopened with backoff, queued requests time
+    out while there is none, the link recovers, one log line per change."""
+
+    def make(self, password: str = PASSWORD, **options: Any) -> Quake3RconClient:
+        """A client with a 1-2-4-8 s reopen backoff, polling every 30 s, timeout 3 s."""
+        options.setdefault("retry_policy", lambda attempt: float(min(2 ** (attempt - 1), 8)))
+        options.setdefault("status_interval", 30.0)
+        options.setdefault("timeout", 3.0)
+        return super().make(password, **options)
+
+    def lines(self) -> list[str]:
+        """The formatted log lines."""
+        return [formatEvent(e) for e in self.events]
+
+    def test_icmp_close_reopens_with_backoff(self) -> None:
+        """A port the reactor closed is reopened after 1, 2, 4, 8, 8 s, each probed with
+        getstatus; nothing is written to a closed port."""
+        client = self.make()
+        self.assertEqual(len(self.port.sent), 1)  # the first probe
+        opened = [self.reactor.seconds()]
+        for _ in range(5):
+            self.port.icmp_close()
+            self.assertEqual(client.state, LinkState.DOWN)
+            before = len(self.reactor.ports)
+            while len(self.reactor.ports) == before:
+                self.reactor.advance(0.5)
+            opened.append(self.reactor.seconds())
+            self.assertEqual([d[4:13] for _, d in self.port.sent], [b"getstatus"])
+        gaps = [b - a for a, b in itertools.pairwise(opened)]
+        self.assertEqual(gaps, [1.0, 2.0, 4.0, 8.0, 8.0])
+        self.assertEqual(sum(1 for _, port in self.reactor.ports if port.listening), 1)
+
+    def test_recovers_and_resets_backoff(self) -> None:
+        """An answer after a reopen brings the link UP and the backoff starts over."""
+        client = self.make()
+        for _ in range(3):
+            self.port.icmp_close()
+            self.reactor.advance(8)
+        self.port.reply(STATUS)
+        self.assertEqual(client.state, LinkState.UP)
+        self.port.icmp_close()
+        self.reactor.advance(1.0)
+        self.assertTrue(self.port.listening)
+
+    def test_in_flight_fails_queued_time_out(self) -> None:
+        """The request in flight fails at once (never reached a server); a request queued
+        while there is no port fails with RconTimeoutError once it waited the timeout."""
+        client = self.make(status_interval=None, retry_policy=lambda attempt: 60.0)
+        sent = client.rcon("status")
+        self.port.icmp_close()
+        failure = self.failureResultOf(sent, RconLinkLostError)
+        self.assertIn("port unreachable", str(failure.value))
+        queued = client.rcon("status")
+        self.reactor.advance(2.9)
+        self.assertNoResult(queued)
+        self.reactor.advance(0.1)
+        failure = self.failureResultOf(queued, RconTimeoutError)
+        self.assertIn("oa unreachable (port unreachable)", str(failure.value))
+        self.assertEqual(client.pending, 0)
+
+    def test_queued_request_sent_when_port_is_back(self) -> None:
+        """A request queued just before the port reopens is sent on the new port."""
+        client = self.make(status_interval=None)
+        self.port.icmp_close()
+        d = client.rcon("status")
+        self.reactor.advance(1.0)
+        self.assertEqual(len(self.port.sent), 1)
+        self.port.reply(OOB + b"print\nmap: oa_dm1\n")
+        self.reactor.advance(0.15)
+        self.assertEqual(self.successResultOf(d), "map: oa_dm1\n")
+
+    def test_connection_refused_closes_and_reopens(self) -> None:
+        """An ICMP error read as connectionRefused (port still open) is handled the same way:
+        that port is closed and a new one opened after the backoff."""
+        client = self.make()
+        first = self.port
+        first.protocol.connectionRefused()
+        self.assertFalse(first.listening)
+        self.assertEqual(client.state, LinkState.DOWN)
+        self.reactor.advance(1.0)
+        self.assertIsNot(self.port, first)
+        self.assertTrue(self.port.listening)
+
+    def test_one_line_per_change(self) -> None:
+        """Five failed reopens log one "down" line with the reason and the retry delay; the
+        recovery logs one "up" line; nothing else."""
+        client = self.make()
+        for _ in range(5):
+            self.port.icmp_close()
+            self.reactor.advance(8)
+        self.port.reply(STATUS)
+        self.assertEqual(client.state, LinkState.UP)
+        self.assertEqual(self.lines(), [
+            "rcon link to oa down: port unreachable; retrying in 1 s",
+            "rcon link to oa up",
+        ])
+        self.assertEqual(client.notifier.status.detail, None)
+
+    def test_stop_while_down(self) -> None:
+        """Stopping while waiting to reopen cancels the reopen."""
+        client = self.make()
+        self.port.icmp_close()
+        ports = len(self.reactor.ports)
+        self.successResultOf(client.stop())
+        self.reactor.advance(100)
+        self.assertEqual(len(self.reactor.ports), ports)
+        self.assertEqual(client.state, LinkState.STOPPED)
