@@ -16,6 +16,7 @@ from twisted.internet.endpoints import clientFromString, connectProtocol
 from twisted.internet.interfaces import IReactorCore
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from gamews.api import IConnection
@@ -26,6 +27,20 @@ LOOPBACK = "tcp:0:interface=127.0.0.1"
 def real_reactor() -> Any:
     """The global reactor (integration tests run on real loopback sockets)."""
     return _reactor
+
+
+def capture_logs(case: Any) -> list[LogEvent]:
+    """Every log event from now to the end of ``case`` (a trial TestCase)."""
+    events: list[LogEvent] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    case.addCleanup(globalLogPublisher.removeObserver, observer)
+    return events
+
+
+def logged_errors(events: list[LogEvent]) -> list[str]:
+    """The events among ``events`` that are errors (a failure or ``isError``), formatted."""
+    return [formatEvent(e) for e in events if "log_failure" in e or e.get("isError")]
 
 
 def echo(child: IConnection, data: str | bytes) -> None:

@@ -26,6 +26,7 @@ from gamews.rcon.server import GameServer, GameServerConfig
 from gamews.secret import Secret
 from tests.openarena import OpenArenaServer, free_udp_port, require_openarena
 from tests.rcon.peers import poll_until
+from tests.support import capture_logs, logged_errors
 
 PASSWORD = "oa-test-pw"
 BOTS = ("Sarge", "Grism", "Kyonshi")
@@ -119,12 +120,9 @@ class OpenArenaRecoveryTests(unittest.TestCase):
         """Collect every log event (to find unhandled errors and count link lines)."""
         require_openarena()
         from twisted.internet import reactor
-        from twisted.logger import globalLogPublisher
 
         self.reactor: Any = reactor
-        self.events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.events = capture_logs(self)
         self.port = free_udp_port()
 
     def server(self) -> OpenArenaServer:
@@ -146,9 +144,7 @@ class OpenArenaRecoveryTests(unittest.TestCase):
     def assert_clean_log(self) -> None:
         """No error was logged (no unhandled Deferred error, no traceback) and the link
         said why it went down in one line."""
-        errors = [formatEvent(e) for e in self.events
-                  if "log_failure" in e or e.get("isError")]
-        self.assertEqual(errors, [])
+        self.assertEqual(logged_errors(self.events), [])
         down = [formatEvent(e) for e in self.events
                 if formatEvent(e).startswith("rcon link to oa down: port unreachable")]
         self.assertEqual(len(down), 1, down)

@@ -12,6 +12,7 @@ from gamews.rcon.link import LinkState, RconPasswordRejectedError, RconTimeoutEr
 from gamews.rcon.source import SourceRconClient
 from gamews.secret import Secret
 from tests.rcon.peers import RconxPeer, free_tcp_port, poll_until
+from tests.support import capture_logs, logged_errors
 
 PASSWORD = "rconx-test-pw"
 
@@ -107,12 +108,9 @@ class RconxRecoveryTests(unittest.TestCase):
     def setUp(self) -> None:
         """Collect every log event; pick a port with no peer yet."""
         from twisted.internet import reactor
-        from twisted.logger import globalLogPublisher
 
         self.reactor: Any = reactor
-        self.events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.events = capture_logs(self)
         self.port = free_tcp_port()
 
     def peer(self) -> RconxPeer:
@@ -139,8 +137,7 @@ class RconxRecoveryTests(unittest.TestCase):
     def assert_clean_log(self, downs: int) -> None:
         """No error or traceback was logged, no line of Twisted's retry machinery, and
         ``downs`` lines said why the link was down."""
-        errors = [formatEvent(e) for e in self.events if "log_failure" in e or e.get("isError")]
-        self.assertEqual(errors, [])
+        self.assertEqual(logged_errors(self.events), [])
         noise = [line for line in self.lines() if "Scheduling retry" in line
                  or "Starting factory" in line or "Stopping factory" in line]
         self.assertEqual(noise, [])
