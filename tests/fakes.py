@@ -28,6 +28,7 @@ from gamews.api import (
 )
 from gamews.events import EventBus
 from gamews.rcon.link import LinkState
+from gamews.rcon.server import GameServerStatus
 
 _ids = itertools.count(1)
 
@@ -201,6 +202,7 @@ class FakeGameServer:
         self.name = name
         self.kind = kind
         self.state = LinkState.UP
+        self.detail: str | None = None
         self.commands: list[str] = []
         self.replies: list[Deferred[str]] = []
         self._subscribers: list[Callable[[LinkState], object]] = []
@@ -215,7 +217,13 @@ class FakeGameServer:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
-    def set_state(self, state: LinkState) -> None:
+    def set_state(self, state: LinkState, detail: str | None = None) -> None:
         self.state = state
+        self.detail = detail
         for callback in list(self._subscribers):
             callback(state)
+
+    def status(self) -> GameServerStatus:
+        return GameServerStatus(self.name, "quake3" if self.kind == "quake3" else "source",
+                                "127.0.0.1:27015", self.state, 0.0, self.detail,
+                                len(self.replies))

@@ -165,6 +165,12 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual([f["state"] for f in child.of_type("link")],
                          ["connected", "reconnecting", "password_rejected"])
 
+    def test_link_detail_not_on_public_pages(self) -> None:
+        """The chat (a public page) never gets why a link is down: it can name hosts."""
+        child = self.listener.connect()
+        self.game.set_state(LinkState.DOWN, "cannot resolve game.internal")
+        self.assertEqual([f["detail"] for f in child.of_type("link")], [None, None])
+
     def test_failed_rcon_reported(self) -> None:
         """When the game link fails, the browser is told."""
         child = self.listener.connect()
@@ -319,6 +325,14 @@ class ConsoleTests(SynchronousTestCase):
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.audit.read_text().splitlines()]
+
+    def test_link_detail_to_console(self) -> None:
+        """The console gets why the link is down in ``link.detail``; null once it is up."""
+        child = self.login("view-tok")
+        self.game.set_state(LinkState.DOWN, "connection refused")
+        self.game.set_state(LinkState.UP, None)
+        self.assertEqual([(f["state"], f["detail"]) for f in child.of_type("link")][-2:],
+                         [("reconnecting", "connection refused"), ("connected", None)])
 
     def test_wrong_token_denied_and_closed(self) -> None:
         """A wrong token (or a first frame that is not a login) gets denied and 1008."""

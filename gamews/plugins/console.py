@@ -74,6 +74,7 @@ class ConsoleService(WebPluginService):
     """The console plugin's service."""
 
     plugin = "console"
+    link_detail = True
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
