@@ -37,6 +37,7 @@ from gamews.metrics import GamewsMetrics, MetricsConfig, MetricsService
 from gamews.pages import static_files
 from gamews.rcon.server import GameServer, GameServerConfig, IGameServer
 from gamews.registry import Listener, Mount, Registry
+from gamews.startup import ListenCheck, check_listening
 
 if TYPE_CHECKING:
     from gamews.demo.setup import DemoGame
@@ -187,6 +188,8 @@ class GamewsService(MultiService):
         self.demo = demo
         self.fanout = fanout
         self._index_mounts: list[Mount] = []
+        # (setting, endpoint, service with when_listening()): ports gamews must hold
+        self._must_listen: list[tuple[str, str, Any]] = []
         if fanout is not None:
             self._add_fanout(fanout)
         for i, table in enumerate(config.servers):
@@ -217,7 +220,9 @@ class GamewsService(MultiService):
 
             namespace = service_namespace(self, servers=self.servers, events=self.events,
                                           rcon=rcon)
-            make_manhole_service(manhole, namespace, reactor=reactor).setServiceParent(self)
+            manhole_service = make_manhole_service(manhole, namespace, reactor=reactor)
+            manhole_service.setServiceParent(self)
+            self._must_listen.append(("manhole.endpoint", manhole.endpoint, manhole_service))
         self.metrics: GamewsMetrics | None = None
         """This instance's Prometheus metrics, when served (``metrics`` given)."""
         if metrics is not None:
@@ -226,6 +231,7 @@ class GamewsService(MultiService):
             self.metrics = GamewsMetrics(self.registry, links, self.log_sources)
             metrics_service = MetricsService(metrics.listen, self.metrics, reactor=reactor)
             metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self._must_listen.append(("metrics.listen", metrics.listen, metrics_service))
 
     def _link(self, role: str) -> RedisLink:
         """This instance's Redis link for ``role`` (one connection each), made once."""
@@ -286,6 +292,9 @@ class GamewsService(MultiService):
         if log_service is not None:
             log_service.setServiceParent(self)
             self.log_sources[game_config.name] = log_service
+            if hasattr(log_service, "when_listening"):
+                self._must_listen.append((f"server.{game_config.name}.log",
+                                          str(table.get("log")), log_service))
         game = GameServer(game_config, reactor=self.registry.reactor)
         game.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.servers[game_config.name] = game
@@ -299,11 +308,21 @@ class GamewsService(MultiService):
             self._index_mounts.append(self.registry.mount(endpoint, "/static/", static_files(),
                                                           owner="gamews"))
         super().startService()  # type: ignore[no-untyped-call]
+        checks = [ListenCheck(f"listen[{i}]", endpoint, mount.when_listening())
+                  for i, (endpoint, mount) in enumerate(
+                      zip(self.config.listen, self._index_mounts[::2], strict=True))]
+        checks += [ListenCheck(setting, endpoint, service.when_listening())
+                   for setting, endpoint, service in self._must_listen]
+        check_listening(checks, later=self._stop_reactor)
         if self.demo is not None:
             self.demo.announce()
         # the modules and objects of start-up live as long as the process: keep them out
         # of the cyclic collector's full passes (an eighth of a handshake's cost before)
         gc.freeze()
+
+    def _stop_reactor(self, message: str) -> None:
+        """A port failed after the start (an endpoint that binds asynchronously): stop."""
+        self.registry.reactor.stop()
 
     def stopService(self) -> Deferred[None]:
         registry = self.registry
