@@ -4,6 +4,8 @@
   that says what it binds (``tcp:8080:interface=X`` and
   ``tcp:port=8080:interface=X`` are one);
 - :func:`is_loopback_endpoint`: whether a description listens on loopback only;
+- :func:`endpoint_setting`: an endpoint setting (``--metrics 9108``, ``--manhole 2222``,
+  ``[metrics] listen``, ``[manhole] endpoint``) where a bare port means loopback;
 - :class:`Listening`: one listen on an endpoint, and who waits for it (the
   registry's shared ports, the manhole and the metrics port use it).
 """
@@ -20,7 +22,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFactory
 from twisted.python.failure import Failure
 
-__all__ = ["EndpointKey", "Listening", "is_loopback_endpoint", "normalize_endpoint"]
+__all__ = ["EndpointKey", "Listening", "endpoint_setting", "is_loopback_endpoint",
+           "normalize_endpoint"]
 
 _POSITIONAL: dict[str, tuple[str, ...]] = {
     "tcp": ("port", "interface", "backlog"),
@@ -104,6 +107,26 @@ def normalize_endpoint(description: str) -> EndpointKey:
                            tuple(sorted((k, v) for k, v in args.items() if k != "address")))
     return EndpointKey((kind, *sorted(f"{k}={v}" for k, v in args.items())), ())
 
+
+
+def endpoint_setting(value: object, key: str) -> str:
+    """An endpoint description from a setting ``key``: strports syntax, or a bare port
+    number (TOML integer or digits) meaning that port on loopback.  Raises
+    :class:`~gamews.errors.ConfigError` naming ``key``."""
+    from gamews.errors import ConfigError
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "expected an endpoint such as tcp:9108:interface=127.0.0.1, "
+                               "or a port number (loopback)")
+    if value.isdigit():
+        value = f"tcp:{value}:interface=127.0.0.1"
+    try:
+        normalize_endpoint(value)
+    except ValueError as e:
+        raise ConfigError(key, str(e)) from None
+    return value
 
 
 def is_loopback_endpoint(description: str) -> bool:

@@ -30,6 +30,7 @@ from gamews.events import EventBus
 from gamews.fanout.config import FanoutConfig
 from gamews.fanout.link import RedisLink
 from gamews.guard import raise_file_limit
+from gamews.health import HealthResource
 from gamews.index import IndexPage
 from gamews.logs.service import log_source_from_table
 from gamews.manhole import ManholeConfig, make_manhole_service, service_namespace
@@ -305,14 +306,17 @@ class GamewsService(MultiService):
         # a socket per connection, and room for pages, handshakes and game links
         raise_file_limit(self.config.websocket.max_connections + 1024)
         page = IndexPage(self.registry, self.plugins)
-        for endpoint in self.config.listen:
-            self._index_mounts.append(self.registry.mount(endpoint, "/", page, owner="gamews"))
-            self._index_mounts.append(self.registry.mount(endpoint, "/static/", static_files(),
-                                                          owner="gamews"))
+        health = HealthResource(lambda: self.registry.shutting_down, self.servers)
+        checks: list[ListenCheck] = []
+        for i, endpoint in enumerate(self.config.listen):
+            index = self.registry.mount(endpoint, "/", page, owner="gamews")
+            self._index_mounts += [
+                index,
+                self.registry.mount(endpoint, "/healthz", health, owner="gamews"),
+                self.registry.mount(endpoint, "/static/", static_files(), owner="gamews"),
+            ]
+            checks.append(ListenCheck(f"listen[{i}]", endpoint, index.when_listening()))
         super().startService()  # type: ignore[no-untyped-call]
-        checks = [ListenCheck(f"listen[{i}]", endpoint, mount.when_listening())
-                  for i, (endpoint, mount) in enumerate(
-                      zip(self.config.listen, self._index_mounts[::2], strict=True))]
         checks += [ListenCheck(setting, endpoint, service.when_listening())
                    for setting, endpoint, service in self._must_listen]
         check_listening(checks, later=self._stop_reactor)

@@ -10,12 +10,12 @@ from twisted.python import usage
 
 from gamews.config import DEFAULT_LISTEN, GamewsConfig, load_config
 from gamews.demo.setup import make_demo
-from gamews.endpoints import normalize_endpoint
+from gamews.endpoints import endpoint_setting, normalize_endpoint
 from gamews.errors import ConfigError
 from gamews.fanout.config import FanoutConfig
 from gamews.logjson import use_file
 from gamews.manhole import ManholeConfig
-from gamews.metrics import MetricsConfig, metrics_endpoint
+from gamews.metrics import MetricsConfig
 from gamews.service import GamewsService, available_plugins, select_plugins
 
 __all__ = ["Options", "makeService"]
@@ -26,12 +26,15 @@ class Options(usage.Options):
     """Options of ``twistd gamews``."""
 
     synopsis = "[options]"
-    longdesc = ("Serve WebSockets for game-server plugins. With no options, listen on "
-                f"{DEFAULT_LISTEN} and run the echo plugin (/echo) and an index page (/).")
+    longdesc = ("Serve WebSockets for game-server plugins. With no options: listen on "
+                f"{DEFAULT_LISTEN} and run the built-in demo game with the echo, chat, live "
+                "and console plugins (an index page at /; the log says which file holds the "
+                "console's tokens). `python -m gamews` runs the same in the foreground.")
     optParameters: ClassVar[list[list[str | None]]] = [
         ["config", "c", None, "A TOML config file."],
-        ["manhole", None, None, "Run an SSH manhole on this endpoint (credentials from the "
-                                "config's [manhole] table) [default: off]."],
+        ["manhole", None, None, "Run an SSH manhole on this endpoint (a bare port number "
+                                "means loopback; credentials from the config's [manhole] "
+                                "table, which alone turns it on too) [default: off]."],
         ["log-format", None, "text", "text, or json: JSON lines (twistd's --logfile still "
                                      "says where)."],
     ]
@@ -58,11 +61,19 @@ class Options(usage.Options):
 
     opt_l = opt_listen
 
+    def opt_version(self) -> None:
+        """Display gamews's version (and Twisted's) and exit."""
+        import twisted
+        from gamews import __version__
+
+        sys.stdout.write(f"gamews {__version__} (Twisted {twisted.__version__})\n")
+        raise SystemExit(0)
+
     def opt_metrics(self, description: str) -> None:
         """Serve Prometheus metrics at /metrics on an endpoint (a bare port number means
-        loopback) [default: off, or the config's [metrics] table]."""
+loopback) [default: off, or the config's [metrics] table]."""
         try:
-            self["metrics"] = metrics_endpoint(description, "--metrics")
+            self["metrics"] = endpoint_setting(description, "--metrics")
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 

@@ -212,12 +212,17 @@ def spawn_twistd(args: list[str], *, pythonpath: list[str] | None = None,
     """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH`` (and ``env``
     added to the environment), after running the Python statements ``prelude`` in the
     new process."""
+    return spawn_python(["-c", f"{prelude}\nfrom twisted.scripts.twistd import run; run()",
+                         "--pidfile=", *args], pythonpath=pythonpath, cwd=cwd, env=env)
+
+
+def spawn_python(args: list[str], *, pythonpath: list[str] | None = None,
+                 cwd: str | None = None, env: dict[str, str] | None = None) -> TwistdProcess:
+    """Start ``python ARGS`` (``-m gamews ...``) with the repository on ``PYTHONPATH``."""
     process = TwistdProcess()
     env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join([*(pythonpath or []), str(REPO)])
-    argv = [sys.executable, "-c", f"{prelude}\nfrom twisted.scripts.twistd import run; run()",
-            "--pidfile=", *args]
-    _reactor.spawnProcess(process, sys.executable, argv, env=env,
+    _reactor.spawnProcess(process, sys.executable, [sys.executable, *args], env=env,
                           path=cwd or str(REPO))
     return process
 
