@@ -12,7 +12,7 @@ from typing import Any, cast
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString, connectProtocol
+from twisted.internet.endpoints import clientFromString, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import IReactorCore
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
@@ -156,17 +156,20 @@ class Client(WebSocketClientProtocol):
 
 async def connect(port: int, path: str = "/echo", *, protocols: list[str] | None = None,
                   headers: dict[str, str] | None = None, origin: str | None = None,
-                  source: str | None = None, **options: Any) -> Client:
+                  source: str | None = None, tls: Any = None, **options: Any) -> Client:
     """Open an Autobahn client on ``ws://127.0.0.1:PORT/PATH`` (from the loopback
-    address ``source`` if given) and wait for the handshake."""
+    address ``source`` if given; ``wss://`` with ``tls``, a client TLS connection creator
+    such as ``optionsForClientTLS(...)``) and wait for the handshake."""
     factory = WebSocketClientFactory(
-        f"ws://127.0.0.1:{port}{path}", protocols=protocols or [], headers=headers,
-        origin=origin, reactor=_reactor,
+        f"{'wss' if tls is not None else 'ws'}://127.0.0.1:{port}{path}",
+        protocols=protocols or [], headers=headers, origin=origin, reactor=_reactor,
     )
     factory.protocol = Client
     factory.setProtocolOptions(autoPingInterval=0, **options)
     bind = f":bindAddress={source}" if source else ""
     endpoint = clientFromString(_reactor, f"tcp:127.0.0.1:{port}:timeout=5{bind}")
+    if tls is not None:
+        endpoint = wrapClientTLS(tls, endpoint)
     proto = factory.buildProtocol(None)
     client: Client = await connectProtocol(endpoint, proto)
     await client.opened
