@@ -28,7 +28,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
-from gamews.api import ChannelKind, IConnection, IGamewsPlugin, IPluginContext, TokenStore
+from gamews.api import (
+    ChannelKind,
+    IConnection,
+    IGamewsPlugin,
+    IPluginContext,
+    TokenStore,
+    User,
+)
 from gamews.plugins.web import WebPluginService
 
 __all__ = ["LivePlugin", "LiveService", "diff_views", "view_of"]
@@ -122,7 +129,8 @@ class LiveService(WebPluginService):
         self.delay = float(context.config.get("delay", 0))
         self.kill_feed = int(context.config.get("kill_feed", 10))
         self.feeds: dict[str, _Feed] = {}
-        self.privileged: set[int] = set()
+        self.privileged: dict[int, User] = {}
+        """Logged-in children (no delay on the servers their token reaches)."""
         tokens_file = context.config.get("tokens_file")
         self.tokens = (TokenStore.load(_resolve(str(tokens_file), context.base_dir),
                                        key="plugin.live.tokens_file")
@@ -152,14 +160,15 @@ class LiveService(WebPluginService):
             feed.view, feed.seq = view, seq
         return feed
 
-    def _delayed(self, child: IConnection) -> bool:
-        return self.delay > 0 and child.id not in self.privileged
+    def _delayed(self, child: IConnection, server: str) -> bool:
+        user = self.privileged.get(child.id)
+        return self.delay > 0 and (user is None or user.role_on(server) is None)
 
     def channel_names(self, server: str) -> tuple[str, ...]:
         return (server, _public(server)) if self.delay > 0 else (server,)
 
     def channel_for(self, child: IConnection, server: str) -> str:
-        return _public(server) if self._delayed(child) else server
+        return _public(server) if self._delayed(child, server) else server
 
     def catch_up(self, child: IConnection) -> None:
         """A spectator that read too slowly skipped deltas: send it a fresh snapshot."""
@@ -175,13 +184,13 @@ class LiveService(WebPluginService):
             # events not seen yet, or a state replaced without events (a fan-out edge
             # that loaded a snapshot): start from the state as it is
             feed = self._fresh(server)
-        delayed = self._delayed(child)
+        delayed = self._delayed(child, server)
         view, seq = (feed.public_view, feed.public_seq) if delayed else (feed.view, feed.seq)
         self.send(child, {"type": "snapshot", "server": server, "seq": seq,
                           "delay": self.delay if delayed else 0, "state": view})
 
     def gone(self, child: IConnection) -> None:
-        self.privileged.discard(child.id)
+        self.privileged.pop(child.id, None)
 
     def frame(self, child: IConnection, frame: dict[str, Any]) -> None:
         server = self.following.get(child.id)
@@ -193,12 +202,12 @@ class LiveService(WebPluginService):
             super().frame(child, frame)
 
     def _login(self, child: IConnection, token: object) -> None:
-        user = (self.tokens.check(token) if self.tokens is not None and isinstance(token, str)
-                else None)
+        user = (self.tokens.check(token, now=self.clock.seconds())
+                if self.tokens is not None and isinstance(token, str) else None)
         if user is None:
             self.send(child, {"type": "error", "reason": "login refused"})
             return
-        self.privileged.add(child.id)
+        self.privileged[child.id] = user
         server = self.following.get(child.id)
         if server is not None:
             self.subscribe(child, server)
