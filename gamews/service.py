@@ -37,7 +37,8 @@ from gamews.metrics import GamewsMetrics, MetricsService
 from gamews.pages import static_files
 from gamews.rcon.server import GameServer, IGameServer
 from gamews.registry import Listener, Mount, Registry
-from gamews.settings import PluginSettings, ServerSettings, Settings
+from gamews.reload import Reloader
+from gamews.settings import CommandLine, PluginSettings, ServerSettings, Settings
 from gamews.startup import ListenCheck, check_listening
 from gamews.websocket import tune_autobahn
 
@@ -152,9 +153,13 @@ class GamewsService(MultiService):
     stops listening.
     """
 
-    def __init__(self, settings: Settings, *, reactor: Any = None) -> None:
+    def __init__(self, settings: Settings, *, reactor: Any = None,
+                 cli: CommandLine | None = None) -> None:
+        """Build every part from ``settings``; with ``cli`` (the command line it came
+        from), ``SIGHUP`` reloads the configuration while running (:mod:`gamews.reload`)."""
         super().__init__()  # type: ignore[no-untyped-call]
         self.settings = settings
+        self.reloader = Reloader(self, cli) if cli is not None else None
         self.config = config = settings.config
         tune_autobahn()
         self.registry = Registry(config.websocket, reactor=reactor,
@@ -306,6 +311,8 @@ class GamewsService(MultiService):
         checks += [ListenCheck(setting, endpoint, service.when_listening())
                    for setting, endpoint, service in self._must_listen]
         check_listening(checks, later=self._stop_reactor)
+        if self.reloader is not None:
+            self.reloader.install()
         if self.demo is not None:
             self.demo.announce()
         # the modules and objects of start-up live as long as the process: keep them out
@@ -317,6 +324,8 @@ class GamewsService(MultiService):
         self.registry.reactor.stop()
 
     def stopService(self) -> Deferred[None]:
+        if self.reloader is not None:
+            self.reloader.uninstall()
         registry = self.registry
         registry.shutting_down = True
         going_away = registry.close_children(registry.children(), 1001, "server shutting down")

@@ -44,6 +44,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["metrics"] = None
         self.settings = Settings()
+        self.command_line = CommandLine()
 
     def opt_listen(self, description: str) -> None:
         """Listen on an endpoint (strports syntax; repeatable)
@@ -84,6 +85,7 @@ loopback) [default: off, or the config's [metrics] table]."""
         :attr:`settings`, so every bad setting shows now, as one line."""
         cli = CommandLine(config=self["config"], listen=tuple(self["listen"]),
                           manhole=self["manhole"], metrics=self["metrics"], demo=self["demo"])
+        self.command_line = cli
         try:
             self.settings = load_settings(cli, available_plugins())
         except ConfigError as e:
@@ -121,7 +123,7 @@ def makeService(options: Options) -> IService:
     """The gamews service built from parsed :class:`Options`; a part that fails to build
     (a plugin whose ``make_service`` raises) is one line and exit status 2."""
     try:
-        return GamewsService(options.settings)
+        return GamewsService(options.settings, cli=options.command_line)
     except ConfigError as e:
         _exit_with(str(e))
 

@@ -121,6 +121,10 @@ class HttpLogService(Service):
         """The resource's counters."""
         return self.resource.stats
 
+    def set_secret(self, secret: Secret | None) -> None:
+        """Require ``secret`` from the next post on (a reload)."""
+        self.resource.secret = secret
+
     @property
     def paths(self) -> tuple[str, str]:
         """The exact path and the subtree (``PATH/``, for a secret in the path)."""

@@ -124,6 +124,10 @@ class UdpLogService(Service):
         """The receiver's counters."""
         return self.receiver.stats
 
+    def set_secret(self, secret: Secret | None) -> None:
+        """Require ``secret`` (``sv_logsecret``) from the next datagram on (a reload)."""
+        self.receiver.secret = secret
+
     def startService(self) -> None:
         """Bind the UDP port and resolve the game server's host name, if it has one.
 

@@ -283,6 +283,14 @@ class Quake3RconClient:
                 return d.addCallback(lambda _: None)
         return Deferred.fromCoroutine(_nothing())
 
+    def set_password(self, password: Secret) -> None:
+        """Use ``password`` for the rcon commands sent from now on (a reload); a rejected
+        password's wait is over."""
+        self._password = password
+        if self._rejected_at is not None:
+            self._rejected_at = None
+            self.notifier.set(LinkState.CONNECTING)
+
     # -- requests ------------------------------------------------------------------------------
 
     def rcon(self, command: str) -> Deferred[str]:

@@ -327,6 +327,21 @@ class SourceRconClient:
 
         return d.addBoth(stopped)
 
+    def set_password(self, password: Secret) -> None:
+        """Use ``password`` from now on (a reload): the link re-authenticates at once (an
+        open connection is closed; commands in flight on it fail with RconLinkLostError),
+        and a rejected password's long wait is over."""
+        self._password = password
+        self._auth_rejected = False
+        if not self._running:
+            return
+        connection = self._connection
+        if connection is not None and connection.transport is not None:
+            connection.transport.loseConnection()
+        elif self._retry is not None and self._retry.active():
+            self._retry.cancel()
+            self._attempt()
+
     @property
     def state(self) -> LinkState:
         """The link state."""
