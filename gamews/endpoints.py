@@ -16,6 +16,7 @@ import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import serverFromString
@@ -23,7 +24,7 @@ from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFacto
 from twisted.python.failure import Failure
 
 __all__ = ["EndpointKey", "Listening", "endpoint_setting", "is_loopback_endpoint",
-           "normalize_endpoint"]
+           "normalize_endpoint", "split_description"]
 
 _POSITIONAL: dict[str, tuple[str, ...]] = {
     "tcp": ("port", "interface", "backlog"),
@@ -35,7 +36,7 @@ _POSITIONAL: dict[str, tuple[str, ...]] = {
 _TLS_KEYS = ("privateKey", "certKey", "sslmethod", "extraCertChain", "dhParameters")
 
 
-def _split(description: str) -> list[str]:
+def split_description(description: str) -> list[str]:
     """Split a strports description on unescaped colons, unescaping ``\\:``."""
     parts, current, chars = [], [], iter(description)
     for ch in chars:
@@ -63,7 +64,7 @@ def normalize_endpoint(description: str) -> EndpointKey:
 
     Raises ``ValueError`` for a description that is not well formed.
     """
-    parts = _split(description)
+    parts = split_description(description)
     kind = parts[0].lower()
     if not kind or len(parts) < 2:
         raise ValueError(f"not an endpoint description: {description!r} (try tcp:8080)")
@@ -175,6 +176,8 @@ class Listening:
         """The listening port, once listening (``None`` again once stopped)."""
         self.failure: Failure | None = None
         """Why it could not listen, if it could not."""
+        self.tls: Any = None
+        """The :class:`gamews.tls.ReloadableTLS` of an ``ssl:`` port, once listening."""
         self._waiters: list[Deferred[IAddress]] = []
         self._pending = False
         self._stopping = False
@@ -184,8 +187,14 @@ class Listening:
         self.port, self.failure, self._stopping, self._pending = None, None, False, True
 
         def listen(_: object) -> Deferred[IListeningPort]:
-            listened: Deferred[IListeningPort] = serverFromString(
-                self._reactor, self.description).listen(self._factory)
+            from gamews.tls import tls_server_endpoint
+
+            made = tls_server_endpoint(self._reactor, self.description)
+            if made is None:
+                endpoint = serverFromString(self._reactor, self.description)
+            else:
+                endpoint, self.tls = made
+            listened: Deferred[IListeningPort] = endpoint.listen(self._factory)
             return listened
 
         ready = after if after is not None else succeed(None)

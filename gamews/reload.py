@@ -10,12 +10,14 @@ any WebSocket:
 * a ``[[server]]``'s RCON password: the link re-authenticates (Source: reconnects);
 * a ``[[server]]``'s log secret (``log_secret_file``/``log_secret_env``): the next datagram
   or post must carry the new one;
+* the certificate and key files of ``ssl:`` web ports: new connections get the new
+  certificate, open ones keep theirs (files that do not load are logged, the old stay);
 * console and live tokens need no reload: their file is re-read when it changes (see
   :mod:`gamews.auth`).
 
 Everything else that changed (``listen``, the other ``[websocket]`` limits, plugins and
-their tables, servers added, removed or moved, ``[manhole]``, ``[metrics]``, ``[fanout]``,
-TLS files) is named in one log line as needing a restart, and keeps its running value.
+their tables, servers added, removed or moved, ``[manhole]``, ``[metrics]``, ``[fanout]``)
+is named in one log line as needing a restart, and keeps its running value.
 """
 
 from __future__ import annotations
@@ -151,6 +153,16 @@ class Reloader:
             if old_secret != new_secret and hasattr(source, "set_secret"):
                 source.set_secret(new_secret)
                 applied.append(f"server.{name}.log_secret")
+        for port in service.registry.ports():
+            tls = port.listening.tls
+            if tls is None:
+                continue
+            why = tls.reload()
+            if why is None:
+                applied.append(f"TLS files of {port.description}")
+            else:
+                log.error("TLS files of {endpoint} not reloaded, the running certificate "
+                          "stays: {why}", endpoint=port.description, why=why)
         websocket = replace(old.config.websocket,
                             allowed_origins=new.config.websocket.allowed_origins)
         service.settings = replace(old, config=replace(old.config, websocket=websocket),

@@ -93,6 +93,63 @@ class SighupTests(TestCase):
         self.assertFalse(first.closed.called)
 
 
+class TlsReloadTests(TestCase):
+    """An ssl: web port serves a renewed certificate to new connections after a reload."""
+
+    timeout = 20
+
+    async def test_new_connections_get_the_new_certificate(self) -> None:
+        """After the files are replaced and the service reloads, a new wss:// connection
+        sees the new certificate; one opened before stays open with the old one; files that
+        do not load are refused and the certificate in use stays."""
+        from gamews.reload import Reloader
+        from gamews.service import GamewsService
+        from tests.test_tls import make_certificate
+
+        base = Path(self.mktemp()).resolve()
+        (base / "old").mkdir(parents=True)
+        (base / "new").mkdir()
+        key, cert = make_certificate(base / "old")
+        port = free_port()
+        path = base / "gamews.toml"
+        path.write_text(f'listen = ["ssl:{port}:interface=127.0.0.1:privateKey={key}:'
+                        f'certKey={cert}"]\nplugins = ["echo"]\ndemo = false\n')
+        cli = CommandLine(config=str(path))
+        service = GamewsService(load_settings(cli, available_plugins()))
+        service.startService()
+        self.addCleanup(service.stopService)
+        await service.registry.ports()[0].listening.when_listening()
+
+        old_pem = cert.read_bytes()
+        before = await connect(port, "/echo", tls=trust_pem(old_pem))
+        new_key, new_cert = make_certificate(base / "new")
+        key.write_bytes(new_key.read_bytes())
+        cert.write_bytes(new_cert.read_bytes())
+        self.assertTrue(Reloader(service, cli).reload())
+        after = await connect(port, "/echo", tls=trust_pem(new_cert.read_bytes()))
+        after.send_text("renewed")
+        self.assertEqual(await after.wait_messages(1), ["renewed"])
+        with self.assertRaises(ConnectionError):  # the old certificate is no longer served
+            await connect(port, "/echo", tls=trust_pem(old_pem))
+        before.send_text("still here")
+        self.assertEqual(await before.wait_messages(1), ["still here"])
+
+        key.write_bytes(b"not a key")
+        self.assertTrue(Reloader(service, cli).reload())  # the config is fine: TLS refused
+        self.flushLoggedErrors()
+        again = await connect(port, "/echo", tls=trust_pem(new_cert.read_bytes()))
+        again.sendClose()
+        for client in (before, after):
+            client.sendClose()
+
+
+def trust_pem(pem: bytes) -> object:
+    """Client TLS options trusting only the certificate ``pem`` (for localhost)."""
+    from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+    return optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(pem))
+
+
 class PasswordReloadTests(ClientTestCase):
     """A new rcon password makes a Source link authenticate again with it."""
 
