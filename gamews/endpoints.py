@@ -113,7 +113,7 @@ def normalize_endpoint(description: str) -> EndpointKey:
 def endpoint_setting(value: object, key: str) -> str:
     """An endpoint description from a setting ``key``: strports syntax, or a bare port
     number (TOML integer or digits) meaning that port on loopback.  Raises
-    :class:`~gamews.errors.ConfigError` naming ``key``."""
+    :class:`gamews.errors.ConfigError` naming ``key``."""
     from gamews.errors import ConfigError
 
     if isinstance(value, int) and not isinstance(value, bool):

@@ -6,7 +6,7 @@ once it is stopping (so a balancer stops sending new clients before the port clo
     {"status": "ok", "links": {"alpha": "up", "beta": "down"}}
 
 ``links`` holds each game server's RCON link state (the words of
-:class:`~gamews.rcon.link.LinkState`); a link that is down does not make the service
+:class:`gamews.rcon.link.LinkState`); a link that is down does not make the service
 unhealthy (gamews keeps serving pages and retries the link), so alert on the state if it
 matters to you.  Nothing secret, no reasons (they can name hosts), no client data.
 """

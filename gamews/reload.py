@@ -84,7 +84,7 @@ class Reloader:
 
     def __init__(self, service: Any, cli: CommandLine, *,
                  load: Callable[[], Settings] | None = None) -> None:
-        """``service`` is the running :class:`~gamews.service.GamewsService`; ``cli`` the
+        """``service`` is the running :class:`gamews.service.GamewsService`; ``cli`` the
         command line it was started with (its ``--config`` is read again); ``load``
         stands in for reading and checking the config (tests)."""
         self.service = service

@@ -112,12 +112,12 @@ class ServiceTests(TestCase):
         from twisted.web.client import Agent, readBody
 
         from gamews.rcon.link import LinkState
-        from tests.fakes import FakeGameServer
+        from gamews.testing import ScriptedGameServer
 
         service = self.make([EchoPlugin()])
-        game = FakeGameServer("alpha")
+        game = ScriptedGameServer("alpha")
         game.state = LinkState.DOWN
-        service.servers["alpha"] = game  # type: ignore[assignment]
+        service.servers["alpha"] = game
         port = port_of(await service.registry.ports()[0].when_listening())
         agent = Agent(real_reactor())
         url = f"http://127.0.0.1:{port}/healthz".encode()

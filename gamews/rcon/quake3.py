@@ -21,7 +21,7 @@
   answers.  While the link is not up, a queued request fails with :class:`RconTimeoutError`
   once it has waited ``timeout`` seconds.
 * One log line per change (``rcon link to alpha down: port unreachable; retrying in 8 s``,
-  ``rcon link to alpha up``), through :class:`~gamews.rcon.link.StateNotifier`.
+  ``rcon link to alpha up``), through :class:`gamews.rcon.link.StateNotifier`.
 """
 
 from __future__ import annotations
