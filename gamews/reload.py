@@ -12,11 +12,13 @@ any WebSocket:
   or post must carry the new one;
 * the certificate and key files of ``ssl:`` web ports: new connections get the new
   certificate, open ones keep theirs (files that do not load are logged, the old stay);
+* a plugin's ``[plugin.NAME]`` table, when its service provides
+  :class:`gamews.api.ISettingsReloadable` (the chat's rate limits and backlog);
 * console and live tokens need no reload: their file is re-read when it changes (see
   :mod:`gamews.auth`).
 
-Everything else that changed (``listen``, the other ``[websocket]`` limits, plugins and
-their tables, servers added, removed or moved, ``[manhole]``, ``[metrics]``, ``[fanout]``)
+Everything else that changed (``listen``, the other ``[websocket]`` limits, the plugin list,
+other plugins' tables, servers added, removed or moved, ``[manhole]``, ``[metrics]``, ``[fanout]``)
 is named in one log line as needing a restart, and keeps its running value.
 """
 
@@ -32,9 +34,17 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from gamews.api import ISettingsReloadable
 from gamews.errors import ConfigError
 from gamews.secret import Secret
-from gamews.settings import CommandLine, ServerSettings, Settings, available_plugins, load_settings
+from gamews.settings import (
+    CommandLine,
+    PluginSettings,
+    ServerSettings,
+    Settings,
+    available_plugins,
+    load_settings,
+)
 
 __all__ = ["Reloader", "check_config", "restart_needed"]
 
@@ -119,41 +129,58 @@ class Reloader:
                       error=str(e))
             return False
         old: Settings = self.service.settings
-        applied = self._apply(old, new)
         later = restart_needed(old, new)
+        applied = self._apply(old, new)
+        later = [key for key in later if key not in applied]
         log.info("configuration reloaded{applied}{later}",
                  applied=f"; applied: {', '.join(applied)}" if applied else "; no live change",
                  later=f"; needs a restart to change: {', '.join(later)}" if later else "")
         return True
 
     def _apply(self, old: Settings, new: Settings) -> list[str]:
-        service = self.service
+        """Apply what can change live; record the settings now running; name what changed."""
         applied: list[str] = []
-        running = replace(service.registry.limits)
-        if running.allowed_origins != new.config.websocket.allowed_origins:
-            service.registry.limits = replace(
-                running, allowed_origins=new.config.websocket.allowed_origins)
+        websocket = self._origins(old, new, applied)
+        servers = self._servers(old, new, applied)
+        self._tls(applied)
+        plugins = self._plugins(old, new, applied)
+        self.service.settings = replace(old, config=replace(old.config, websocket=websocket),
+                                        servers=servers, plugins=plugins)
+        return applied
+
+    def _origins(self, old: Settings, new: Settings, applied: list[str]) -> Any:
+        registry = self.service.registry
+        origins = new.config.websocket.allowed_origins
+        if registry.limits.allowed_origins != origins:
+            registry.limits = replace(registry.limits, allowed_origins=origins)
             applied.append("websocket.allowed_origins")
+        return replace(old.config.websocket, allowed_origins=origins)
+
+    def _servers(self, old: Settings, new: Settings, applied: list[str]
+                 ) -> tuple[ServerSettings, ...]:
         news = {s.game.name: s for s in new.servers}
         servers: list[ServerSettings] = []
-        for before in old.servers:
-            name = before.game.name
-            server = news.get(name)
-            if server is None or _server_shape(before) != _server_shape(server):
-                servers.append(before)  # removed or moved: needs a restart
+        for was in old.servers:
+            name = was.game.name
+            now = news.get(name)
+            if now is None or _server_shape(was) != _server_shape(now):
+                servers.append(was)  # removed or moved: needs a restart
                 continue
-            servers.append(server)
-            game = service.servers.get(name)
-            if before.game.password != server.game.password and game is not None:
-                game.set_password(server.game.password)
+            servers.append(now)
+            game = self.service.servers.get(name)
+            if was.game.password != now.game.password and game is not None:
+                game.set_password(now.game.password)
                 applied.append(f"server.{name}.password")
-            source = service.log_sources.get(name)
-            old_secret = before.log.secret if before.log is not None else None
-            new_secret = server.log.secret if server.log is not None else None
+            source = self.service.log_sources.get(name)
+            old_secret = was.log.secret if was.log is not None else None
+            new_secret = now.log.secret if now.log is not None else None
             if old_secret != new_secret and hasattr(source, "set_secret"):
                 source.set_secret(new_secret)
                 applied.append(f"server.{name}.log_secret")
-        for port in service.registry.ports():
+        return tuple(servers)
+
+    def _tls(self, applied: list[str]) -> None:
+        for port in self.service.registry.ports():
             tls = port.listening.tls
             if tls is None:
                 continue
@@ -163,11 +190,22 @@ class Reloader:
             else:
                 log.error("TLS files of {endpoint} not reloaded, the running certificate "
                           "stays: {why}", endpoint=port.description, why=why)
-        websocket = replace(old.config.websocket,
-                            allowed_origins=new.config.websocket.allowed_origins)
-        service.settings = replace(old, config=replace(old.config, websocket=websocket),
-                                   servers=tuple(servers))
-        return applied
+
+    def _plugins(self, old: Settings, new: Settings, applied: list[str]
+                 ) -> tuple[PluginSettings, ...]:
+        plugins = list(old.plugins)
+        if [p.plugin.name for p in old.plugins] != [p.plugin.name for p in new.plugins]:
+            return old.plugins  # the plugin list changed: needs a restart
+        for i, (was, now) in enumerate(zip(old.plugins, new.plugins, strict=True)):
+            if dict(was.table) == dict(now.table):
+                continue
+            host = self.service.namedServices.get(f"plugin:{now.plugin.name}")
+            running = getattr(host, "service", None)
+            if ISettingsReloadable.providedBy(running):
+                running.reload_settings(now.settings)
+                plugins[i] = now
+                applied.append(f"plugin.{now.plugin.name}")
+        return tuple(plugins)
 
 
 def check_config(path: str) -> int:

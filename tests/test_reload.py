@@ -8,6 +8,7 @@ import json
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gamews.auth import hash_token
@@ -206,6 +207,40 @@ class CheckConfigTests(SynchronousTestCase):
             self.assertEqual(out, "")
             self.assertEqual(len(err.splitlines()), 1, err)
             self.assertIn(key, err)
+
+
+class PluginReloadTests(SynchronousTestCase):
+    """A plugin that provides ISettingsReloadable takes its new table live."""
+
+    def test_chat_settings_live_live_delay_needs_restart(self) -> None:
+        """The chat's new rate and backlog apply without a restart; the live view's new
+        delay (no ISettingsReloadable) is named as needing one."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from gamews.reload import Reloader
+        from gamews.service import GamewsService
+        from tests.support import capture_logs
+
+        path = Path(self.mktemp())
+        text = ('listen = ["tcp:8080:interface=127.0.0.1"]\ndemo = false\n'
+                'plugins = ["chat", "live"]\n[plugin.chat]\nrate = 1.0\n')
+        path.write_text(text)
+        cli = CommandLine(config=str(path))
+        service = GamewsService(load_settings(cli, available_plugins()),
+                                reactor=MemoryReactorClock())
+        service.startService()
+        self.addCleanup(service.stopService)
+        events = capture_logs(self)
+        path.write_text(text.replace("rate = 1.0", "rate = 5.0\nbacklog = 2")
+                        + "[plugin.live]\ndelay = 30\n")
+        self.assertTrue(Reloader(service, cli).reload())
+        chat = service.getServiceNamed("plugin:chat").service
+        self.assertEqual((chat.rate, chat.backlog_size), (5.0, 2))
+        [line] = [formatEvent(e) for e in events if "configuration reloaded" in formatEvent(e)]
+        self.assertIn("applied: plugin.chat", line)
+        self.assertIn("needs a restart to change: plugin.live", line)
+        self.assertTrue(Reloader(service, cli).reload())  # nothing changed since
+        self.assertIn("no live change", formatEvent(events[-1]))
 
 
 class RestartNeededTests(SynchronousTestCase):
