@@ -19,12 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFactory
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
 from twisted.python.failure import Failure
 
+from gamews.tls import ReloadableTLS
+
 __all__ = ["EndpointKey", "Listening", "endpoint_setting", "is_loopback_endpoint",
-           "normalize_endpoint", "split_description"]
+           "normalize_endpoint", "split_description", "tls_server_endpoint"]
 
 _POSITIONAL: dict[str, tuple[str, ...]] = {
     "tcp": ("port", "interface", "backlog"),
@@ -176,8 +183,8 @@ class Listening:
         """The listening port, once listening (``None`` again once stopped)."""
         self.failure: Failure | None = None
         """Why it could not listen, if it could not."""
-        self.tls: Any = None
-        """The :class:`gamews.tls.ReloadableTLS` of an ``ssl:`` port, once listening."""
+        self.tls: ReloadableTLS | None = None
+        """The certificate of an ``ssl:`` port, which a reload renews, once listening."""
         self._waiters: list[Deferred[IAddress]] = []
         self._pending = False
         self._stopping = False
@@ -187,8 +194,6 @@ class Listening:
         self.port, self.failure, self._stopping, self._pending = None, None, False, True
 
         def listen(_: object) -> Deferred[IListeningPort]:
-            from gamews.tls import tls_server_endpoint
-
             made = tls_server_endpoint(self._reactor, self.description)
             if made is None:
                 endpoint = serverFromString(self._reactor, self.description)
@@ -246,3 +251,28 @@ class Listening:
         if isinstance(stopped, Deferred):
             return stopped.addCallback(lambda _: None)
         return succeed(None)
+
+
+def tls_server_endpoint(reactor: Any, description: str) -> tuple[
+        IStreamServerEndpoint, ReloadableTLS] | None:
+    """An endpoint for an ``ssl:`` ``description`` whose certificate can be reloaded, with its
+    :class:`gamews.tls.ReloadableTLS`; ``None`` for other descriptions (use
+    ``serverFromString``)."""
+    parts = split_description(description)
+    if parts[0].lower() != "ssl" or any("=" not in p for p in parts[4:]):
+        return None
+    key = normalize_endpoint(description)
+    options = dict(key.options)
+    if "sslmethod" in options:
+        return None
+    backlog = 50
+    for part in parts[1:]:
+        name, _, value = part.partition("=")
+        if name == "backlog" and value.isdigit():
+            backlog = int(value)
+    tls = ReloadableTLS(options["privateKey"], options["certKey"],
+                        chain=options.get("extraCertChain"),
+                        dh_parameters=options.get("dhParameters"))
+    _, interface, port = key.bind
+    return SSL4ServerEndpoint(reactor, int(port), tls, backlog=backlog,
+                              interface=interface), tls

@@ -1,4 +1,5 @@
-"""TLS on ``ssl:`` ports with certificate files that can be read again while running.
+"""TLS on ``ssl:`` ports with certificate files that can be read again while running
+(:func:`gamews.endpoints.tls_server_endpoint` builds such ports).
 
 ``ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem[:extraCertChain=CHAIN.pem]
 [:dhParameters=DH.pem]`` descriptions are served through a :class:`ReloadableTLS`, so that a
@@ -13,23 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 from OpenSSL import SSL
-from twisted.internet.endpoints import SSL4ServerEndpoint
-from twisted.internet.interfaces import IOpenSSLContextFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
     DiffieHellmanParameters,
     PrivateCertificate,
 )
-from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from gamews.endpoints import normalize_endpoint, split_description
+__all__ = ["ReloadableTLS"]
 
-__all__ = ["ReloadableTLS", "tls_server_endpoint"]
-
-log = Logger(namespace="gamews.tls")
 
 
 @implementer(IOpenSSLContextFactory)
@@ -77,27 +73,3 @@ class ReloadableTLS:
         except Exception as e:
             return f"{type(e).__name__}: {e}"
         return None
-
-
-def tls_server_endpoint(reactor: Any, description: str) -> tuple[
-        IStreamServerEndpoint, ReloadableTLS] | None:
-    """An endpoint for an ``ssl:`` ``description`` whose certificate can be reloaded, with its
-    :class:`ReloadableTLS`; ``None`` for other descriptions (use ``serverFromString``)."""
-    parts = split_description(description)
-    if parts[0].lower() != "ssl" or any("=" not in p for p in parts[4:]):
-        return None
-    key = normalize_endpoint(description)
-    options = dict(key.options)
-    if "sslmethod" in options:
-        return None
-    backlog = 50
-    for part in parts[1:]:
-        name, _, value = part.partition("=")
-        if name == "backlog" and value.isdigit():
-            backlog = int(value)
-    tls = ReloadableTLS(options["privateKey"], options["certKey"],
-                        chain=options.get("extraCertChain"),
-                        dh_parameters=options.get("dhParameters"))
-    _, interface, port = key.bind
-    return SSL4ServerEndpoint(reactor, int(port), tls, backlog=backlog,
-                              interface=interface), tls
