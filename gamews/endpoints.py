@@ -7,7 +7,9 @@
 - :func:`endpoint_setting`: an endpoint setting (``--metrics 9108``, ``--manhole 2222``,
   ``[metrics] listen``, ``[manhole] endpoint``) where a bare port means loopback;
 - :class:`Listening`: one listen on an endpoint, and who waits for it (the
-  registry's shared ports, the manhole and the metrics port use it).
+  registry's shared ports, the manhole and the metrics port use it);
+- :func:`tls_server_endpoint`: ``ssl:`` descriptions served through a
+  :class:`gamews.tls.ReloadableTLS`, whose certificate a reload renews.
 """
 
 from __future__ import annotations
