@@ -16,15 +16,19 @@
   commands fail fast for ``auth_failure_delay`` seconds instead of hammering the server.
 * A periodic ``getstatus`` (every ``status_interval`` s) keeps the link state and the status
   snapshot (server info, players) fresh.
-* The socket is connected to the server, so an ICMP "port unreachable" (no server listening)
-  reaches us: the reactor then closes the port.  That is a link event: the link goes
-  ``DOWN`` ("port unreachable"), the request in flight fails with
-  :class:`RconLinkLostError` (it never reached a server), and a new port is opened after a
-  backoff (1 s doubling to 60 s, with jitter) and probed with ``getstatus`` until the server
-  answers.  While the link is not up, a queued request fails with :class:`RconTimeoutError`
-  once it has waited ``timeout`` seconds.
+* The socket is connected to the server once it has answered (until then datagrams from any
+  other address are dropped here), so when the server goes away an ICMP "port unreachable"
+  reaches us and the reactor closes the port.  That is a link event: the link goes ``DOWN``
+  ("port unreachable"), the request in flight fails with :class:`RconLinkLostError` (it
+  never reached a server), a new, unconnected port is opened at once (it gets no ICMP
+  errors, so it is not closed again while the server is away), and the server is probed
+  with ``getstatus`` after a backoff (1 s doubling to 60 s, with jitter) until it answers;
+  the link is then up and the port connected again.  Requests sent meanwhile fail with
+  :class:`RconTimeoutError` after ``timeout`` seconds; a request that cannot be sent (no
+  port: the host name does not resolve) fails the same way once it has waited that long.
 * One log line per change (``rcon link to alpha down: port unreachable; retrying in 8 s``,
-  ``rcon link to alpha up``), through :class:`gamews.rcon.link.StateNotifier`.
+  ``rcon link to alpha up``), through :class:`gamews.rcon.link.StateNotifier`, and two of
+  Twisted's per outage (the old port closed, the new one opened), not per probe.
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ class _Quake3Protocol(DatagramProtocol):
         self._client = client
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        self._client._datagram(datagram)
+        self._client._datagram(datagram, addr)
 
     def connectionRefused(self) -> None:
         self._client._port_lost(self, "port unreachable", close=True)
@@ -112,8 +116,9 @@ class Quake3RconClient:
     request is sent; ``quiet``: silence that ends an rcon reply; ``max_pending``: bound of
     the queue.  ``burst``/``interval``: the pacing budget (the server allows 10, then one
     per second; the defaults leave 3 requests and a 10 % margin to other senders).
-    ``retry_policy(attempt) -> seconds`` spaces the reopening of the port after an ICMP
-    error (default: 1 s doubling to 60 s, + up to 1 s of jitter).
+    ``retry_policy(attempt) -> seconds`` spaces the probes of a server that does not answer
+    (default: 1 s doubling to 60 s, + up to 1 s of jitter); probes are ``getstatus``, sent
+    only with a ``status_interval``.
     """
 
     def __init__(
@@ -151,7 +156,9 @@ class Quake3RconClient:
         self._policy = retry_policy or backoffPolicy(1.0, 60.0, 2.0, random.random)
         self._failures = 0
         self._expiry: IDelayedCall | None = None
+        self._probe_timer: IDelayedCall | None = None
         self._protocol: _Quake3Protocol | None = None
+        self._connected = False
         self._bucket = TokenBucket(burst, interval, self._reactor.seconds())
         self._queue: deque[_Request] = deque()
         self._current: _Request | None = None
@@ -215,31 +222,33 @@ class Quake3RconClient:
             self._poll.start(self.status_interval, now=False)
         self._open()
 
-    def _open(self) -> None:
-        """Open a UDP port connected to the server and probe it (the first time, or again
-        after an ICMP error closed the last one)."""
+    def _open(self, *, probe: bool = True) -> bool:
+        """Open a UDP port for the server (connected once the server answers) and, with
+        ``probe``, ask for its status now; False if the port could not be opened (retried
+        after a backoff)."""
         self._pump_timer = None
         address = self._address
         if not self._running or address is None or self._port is not None:
-            return
+            return False
         ip = ipaddress.ip_address(address)
         interface = ("::1" if ip.version == 6 else "127.0.0.1") if ip.is_loopback else (
             "::" if ip.version == 6 else "")
         protocol = _Quake3Protocol(self)
         try:
             port = self._reactor.listenUDP(0, protocol, interface=interface)
-            port.connect(address, self.port)
         except Exception as e:
             self._retry_later(f"cannot open a UDP socket: {e}")
-            return
-        self._port, self._protocol = port, protocol
-        if self.status_interval and not self._queue:
-            self._poll_status()  # a probe: the link is up when the server answers
+            return False
+        self._port, self._protocol, self._connected = port, protocol, False
+        if probe and self.status_interval and not self._queue:
+            self._poll_status()  # the link is up when the server answers
         self._pump()
+        return True
 
     def _port_lost(self, protocol: _Quake3Protocol, reason: str, *, close: bool) -> None:
         """The port of ``protocol`` got an ICMP error (``close`` it) or was closed under us:
-        fail the request in flight, and open a new port after a backoff."""
+        fail the request in flight, open an unconnected port at once and probe the server
+        after a backoff."""
         if protocol is not self._protocol or not self._running:
             return
         port, self._port, self._protocol = self._port, None, None
@@ -250,7 +259,51 @@ class Quake3RconClient:
             request.deferred.errback(RconLinkLostError(
                 f"{self.name} unreachable ({reason}): the {request.kind} request never "
                 "reached a server"))
-        self._retry_later(reason)
+        if self._open(probe=False):
+            self._link_down(reason)
+
+    def _link_down(self, reason: str) -> None:
+        """Say the link is down because of ``reason`` and probe the server with backoff."""
+        delay = self._schedule_probe()
+        if self.notifier.state is not LinkState.AUTH_FAILED:
+            self.notifier.set(LinkState.DOWN, reason, retry_in=delay)
+
+    def _schedule_probe(self) -> float | None:
+        """Probe the server after the next backoff delay (None: no probes, no status
+        interval); return that delay."""
+        timer, self._probe_timer = self._probe_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if not self.status_interval:
+            return None
+        self._failures += 1
+        delay = self._policy(self._failures)
+        self._probe_timer = self._reactor.callLater(delay, self._probe)
+        return delay
+
+    def _probe(self) -> None:
+        self._probe_timer = None
+        if not self._running or self._port is None or self.notifier.state is LinkState.UP:
+            return
+        current = self._current
+        if not any(r.kind == "getstatus" for r in self._queue) and (
+                current is None or current.kind != "getstatus"):
+            self._poll_status()
+        self._schedule_probe()
+
+    def _connect(self) -> None:
+        """The server answered: connect the port to it, so that ICMP errors reach us."""
+        if self._connected or self._port is None or self._address is None:
+            return
+        self._port.connect(self._address, self.port)
+        self._connected = True
+
+    def _from_server(self, addr: Any) -> bool:
+        try:
+            return (ipaddress.ip_address(addr[0]) == ipaddress.ip_address(self._address or "")
+                    and addr[1] == self.port)
+        except (ValueError, TypeError, IndexError):
+            return False
 
     def _retry_later(self, reason: str) -> None:
         self._failures += 1
@@ -269,10 +322,10 @@ class Quake3RconClient:
         if self._poll is not None and self._poll.running:
             self._poll.stop()
         self._poll = None
-        for timer in (self._reply_timer, self._pump_timer, self._expiry):
+        for timer in (self._reply_timer, self._pump_timer, self._expiry, self._probe_timer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._reply_timer = self._pump_timer = self._expiry = None
+        self._reply_timer = self._pump_timer = self._expiry = self._probe_timer = None
         stopped = RconStoppedError(f"rcon client for {self.name} stopped")
         current, self._current = self._current, None
         queue, self._queue = self._queue, deque()
@@ -373,7 +426,10 @@ class Quake3RconClient:
             return
         request = self._queue.popleft()
         self._current = request
-        self._port.write(request.datagram)
+        if self._connected:
+            self._port.write(request.datagram)
+        else:
+            self._port.write(request.datagram, (self._address, self.port))
         self._reply_timer = self._reactor.callLater(self.timeout, self._no_reply)
 
     def _pumped(self) -> None:
@@ -391,8 +447,10 @@ class Quake3RconClient:
         self._reply_timer = None
         request = self._done()
         if request is not None:
-            self.notifier.set(LinkState.DOWN, f"no reply to {request.kind} within "
-                                              f"{self.timeout:g} s")
+            if self.notifier.state is not LinkState.DOWN:
+                self._link_down(f"no reply to {request.kind} within {self.timeout:g} s")
+            elif self._probe_timer is None:
+                self._schedule_probe()  # keep probing; the reason given stays
             request.deferred.errback(RconTimeoutError(
                 f"no reply from {self.name} within {self.timeout} s to {request.kind}"
             ))
@@ -401,11 +459,15 @@ class Quake3RconClient:
         if self._running and self._pump_timer is None:
             self._pump_timer = self._reactor.callLater(self.quiet, self._pumped)
 
-    def _datagram(self, datagram: bytes) -> None:
+    def _datagram(self, datagram: bytes, addr: Any) -> None:
+        if not self._connected and not self._from_server(addr):
+            return  # not the game server (a connected port gets nothing else)
         message = parse_datagram(datagram)
         request = self._current
         if message is None or request is None or message.keyword != _EXPECT[request.kind]:
             return  # garbage, or a late answer to a request that timed out
+        self._connect()
+        self._up()
         if request.kind == "rcon":
             request.chunks.append(print_text(message.payload))
             timer = self._reply_timer
@@ -424,9 +486,15 @@ class Quake3RconClient:
         self._pump()
 
     def _answered(self) -> None:
-        self._failures = 0
         if self.notifier.state is not LinkState.AUTH_FAILED:
             self.notifier.set(LinkState.UP)
+
+    def _up(self) -> None:
+        """The server answered: the backoff starts over, probing stops."""
+        self._failures = 0
+        timer, self._probe_timer = self._probe_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _quiet(self) -> None:
         self._reply_timer = None
@@ -448,7 +516,6 @@ class Quake3RconClient:
             ))
         else:
             self._rejected_at = None
-            self._failures = 0
             self.notifier.set(LinkState.UP)
             request.deferred.callback(text)
         self._pump()
