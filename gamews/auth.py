@@ -17,6 +17,11 @@ randomness (unlike passwords, they cannot be guessed from a dictionary).
 :class:`TokenStore` re-reads its file when it changes (on the next login), so a token added
 or revoked with the tool takes effect without a restart; a file that became invalid is
 logged and the tokens read before stay.
+
+A fan-out edge forwards its users' requests to the origin with a :class:`TokenProof`, not a
+claimed role: an HMAC of the request keyed by the token's stored form, which the origin
+checks against its own file (:meth:`TokenStore.verify`), so the role (its scope and expiry
+included) is decided there.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -40,7 +45,8 @@ from twisted.logger import Logger
 
 from gamews.errors import ConfigError
 
-__all__ = ["ROLES", "TokenLine", "TokenStore", "User", "hash_token", "new_token"]
+__all__ = ["ROLES", "TokenLine", "TokenProof", "TokenStore", "User", "hash_token", "new_token",
+           "prove"]
 
 ROLES: Final = ("viewer", "moderator", "admin")
 _SERVER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -61,6 +67,9 @@ class User:
 
     name: str
     role: str
+    credential: str = field(default="", repr=False, compare=False)
+    """The stored form of the token that logged in (set by :meth:`TokenStore.check`; empty
+    otherwise): what an edge proves the token with (:func:`prove`). Never sent anywhere."""
     scope: tuple[tuple[str, str], ...] | None = None
     """``((server, role), ...)`` for a token limited to some servers, else ``None``."""
     expires: float | None = None
@@ -75,16 +84,30 @@ class User:
     def on(self, server: str) -> User | None:
         """This user as it acts on ``server`` (a plain role, no scope), or ``None``."""
         role = self.role_on(server)
-        return None if role is None else User(self.name, role)
+        return None if role is None else User(self.name, role, credential=self.credential)
 
     def servers(self, every: Sequence[str]) -> list[str]:
         """The servers among ``every`` this user's token reaches."""
         return [s for s in every if self.role_on(s) is not None]
 
 
+@dataclass(frozen=True)
+class TokenProof:
+    """That whoever sent ``message`` held a token: ``mac`` is :func:`prove` of it."""
+
+    message: bytes
+    mac: str
+
+
 def hash_token(token: str) -> str:
     """The stored form of ``token``: ``sha256:HEX``."""
     return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def prove(credential: str, message: bytes) -> str:
+    """The proof (hex HMAC-SHA256 of ``message`` keyed by ``credential``, a token's stored
+    form) that the sender of ``message`` holds that token."""
+    return hmac.new(credential.encode(), message, hashlib.sha256).hexdigest()
 
 
 def new_token() -> str:
@@ -145,7 +168,8 @@ class TokenLine:
             if key != "expires" or not _EXPIRES.fullmatch(value) or expires is not None:
                 raise ValueError(f"unknown field {extra!r} (known: expires=YYYYMMDDTHHMMSSZ)")
             expires = float(calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ")))
-        return cls(User(name, role, scope, expires), f"sha256:{hexdigest.lower()}")
+        return cls(User(name, role, scope=scope, expires=expires),
+                   f"sha256:{hexdigest.lower()}")
 
     def text(self) -> str:
         """The line as written in the file."""
@@ -226,12 +250,30 @@ class TokenStore:
         found: User | None = None
         for entry in self._entries:
             if hmac.compare_digest(digest, entry.digest.encode()) and found is None:
-                found = entry.user
-        if found is not None and found.expires is not None and found.expires <= now:
-            _log.info("token of {user} expired at {when}", user=found.name,
-                      when=format_expiry(found.expires))
+                found = replace(entry.user, credential=entry.digest)
+        return self._unexpired(found, now)
+
+    def verify(self, proof: TokenProof | None, *, now: float) -> User | None:
+        """The user whose token made ``proof`` (:func:`prove`), unexpired at ``now``, or
+        None; every entry is tried, in constant time."""
+        if proof is None:
             return None
-        return found
+        self.refresh()
+        given = proof.mac.encode("utf-8", "surrogatepass")
+        found: User | None = None
+        for entry in self._entries:
+            if (hmac.compare_digest(given, prove(entry.digest, proof.message).encode())
+                    and found is None):
+                found = entry.user
+        return self._unexpired(found, now)
+
+    @staticmethod
+    def _unexpired(user: User | None, now: float) -> User | None:
+        if user is not None and user.expires is not None and user.expires <= now:
+            _log.info("token of {user} expired at {when}", user=user.name,
+                      when=format_expiry(user.expires))
+            return None
+        return user
 
     def users(self) -> list[User]:
         """Every token's user, in file order."""
@@ -319,7 +361,8 @@ def main(argv: list[str], *, now: float | None = None) -> int:
             role, scope = parse_roles(args.role)
             expires = None if args.expires is None else clock + parse_duration(args.expires)
             token = new_token()
-            line = TokenLine(User(args.user, role, scope, expires), hash_token(token)).text()
+            line = TokenLine(User(args.user, role, scope=scope, expires=expires),
+                             hash_token(token)).text()
             if args.file is not None:
                 if args.file.exists():
                     read_lines(args.file, str(args.file))  # do not append to a broken file

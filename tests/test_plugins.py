@@ -279,6 +279,23 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(len(child.of_type("error")), 6)
         self.assertIsNone(child.closed)
 
+    def test_browser_sending_too_fast_closed(self) -> None:
+        """Past 20 frames a second (after a burst of 40) a browser is closed with 1008 and
+        its further frames cost nothing (not even an answer); another browser is not."""
+        flooder, other = self.listener.connect(), self.listener.connect(FakeBrowser("10.0.0.2"))
+        for _ in range(40):
+            flooder.receive({"type": "bogus"})
+        self.assertIsNone(flooder.closed)
+        flooder.receive({"type": "bogus"})
+        self.assertEqual(flooder.closed, (1008, "sending too fast"))
+        answered = len(flooder.sent)
+        for _ in range(100):
+            flooder.receive({"type": "say", "name": "A", "text": "spam"})
+        self.assertEqual(len(flooder.sent), answered)
+        self.assertEqual(self.game.commands, [])
+        other.receive({"type": "say", "name": "B", "text": "fine"})
+        self.assertEqual(len(self.game.commands), 1)
+
     def test_link_state_broadcast(self) -> None:
         """A change of the RCON link reaches the page as a link frame."""
         child = self.listener.connect()
@@ -406,6 +423,33 @@ class LiveTests(SynchronousTestCase):
         admin.receive({"type": "login", "token": "wrong"})
         self.assertEqual(admin.of_type("error")[-1]["reason"], "login refused")
 
+    def test_new_run_reaches_the_delayed_view_as_a_snapshot(self) -> None:
+        """When the numbering starts again (the origin restarted), live spectators get a
+        snapshot of the new run at once and delayed ones after the delay, then deltas of
+        that run in order: nobody is left discarding them."""
+        tokens = Path(self.mktemp())
+        tokens.write_text(f"alice:admin:{hash_token('tok')}\n")
+        self.make(delay=30, tokens=tokens)
+        public = self.context.listeners[0].connect()
+        admin = self.context.listeners[0].connect()
+        admin.receive({"type": "login", "token": "tok"})
+        self.game.feed_log(*JOIN)
+        self.context.reactor.advance(30)
+        old = public.of_type("snapshot")[-1]["run"]
+        self.context.events.restore("alpha", {**MatchState("alpha").snapshot(), "run": old + 1})
+        self.game.feed_log(*JOIN[:2])
+        self.assertEqual([(f["run"], f["seq"]) for f in admin.of_type("snapshot")][-1],
+                         (old + 1, 1))
+        self.assertEqual(admin.of_type("delta")[-1]["seq"], 2)
+        self.context.reactor.advance(30)
+        frames = [f for f in public.sent if f["type"] in ("snapshot", "delta")]
+        reset = next(i for i, f in enumerate(frames) if f.get("run") == old + 1)
+        self.assertEqual((frames[reset]["type"], frames[reset]["seq"]), ("snapshot", 1))
+        self.assertEqual([(f["type"], f["run"], f["seq"]) for f in frames[reset + 1:]],
+                         [("delta", old + 1, 2)])
+        live = self.apply(admin.of_type("snapshot")[-1], admin.of_type("delta")[-1:])
+        self.assertEqual(self.apply(frames[reset], frames[reset + 1:]), live)
+
     def test_view_and_diff(self) -> None:
         """diff_views reports changed keys, new and gone players, and new feed entries."""
         state = MatchState("a")
@@ -479,6 +523,29 @@ class ConsoleTests(SynchronousTestCase):
         records = [json.loads(line)
                    for line in (directory / "audit.jsonl").read_text().splitlines()]
         self.assertEqual([(r["server"], r["status"]) for r in records], [("beta", "refused")])
+
+    def test_forwarded_scope_and_expiry_decided_by_the_origin(self) -> None:
+        """A request an edge forwards with a token proof runs only if the origin's file
+        gives that token a role on the server and it has not expired."""
+        from gamews.api import Request
+        from gamews.auth import TokenProof, prove
+
+        assert self.context.base_dir is not None
+        (self.context.base_dir / "tokens.txt").write_text(
+            f"sam:beta=admin:{hash_token('s-tok')}\n"
+            f"old:admin:{hash_token('o-tok')}:expires=20000101T000000Z\n")
+
+        def forwarded(token: str) -> Request:
+            message = json.dumps({"command": "status"}).encode()
+            proof = TokenProof(message, prove(hash_token(token), message))
+            return Request({"command": "status"}, "10.0.0.1", "edge/1", None, via="edge",
+                           proof=proof)
+
+        self.service.clock.advance(NOW)  # a Clock, at 0
+        for token in ("s-tok", "o-tok"):
+            reply = self.successResultOf(self.service.apply("alpha", forwarded(token)))
+            self.assertEqual(reply["status"], "refused", token)
+        self.assertEqual(self.game.commands, [])
 
     def test_token_added_and_revoked_take_effect_at_next_login(self) -> None:
         """Editing the tokens file (as python -m gamews.auth does) needs no restart: a new
