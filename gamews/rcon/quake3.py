@@ -255,12 +255,12 @@ class Quake3RconClient:
         if port is not None and close:
             port.stopListening()
         request = self._done()
-        if request is not None:
+        if self._open(probe=False):
+            self._link_down(reason)
+        if request is not None:  # told after the link's new state, which its caller may read
             request.deferred.errback(RconLinkLostError(
                 f"{self.name} unreachable ({reason}): the {request.kind} request never "
                 "reached a server"))
-        if self._open(probe=False):
-            self._link_down(reason)
 
     def _link_down(self, reason: str) -> None:
         """Say the link is down because of ``reason`` and probe the server with backoff."""
