@@ -82,7 +82,7 @@ class LinePipeline:
     """A line sink: parse each line and publish the event as ``server`` on ``bus``.
 
     With a ``clock``, Quake 3 joins wait briefly for the player's name
-    (:class:`~gamews.logs.joins.JoinHold`).
+    (:class:`gamews.logs.joins.JoinHold`).
     """
 
     def __init__(self, bus: EventBus, server: str,
