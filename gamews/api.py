@@ -148,6 +148,7 @@ __all__ = [
     "IPluginContext",
     "IRequestForwarder",
     "IRequestHandler",
+    "ISettingsReloadable",
     "IncomingCallback",
     "ItemPickup",
     "Kill",
@@ -513,6 +514,17 @@ class IRequestHandler(Interface):
     def apply(server: str, request: Request) -> Deferred[dict[str, Any]]:
         """Check and run ``request`` on game server ``server``; fire with the reply (a JSON
         object the plugin reads back where the browser is). Never fails."""
+
+
+class ISettingsReloadable(Interface):
+    """A plugin service that takes new settings while it runs (a ``SIGHUP`` reload).
+
+    Without it, a changed ``[plugin.NAME]`` table is named as needing a restart.
+    """
+
+    def reload_settings(settings: Any) -> None:
+        """Use ``settings`` (an instance of the plugin's ``settings_type``, already checked)
+        from now on, without closing any connection."""
 
 
 class IRequestForwarder(Interface):

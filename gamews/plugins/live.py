@@ -44,6 +44,7 @@ from gamews.api import (
     Player,
     Suicide,
     TokenStore,
+    User,
     WorldKill,
     setting,
 )
@@ -151,7 +152,8 @@ class LiveService(WebPluginService):
         self.delay = settings.delay
         self.kill_feed = settings.kill_feed
         self.feeds: dict[str, _Feed] = {}
-        self.privileged: set[int] = set()
+        self.privileged: dict[int, User] = {}
+        """Logged-in children (no delay on the servers their token reaches)."""
         self.tokens = (TokenStore.load(settings.tokens_file,
                                        key=f"plugin.{self.plugin}.tokens_file")
                        if settings.tokens_file is not None else None)
@@ -188,14 +190,15 @@ class LiveService(WebPluginService):
         feed.history.append((self.clock.seconds(), run, seq, view))
         self._timers.append(self.clock.callLater(self.delay, self._release, server))
 
-    def _delayed(self, child: IConnection) -> bool:
-        return self.delay > 0 and child.id not in self.privileged
+    def _delayed(self, child: IConnection, server: str) -> bool:
+        user = self.privileged.get(child.id)
+        return self.delay > 0 and (user is None or user.role_on(server) is None)
 
     def channel_names(self, server: str) -> tuple[str, ...]:
         return (server, _public(server)) if self.delay > 0 else (server,)
 
     def channel_for(self, child: IConnection, server: str) -> str:
-        return _public(server) if self._delayed(child) else server
+        return _public(server) if self._delayed(child, server) else server
 
     def catch_up(self, child: IConnection) -> None:
         """A spectator that read too slowly skipped deltas: send it a fresh snapshot."""
@@ -211,14 +214,14 @@ class LiveService(WebPluginService):
             # events not seen yet, or a state replaced without events (a fan-out edge
             # that loaded a snapshot): start from the state as it is
             feed = self._fresh(server)
-        delayed = self._delayed(child)
+        delayed = self._delayed(child, server)
         view, seq, run = ((feed.public_view, feed.public_seq, feed.public_run) if delayed
                           else (feed.view, feed.seq, feed.run))
         self.send(child, {"type": "snapshot", "server": server, "seq": seq, "run": run,
                           "delay": self.delay if delayed else 0, "state": view})
 
     def gone(self, child: IConnection) -> None:
-        self.privileged.discard(child.id)
+        self.privileged.pop(child.id, None)
 
     def frame(self, child: IConnection, frame: dict[str, Any]) -> None:
         server = self.following.get(child.id)
@@ -230,12 +233,12 @@ class LiveService(WebPluginService):
             super().frame(child, frame)
 
     def _login(self, child: IConnection, token: object) -> None:
-        user = (self.tokens.check(token) if self.tokens is not None and isinstance(token, str)
-                else None)
+        user = (self.tokens.check(token, now=self.clock.seconds())
+                if self.tokens is not None and isinstance(token, str) else None)
         if user is None:
             self.send(child, {"type": "error", "reason": "login refused"})
             return
-        self.privileged.add(child.id)
+        self.privileged[child.id] = user
         server = self.following.get(child.id)
         if server is not None:
             self.subscribe(child, server)

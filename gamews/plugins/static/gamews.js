@@ -89,7 +89,7 @@
 
   const chrome = {
     conn: null, link: null, toast: null, select: null, selectBox: null,
-    toastTimer: 0, links: {}, stale: {}, server: null, servers: [],
+    toastTimer: 0, links: {}, details: {}, stale: {}, server: null, servers: [],
     remember: true, // follow the server last chosen on this browser (not on the overlay)
 
     init() {
@@ -141,6 +141,8 @@
     /** link: the RCON link of a game server (shown for the server followed). */
     linkFrame(frame) {
       this.links[String(frame.server)] = String(frame.state || 'unknown');
+      // detail: why the link is not up (the console page only; null elsewhere)
+      this.details[String(frame.server)] = typeof frame.detail === 'string' ? frame.detail : '';
       this.stale[String(frame.server)] = frame.stale === true;
       this.showLink();
     },
@@ -159,7 +161,9 @@
       this.link.dataset.state = state;
       this.link.dataset.stale = String(stale);
       document.body.dataset.stale = String(stale);
-      this.link.textContent = `${this.server || 'game'}: ${stale ? 'stale' : (words[state] || state)}`;
+      const detail = this.server === null ? '' : (this.details[this.server] || '');
+      this.link.textContent = `${this.server || 'game'}: ${stale ? 'stale' : (words[state] || state)}`
+        + (detail && !stale ? ` (${detail})` : '');
       this.link.title = stale ? 'No news from the gamews instance holding the game link: '
         + 'showing the last state heard' : 'RCON link to the game server';
     },
