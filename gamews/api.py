@@ -37,6 +37,7 @@ from gamews.auth import TokenStore, User
 from gamews.errors import ConfigError, EndpointConflictError
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
+from gamews.view import diff_views, view_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -75,10 +76,12 @@ __all__ = [
     "WebSocketError",
     "change_map",
     "clean_text",
+    "diff_views",
     "kick",
     "kick_slot",
     "page",
     "say",
+    "view_of",
 ]
 
 

@@ -39,6 +39,7 @@ from gamews.rcon.server import GameServer, GameServerConfig, IGameServer
 from gamews.registry import Listener, Mount, Registry
 
 if TYPE_CHECKING:
+    from gamews.archive.config import ArchiveConfig
     from gamews.demo.setup import DemoGame
 
 __all__ = ["GamewsService", "PluginContext", "available_plugins", "select_plugins"]
@@ -173,7 +174,8 @@ class GamewsService(MultiService):
                  reactor: Any = None, demo: DemoGame | None = None,
                  manhole: ManholeConfig | None = None,
                  metrics: MetricsConfig | None = None,
-                 fanout: FanoutConfig | None = None) -> None:
+                 fanout: FanoutConfig | None = None,
+                 archive: ArchiveConfig | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
         self.registry = Registry(config.websocket, reactor=reactor,
@@ -204,6 +206,14 @@ class GamewsService(MultiService):
                                     servers=self.servers, events=self.events,
                                     base_dir=config.base_dir)
             _PluginHost(plugin, context).setServiceParent(self)  # type: ignore[no-untyped-call]
+        if archive is not None:
+            from gamews.archive.service import ArchiveService
+
+            context = PluginContext("archive", self.registry, config.listen, {},
+                                    servers=self.servers, events=self.events,
+                                    base_dir=config.base_dir)
+            ArchiveService(archive, context, record=not config.edge).setServiceParent(
+                self)  # type: ignore[no-untyped-call]
         if fanout is not None and fanout.role == "origin":
             from gamews.fanout.origin import RequestServer
 

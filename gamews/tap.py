@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from twisted.application.service import IService
 from twisted.python import usage
 
+from gamews.archive.config import ArchiveConfig
 from gamews.config import DEFAULT_LISTEN, GamewsConfig, load_config
 from gamews.demo.setup import make_demo
 from gamews.errors import ConfigError
@@ -101,8 +102,14 @@ class Options(usage.Options):
                 metrics = MetricsConfig.from_table(table)
             fanout = (FanoutConfig.from_table(dict(config.fanout), base_dir=config.base_dir)
                       if config.fanout is not None else None)
+            archive = None
+            if config.archive is not False and not (config.edge and config.archive is None):
+                archive = ArchiveConfig.from_table(
+                    config.archive if isinstance(config.archive, dict) else {},
+                    base_dir=config.base_dir)
             self.service = GamewsService(config, plugins, demo=make_demo() if demo else None,
-                                         manhole=manhole, metrics=metrics, fanout=fanout)
+                                         manhole=manhole, metrics=metrics, fanout=fanout,
+                                         archive=archive)
         except ConfigError as e:
             raise usage.UsageError(f"config: {e}") from None
         self.config = config

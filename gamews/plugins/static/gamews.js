@@ -396,6 +396,7 @@
       seq = Number(frame.seq);
       delay = Number(frame.delay) || 0;
       waiting = false;
+      if (replay) replay.at(frame.t);
       render();
     }
 
@@ -422,6 +423,7 @@
       }
       if (Array.isArray(c.kill_feed)) state.kill_feed = state.kill_feed.concat(c.kill_feed).slice(-FEED);
       seq = n;
+      if (replay) replay.at(frame.t);
       render();
     }
 
@@ -434,7 +436,7 @@
     function draw() {
       queued = false;
       $('#map').textContent = state.map || '—';
-      document.title = `${state.map ? `${state.map} · ` : ''}Live · gamews`;
+      document.title = `${state.map ? `${state.map} · ` : ''}${document.body.dataset.replay ? 'Replay' : 'Live'} · gamews`;
       $('#round').textContent = state.round ? String(state.round) : '—';
       // before the first round ends there are no scores yet: show the teams playing at 0
       const scores = { ...state.teams };
@@ -485,10 +487,17 @@
       meta.dataset.seq = seq === null ? '' : String(seq);
     }
 
-    const socket = new Socket('/live/ws', {
-      onOpen() { waiting = true; },
+    // /matches/ID/replay: the same page replays a recorded match (gamews.archive):
+    // the same snapshot and delta frames, paced by the server's replay clock
+    const replay = replayControls();
+    const socket = new Socket(replay ? '/matches/ws' : '/live/ws', {
+      onOpen(sock) {
+        waiting = true;
+        if (replay) replay.open(sock);
+      },
       onFrame(frame, sock) {
         if (frame.type === 'error' && frame.reason === 'login refused') token = null;
+        if (replay && replay.frame(frame)) return;
         if (chrome.common(frame, sock)) return;
         if (frame.type === 'hello') {
           server = chrome.server;
@@ -504,6 +513,7 @@
         }
       },
     });
+    if (replay) replay.wire(socket);
     $('#admin-form').addEventListener('submit', (event) => {
       event.preventDefault();
       const input = $('#admin-token');
@@ -513,6 +523,120 @@
     });
     socket.start();
     draw();
+  }
+
+  /**
+   * The replay bar of /matches/ID/replay, or null on /live. Position `t` is in seconds
+   * since the match started; `?t=SECONDS` opens the replay paused at that moment.
+   */
+  function replayControls() {
+    const found = location.pathname.match(/^\/matches\/(\d+)\/replay\/?$/);
+    if (!found) return null;
+    const match = Number(found[1]);
+    const params = new URLSearchParams(location.search);
+    const start = Number(params.get('t'));
+    const bar = $('#replay-bar');
+    const seekInput = $('#replay-seek');
+    const playButton = $('#replay-play');
+    const speedSelect = $('#replay-speed');
+    const timeLabel = $('#replay-time');
+    const link = $('#replay-link');
+    let socket = null;
+    let duration = 0;
+    let position = Number.isFinite(start) && start > 0 ? start : 0;
+    let playing = !(params.has('t'));
+    let speed = 1;
+    let wall = performance.now();
+    let dragging = false;
+
+    bar.hidden = false;
+    document.body.dataset.replay = String(match);
+    $('.tabs a[href="/live"]').removeAttribute('aria-current');
+    $('.tabs a[href="/matches"]').setAttribute('aria-current', 'page');
+
+    const fmt = (t) => {
+      const s = Math.max(0, Math.floor(t));
+      return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+    };
+    const now = () => (playing ? Math.min(duration || Infinity,
+      position + ((performance.now() - wall) / 1000) * speed) : position);
+
+    function show() {
+      const t = now();
+      if (!dragging) seekInput.value = String(t);
+      timeLabel.textContent = `${fmt(t)} / ${fmt(duration)}`;
+      timeLabel.dataset.t = String(Math.floor(t));
+      link.href = `/matches/${match}/replay?t=${Math.floor(t)}`;
+      playButton.textContent = playing ? 'Pause' : 'Play';
+      bar.dataset.playing = String(playing);
+    }
+    setInterval(show, 250);
+
+    function seek(t) {
+      position = t;
+      wall = performance.now();
+      if (socket) socket.send({ type: 'seek', t });
+      show();
+    }
+
+    return {
+      open(sock) {
+        socket = sock;
+        sock.send({ type: 'open', match, t: now(), speed, playing });
+      },
+      wire(sock) {
+        socket = sock;
+        playButton.addEventListener('click', () => {
+          sock.send({ type: playing ? 'pause' : 'play' });
+        });
+        speedSelect.addEventListener('change', () => {
+          sock.send({ type: 'speed', speed: Number(speedSelect.value) });
+        });
+        seekInput.addEventListener('input', () => { dragging = true; });
+        seekInput.addEventListener('change', () => {
+          dragging = false;
+          seek(Number(seekInput.value));
+        });
+      },
+      at(t) {
+        if (typeof t !== 'number') return;
+        position = t;
+        wall = performance.now();
+        show();
+      },
+      /** Replay frames (true when handled). */
+      frame(frame) {
+        if (frame.type === 'timeline') {
+          duration = Number(frame.duration) || 0;
+          seekInput.max = String(duration);
+          const mark = (t, kind) => el('span', {
+            class: `mark ${kind}`, style: null, dataset: { t: String(t) } });
+          const marks = [];
+          for (const t of frame.rounds || []) marks.push(mark(t, 'round'));
+          for (const t of frame.kills || []) marks.push(mark(t, 'kill'));
+          for (const node of marks) {
+            node.style.left = `${duration ? (Number(node.dataset.t) / duration) * 100 : 0}%`;
+          }
+          $('#replay-marks').replaceChildren(...marks);
+          const m = frame.match || {};
+          document.title = `Replay #${match}${m.map ? ` · ${m.map}` : ''} · gamews`;
+          show();
+          return true;
+        }
+        if (frame.type === 'replay') {
+          playing = frame.playing === true;
+          speed = Number(frame.speed) || 1;
+          speedSelect.value = String(speed);
+          duration = Number(frame.duration) || duration;
+          position = Number(frame.t) || 0;
+          wall = performance.now();
+          timeLabel.dataset.state = frame.ended ? 'ended' : (playing ? 'playing' : 'paused');
+          show();
+          return true;
+        }
+        return false;
+      },
+    };
   }
 
   // -- console ------------------------------------------------------------------
