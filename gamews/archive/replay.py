@@ -51,7 +51,9 @@ class Replay:
         self.send = send
         self.clock = clock
         self.started = float(match["started"])
-        self.duration = float(match["duration"])
+        self.duration = float(match["length"])
+        """The replay's length: to the last event recorded (the lines after the match
+        end, such as the final scores, are in it)."""
         self.playing = False
         self.speed = 1.0
         self.position = 0.0

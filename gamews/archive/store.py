@@ -183,6 +183,7 @@ def _match(row: tuple[Any, ...]) -> dict[str, Any]:
     return {"id": int(id_), "server": server, "map": map_, "started": started,
             "ended": ended, "last_event": last_event,
             "duration": round((ended if ended is not None else last_event) - started, 3),
+            "length": round(last_event - started, 3),
             "status": status, "joined_mid_match": bool(joined), "first_seq": int(first_seq),
             "last_seq": int(last_seq), "events": int(events), "teams": json.loads(teams),
             "players": json.loads(players), "reason": reason}
@@ -290,7 +291,7 @@ def timeline(conn: Conn, match_id: int) -> dict[str, Any]:
     kills: list[float] = []
     for t, kind in conn.fetchall():
         (rounds if kind == "round_start" else kills).append(round(float(t) - start, 2))
-    return {"duration": match["duration"], "rounds": rounds, "kills": kills}
+    return {"duration": match["length"], "rounds": rounds, "kills": kills}
 
 
 def summary(conn: Conn, match_id: int, *, max_kills: int = 2000, max_chat: int = 1000,
@@ -299,7 +300,7 @@ def summary(conn: Conn, match_id: int, *, max_kills: int = 2000, max_chat: int =
     match = get_match(conn, match_id)
     if match is None:
         return None
-    state, _ = seek(conn, match_id, match["duration"] + 1, match["server"])
+    state, _ = seek(conn, match_id, match["length"] + 1, match["server"])
     start = match["started"]
     conn.execute("SELECT player, name, team, kills, deaths, headshots FROM match_players "
                  "WHERE match_id = ? ORDER BY kills DESC, deaths, name", (match_id,))
