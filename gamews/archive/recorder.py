@@ -1,13 +1,12 @@
 """Recording every game server's events into the archive, one match at a time.
 
-A match runs from a map start (``map_change`` started, or ``match_start``) to the next
-one; ``match_end`` marks it ``finished`` (the lines after it, such as the final
+A match runs from a map start (``map_change``, or ``match_start``) to the next one; ``match_end`` marks it ``finished`` (the lines after it, such as the final
 scores, still belong to it). A match still ``live`` when the next one starts, when
 gamews stops, or found ``live`` when gamews starts again after a crash, is closed as
 ``interrupted``. Events that arrive with no match open (gamews started mid-match)
-open one marked ``joined_mid_match``. A ``match_start`` right after a map start, with
-no kill between them (Counter-Strike's ``Match_Start`` after the warm-up begins),
-continues the match of that map start.
+open one marked ``joined_mid_match``. Starts that follow one another with no kill
+between them (Source's ``Loading map``, ``Started map`` and ``Match_Start``) are one
+match, of the last map named.
 
 The reactor's share of the work is small: a :class:`Recording` applies each event to
 its own copy of the match state (for the checkpoints seeking starts from) and counts
@@ -152,6 +151,10 @@ class Recording:
         if self.status == "live":
             self.status = status
             self.ended = self.last_event
+        for p in self.state.players.values():
+            line = self._line(Player(p.name, p.key, p.slot, p.team, p.bot), self.last_event)
+            if line is not None:
+                line.last_seen = self.last_event
         self._final = None
         self._final = self.row()
 
@@ -160,7 +163,11 @@ class Recording:
         if self._final is not None:
             return self._final
         for p in self.state.players.values():
-            self._line(Player(p.name, p.key, p.slot, p.team, p.bot), self.last_event)
+            key = archive_key(Player(p.name, p.key, p.slot, p.team, p.bot))
+            if key is not None and key not in self._lines:
+                # present but no kill or death yet (the time does not hang on the flushes)
+                self._lines[key] = _Line(p.name, p.team, max(self.started, p.connected_at))
+                self._dirty.add(key)
         players = sorted(self.state.players.values(),
                          key=lambda p: (-(p.score if p.score is not None else p.kills),
                                         p.deaths, p.name))
@@ -254,10 +261,12 @@ class Recorder(Service):
             return
         event = envelope.event
         recording = self.current.get(server)
-        starts = ((isinstance(event, MapChange) and event.phase == "started")
-                  or (isinstance(event, MatchStart)
-                      and not (recording is not None and recording.status == "live"
-                               and recording.kills == 0)))
+        starts = isinstance(event, MapChange | MatchStart)
+        if (starts and recording is not None and recording.status == "live"
+                and not recording.joined and recording.kills == 0):
+            # loading, then started, then the match start: one match (of the last map)
+            recording.map = getattr(event, "map", None) or recording.map
+            starts = False
         if recording is None or starts:
             if recording is not None:
                 recording.close("interrupted")  # a finished one stays finished

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from signal import SIGQUIT
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -53,8 +55,8 @@ class InlineDatabase:
 
     write = read = _run
 
-    def sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a query now and return its result."""
+    def sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a query now and return its result (``Any``: the tests index into it)."""
         self.conn.begin()
         try:
             return fn(self.conn, *args, **kwargs)
@@ -114,10 +116,11 @@ class PostgresServer:
     loopback port in ``directory``, with a password. PostgreSQL refuses to run as
     root: then it runs as ``nobody``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self) -> None:
         if not (PG_BIN / "initdb").exists():
             raise SkipTest(f"{PG_BIN}/initdb is missing (Debian: apt-get install postgresql)")
-        self.directory = directory
+        # outside the checkout: the user it runs as must reach its directory
+        self.directory = Path(tempfile.mkdtemp(prefix="gamews-pg-"))
         self.port = free_port()
         self.password = "pw-" + os.urandom(8).hex()
         self.user = "gamews"
@@ -144,7 +147,6 @@ class PostgresServer:
         """initdb (the first time), then start it and wait until it accepts connections."""
         data = self.directory / "pgdata"
         if not data.exists():
-            self.directory.mkdir(parents=True, exist_ok=True)
             self._own(self.directory)
             pwfile = self.directory / "pwfile"
             pwfile.write_text(self.password + "\n")
@@ -160,7 +162,7 @@ class PostgresServer:
             if not (data / "PG_VERSION").exists():
                 raise RuntimeError(f"initdb failed: {init.output.decode(errors='replace')}")
             (data / "postgresql.auto.conf").write_text(
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+                "fsync = off\nfull_page_writes = off\n")
         process = self.process = _Process()
         real_reactor().spawnProcess(
             process, str(PG_BIN / "postgres"),
@@ -191,12 +193,13 @@ class PostgresServer:
             conn.execute("CREATE DATABASE gamews")
 
     async def stop(self, signal: str = "INT") -> None:
-        """Stop it (fast shutdown), or kill it with ``KILL``."""
+        """Stop it: ``INT`` a fast shutdown, ``QUIT`` an immediate one (as a crash: no
+        checkpoint, recovery at the next start)."""
         process = self.process
         if process is None or process.ended.called:
             return
         assert process.transport is not None
-        process.transport.signalProcess(signal)
+        process.transport.signalProcess(SIGQUIT if signal == "QUIT" else signal)
         await process.ended
 
     def cleanup(self) -> None:

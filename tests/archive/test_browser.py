@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest, TestCase
@@ -53,10 +53,10 @@ class ArchiveInChromiumTests(TestCase):
     timeout = 240
 
     # the browser helpers of the page tests
-    in_browser = pages.PagesInChromiumTests.in_browser
-    _browse = pages.PagesInChromiumTests._browse
-    screenshot_on_success = pages.PagesInChromiumTests.screenshot_on_success
-    kill_gamews = pages.PagesInChromiumTests.kill_gamews
+    in_browser = cast(Any, pages.PagesInChromiumTests.in_browser)
+    _browse = cast(Any, pages.PagesInChromiumTests._browse)
+    screenshot_on_success = cast(Any, pages.PagesInChromiumTests.screenshot_on_success)
+    kill_gamews = cast(Any, pages.PagesInChromiumTests.kill_gamews)
 
     def setUp(self) -> None:
         if not pages.HAVE_PLAYWRIGHT:
@@ -87,14 +87,18 @@ class ArchiveInChromiumTests(TestCase):
             page.wait_for_timeout(1000)
         self.fail("no finished match listed within two minutes")
 
-    def test_list_seek_play_and_link(self) -> None:
+    def test_list_seek_play_and_link(self) -> Deferred[None]:
         """A finished demo match is listed; seeking its replay shows that moment's score;
         playing at x8 reaches the final score; a ?t= link opens at that moment."""
         def script(context: BrowserContext) -> None:
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("dialog", lambda d: (errors.append(d.message), d.dismiss()))
+            def dialog(d: Any) -> None:
+                errors.append(d.message)
+                d.dismiss()
+
+            page.on("dialog", dialog)
             match_id = self.wait_for_finished_match(page)
             with self.screenshot_on_success(page, "matches"):
                 expect(page.locator("#matches tbody tr").first).to_be_visible()
@@ -152,4 +156,4 @@ class ArchiveInChromiumTests(TestCase):
             finally:
                 await self.kill_gamews()
 
-        return Deferred.fromCoroutine(run())  # type: ignore[return-value]
+        return Deferred.fromCoroutine(run())

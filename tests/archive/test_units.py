@@ -105,14 +105,15 @@ class BoundaryTests(SynchronousTestCase):
         self.assertEqual(match["status"], "live")
 
     def test_match_start_after_map_start_continues(self) -> None:
-        """CS's Match_Start right after the map start (no kill between) is the same match;
-        one after kills starts another."""
+        """Loading map, Started map and Match_Start with no kill between are one match;
+        a Match_Start after kills starts another."""
         h = Harness(self)
-        h.publish(MapChange("de_dust2"), MatchStart("de_dust2"), Kill(A, B, "ak47"),
-                  MatchStart("de_dust2"))
+        h.publish(MapChange("de_dust2", "loading"), MapChange("de_dust2"),
+                  MatchStart("de_dust2"), Kill(A, B, "ak47"), MatchStart("de_dust2"))
         h.flush()
         self.assertEqual([m["status"] for m in h.matches()], ["live", "interrupted"])
-        self.assertEqual(h.matches()[1]["events"], 3)
+        self.assertEqual(h.matches()[1]["events"], 4)
+        self.assertFalse(h.matches()[1]["joined_mid_match"])
 
     def test_restart_closes_live_matches(self) -> None:
         """A match left live by a stopped gamews is interrupted when recording starts again;
@@ -255,7 +256,7 @@ class QueryTests(SynchronousTestCase):
         """A match exported as NDJSON imports as an equal match (another id)."""
         match = next(m for m in self.h.matches() if m["status"] == "finished")
         header = self.h.db.sync(export_header, match["id"])
-        lines = [json.dumps(header)] + list(iter_events(self.h.db.conn, match["id"]))
+        lines = [json.dumps(header), *list(iter_events(self.h.db.conn, match["id"]))]
         other = InlineDatabase(Path(self.mktemp()))
         new_id = other.sync(import_match, lines)
         copy = other.sync(get_match, new_id)
