@@ -1,7 +1,8 @@
 """Recording every game server's events into the archive, one match at a time.
 
-A match runs from a map start (``map_change``, or ``match_start``) to the next one; ``match_end`` marks it ``finished`` (the lines after it, such as the final
-scores, still belong to it). A match still ``live`` when the next one starts, when
+A match runs from a map start (``map_change``, or ``match_start``) to the next one;
+``match_end`` marks it ``finished`` (the lines after it, such as the final scores, still
+belong to it). A match still ``live`` when the next one starts, when
 gamews stops, or found ``live`` when gamews starts again after a crash, is closed as
 ``interrupted``. Events that arrive with no match open (gamews started mid-match)
 open one marked ``joined_mid_match``. Starts that follow one another with no kill

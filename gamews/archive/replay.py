@@ -28,7 +28,14 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gamews.api import IConnection, IListener, IPluginContext, diff_views, view_of
+from gamews.api import (
+    IConnection,
+    IListener,
+    IPluginContext,
+    TokenBucket,
+    diff_views,
+    view_of,
+)
 from gamews.archive.db import Database
 from gamews.archive.store import events_after, get_match, seek, timeline
 from gamews.events import MatchState, envelope_from_json
@@ -39,6 +46,10 @@ log = Logger(namespace="gamews.archive")
 SPEEDS: Final = (0.5, 1.0, 2.0, 4.0, 8.0)
 KILL_FEED: Final = 10
 MAX_FRAME: Final = 4096
+RATE: Final = 10.0
+"""Frames a second a browser may send (seeks cost a query each)..."""
+RATE_BURST: Final = 20.0
+"""...after a burst of this many."""
 _PAGE: Final = 500
 
 
@@ -222,6 +233,7 @@ class ReplaySocket:
         self.clock = context.reactor
         self.listeners: list[IListener] = []
         self.replays: dict[int, Replay] = {}
+        self.buckets: dict[int, TokenBucket] = {}
 
     def start(self) -> None:
         for endpoint in self.context.endpoints:
@@ -241,6 +253,7 @@ class ReplaySocket:
         child.hook(on_message=self._message, on_disconnect=self._gone)
 
     def _gone(self, child: IConnection, code: int | None, reason: str) -> None:
+        self.buckets.pop(child.id, None)
         replay = self.replays.pop(child.id, None)
         if replay is not None:
             replay.close()
@@ -260,6 +273,12 @@ class ReplaySocket:
             self._send(child, {"type": "error", "reason": "expected a JSON object with a type"})
             return
         kind = frame["type"]
+        bucket = self.buckets.setdefault(child.id, TokenBucket(RATE_BURST, 1 / RATE,
+                                                               self.clock.seconds()))
+        if bucket.take(self.clock.seconds()):
+            # each frame may cost a query: a page that floods waits its turn
+            self._send(child, {"type": "error", "reason": "rate limited"})
+            return
         replay = self.replays.get(child.id)
         if kind == "open":
             self._open(child, frame)
@@ -283,9 +302,6 @@ class ReplaySocket:
         if isinstance(match_id, bool) or not isinstance(match_id, int):
             self._send(child, {"type": "error", "reason": "match must be a match id"})
             return
-        old = self.replays.pop(child.id, None)
-        if old is not None:
-            old.close()
 
         def found(result: tuple[dict[str, Any] | None, dict[str, Any] | None]) -> None:
             match, marks = result
@@ -294,6 +310,9 @@ class ReplaySocket:
             if match is None or marks is None:
                 self._send(child, {"type": "error", "reason": "no such match"})
                 return
+            old = self.replays.pop(child.id, None)
+            if old is not None:  # another match in the same page: it replaces the first
+                old.close()
             replay = Replay(self.db, match, lambda f: self._send(child, f), self.clock)
             self.replays[child.id] = replay
             server = match["server"]

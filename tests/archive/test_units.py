@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gamews.archive.config import ArchiveConfig, data_dir
 from gamews.archive.recorder import Recorder, archive_key
-from gamews.archive.replay import Replay
+from gamews.archive.replay import Replay, ReplaySocket
 from gamews.archive.store import (
     events_after,
     export_header,
@@ -40,6 +40,7 @@ from gamews.events import (
     TeamScore,
 )
 from tests.archive.support import InlineDatabase, play_demo
+from tests.fakes import FakeChild, FakeContext
 
 A = Player("Ann", "[U:1:10]", 2, "CT")
 B = Player("Bob", "[U:1:11]", 3, "TERRORIST")
@@ -380,3 +381,37 @@ class TapTests(SynchronousTestCase):
         off = self._service("demo = true\narchive = false\n")
         self.assertRaises(KeyError, off.getServiceNamed, "archive")
 
+
+
+
+class ReplaySocketTests(SynchronousTestCase):
+    """/matches/ws: frames checked, opens answered, floods refused."""
+
+    def test_open_bad_frames_and_floods(self) -> None:
+        """An open gets hello, link, timeline, snapshot and replay; an unknown match and a
+        bad frame get errors; past 20 frames at once, 'rate limited'."""
+        h = Harness(self)
+        h.publish(MapChange("de_dust2"), Kill(A, B, "ak47"))
+        h.flush()
+        context = FakeContext("archive", {}, {})
+        sock = ReplaySocket(context, h.db)  # type: ignore[arg-type]
+        sock.start()
+        child = FakeChild(protocols=("gamews.v1",))
+        context.listeners[0].incoming(child)
+        child.open()
+        self.assertEqual(child.subprotocol, "gamews.v1")
+        child.receive({"type": "open", "match": 1, "t": 0, "playing": False})
+        self.assertEqual([f["type"] for f in child.sent],
+                         ["hello", "link", "timeline", "snapshot", "replay"])
+        child.receive({"type": "open", "match": 999})
+        child.receive("[1, 2]")
+        child.receive({"type": "speed", "speed": 3})
+        self.assertEqual([f["reason"] for f in child.of_type("error")],
+                         ["no such match", "expected a JSON object with a type",
+                          "bad 'speed' frame"])
+        child.sent.clear()
+        for _ in range(25):
+            child.receive({"type": "pause"})
+        self.assertEqual(len(child.of_type("error")), 8)  # 3 + 17 of the burst went through
+        child.drop()
+        self.assertEqual(sock.replays, {})
