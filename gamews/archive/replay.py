@@ -62,7 +62,7 @@ class Replay:
         self.send = send
         self.clock = clock
         self.started = float(match["started"])
-        self.duration = float(match["length"])
+        self.duration = float(match["last_event"]) - self.started
         """The replay's length: to the last event recorded (the lines after the match
         end, such as the final scores, are in it)."""
         self.playing = False
@@ -182,7 +182,8 @@ class Replay:
         if state is None or self.view is None:
             return
         now = self.now()
-        while self.ahead and self.ahead[0][1] - self.started <= now + 1e-6:
+        end = now >= self.duration  # the clock stops there: whatever is left is due
+        while self.ahead and (end or self.ahead[0][1] - self.started <= now + 1e-6):
             seq, _, data = self.ahead.popleft()
             state.apply(envelope_from_json(json.loads(data)))
             view = view_of(state.snapshot(), KILL_FEED)

@@ -246,7 +246,9 @@ def _score(match: dict[str, Any]) -> str:
     if teams:
         return " : ".join(f"{escape(str(k))} {int(v)}" for k, v in sorted(teams.items()))
     players = match.get("players") or []
-    return escape(f"{players[0]['name']} {players[0]['score']}") if players else "—"
+    if not players or not players[0]["score"]:
+        return "—"
+    return escape(f"{players[0]['name']} {players[0]['score']}")
 
 
 def _html(title: str, current: str, body: str) -> bytes:

@@ -324,6 +324,25 @@ class ReplayTests(SynchronousTestCase):
         self.assertTrue(frames[-1]["ended"])
 
 
+    def test_ends_whatever_the_rounding(self) -> None:
+        """A match whose last moment is no round number still plays to its end (the clock
+        stops at the last event, not a rounded length)."""
+        h = Harness(self)
+        h.publish(MapChange("de_dust2"), Kill(A, B, "ak47"), Kill(B, A, "awp"),
+                  MatchEnd(), step=1.00017)
+        h.flush()
+        (match,) = h.matches()
+        frames: list[dict[str, Any]] = []
+        clock = Clock()
+        replay = Replay(h.db, match, frames.append, clock)  # type: ignore[arg-type]
+        replay.seek(0, playing=True)
+        replay.set_speed(8)
+        clock.pump([0.1] * 20)
+        self.assertEqual(frames[-1]["type"], "replay")
+        self.assertTrue(frames[-1]["ended"])
+        self.assertEqual([f["seq"] for f in frames if f["type"] == "delta"], [2, 3, 4])
+
+
 class ConfigTests(SynchronousTestCase):
     """The [archive] table and archive = false."""
 

@@ -609,11 +609,10 @@
         if (frame.type === 'timeline') {
           duration = Number(frame.duration) || 0;
           seekInput.max = String(duration);
-          const mark = (t, kind) => el('span', {
-            class: `mark ${kind}`, style: null, dataset: { t: String(t) } });
+          const mark = (t, kind) => el('span', { class: `mark-${kind}`, dataset: { t: String(t) } });
           const marks = [];
-          for (const t of frame.rounds || []) marks.push(mark(t, 'round'));
           for (const t of frame.kills || []) marks.push(mark(t, 'kill'));
+          for (const t of frame.rounds || []) marks.push(mark(t, 'round'));
           for (const node of marks) {
             node.style.left = `${duration ? (Number(node.dataset.t) / duration) * 100 : 0}%`;
           }
