@@ -77,7 +77,7 @@ async def record_phase(reactor: Any, lines: list[str], rate: int, seconds: float
     def live_like(envelope: Envelope) -> None:
         state = bus.state("demo")
         assert state is not None
-        view = view_of(state.snapshot(), 10)
+        view = view_of(state, 10)
         if views["view"] is not None:
             diff_views(views["view"], view)
         views["view"] = view
@@ -200,7 +200,7 @@ def bench_seek(config: ArchiveConfig, events: int) -> dict[str, Any]:
         conn.begin()
         state, _ = seek(conn, match_id, at, "demo")
         conn.commit()
-        view_of(state.snapshot(), 10)
+        view_of(state, 10)
         times.append(1000 * (time.perf_counter() - t))
     conn.close()
     result = {"events": events, "match_seconds": round(float(length[0])),

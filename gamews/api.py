@@ -20,7 +20,9 @@ disc, err)``                           on_error=, on_open=)``
 =====================================  =========================================
 
 Plugins provide :class:`IGamewsPlugin` and are found with Twisted's plugin
-system (a module in a ``twisted/plugins/`` directory on ``sys.path``).
+system (a module in a ``twisted/plugins/`` directory on ``sys.path``). Game events
+reach them as the dataclasses of :mod:`gamews.events` (:class:`Envelope` around an
+:class:`Event` subclass such as :class:`Chat` or :class:`Kill`), re-exported here.
 """
 
 from __future__ import annotations
@@ -35,6 +37,45 @@ from zope.interface import Attribute, Interface
 
 from gamews.auth import TokenStore, User
 from gamews.errors import ConfigError, EndpointConflictError
+from gamews.events import (
+    Assist,
+    Chat,
+    Connected,
+    Damage,
+    Disconnected,
+    Entered,
+    Envelope,
+    Event,
+    EventBus,
+    GameShutdown,
+    ItemPickup,
+    Kill,
+    MapChange,
+    MatchEnd,
+    MatchStart,
+    MatchState,
+    NameChange,
+    Player,
+    PlayerInfo,
+    PlayerScore,
+    PlayerState,
+    PlayerTriggered,
+    RconSeen,
+    RoundEnd,
+    RoundStart,
+    ServerCvar,
+    Subscription,
+    Suicide,
+    TeamChange,
+    TeamScore,
+    TeamScores,
+    TeamTriggered,
+    Unknown,
+    WorldKill,
+    WorldTriggered,
+    event_fields,
+)
+from gamews.plugin_settings import setting, settings_from_table
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
 from gamews.view import diff_views, view_of
@@ -49,13 +90,23 @@ if TYPE_CHECKING:
     from twisted.web.resource import IResource
 
 __all__ = [
+    "Assist",
     "ChannelKind",
+    "Chat",
     "ChildCallback",
     "ConfigError",
+    "Connected",
     "ConnectionRequest",
+    "Damage",
     "DisconnectCallback",
+    "Disconnected",
     "EndpointConflictError",
+    "Entered",
+    "Envelope",
     "ErrorCallback",
+    "Event",
+    "EventBus",
+    "GameShutdown",
     "IChannel",
     "IChildHandler",
     "IConnection",
@@ -67,20 +118,48 @@ __all__ = [
     "IRequestForwarder",
     "IRequestHandler",
     "IncomingCallback",
+    "ItemPickup",
+    "Kill",
+    "MapChange",
+    "MatchEnd",
+    "MatchStart",
+    "MatchState",
     "MessageCallback",
+    "NameChange",
+    "Player",
+    "PlayerInfo",
+    "PlayerScore",
+    "PlayerState",
+    "PlayerTriggered",
+    "RconSeen",
     "ReadyState",
     "Request",
+    "RoundEnd",
+    "RoundStart",
+    "ServerCvar",
+    "Subscription",
+    "Suicide",
+    "TeamChange",
+    "TeamScore",
+    "TeamScores",
+    "TeamTriggered",
     "TokenBucket",
     "TokenStore",
+    "Unknown",
     "User",
     "WebSocketError",
+    "WorldKill",
+    "WorldTriggered",
     "change_map",
     "clean_text",
     "diff_views",
+    "event_fields",
     "kick",
     "kick_slot",
     "page",
     "say",
+    "setting",
+    "settings_from_table",
     "view_of",
 ]
 
@@ -324,12 +403,17 @@ class IPluginContext(Interface):
 
     name: str = Attribute("The plugin's name.")
     endpoints: tuple[str, ...] = Attribute("The web endpoints gamews listens on (``--listen``).")
-    config: Mapping[str, Any] = Attribute("The plugin's own ``[plugin.NAME]`` table, or ``{}``.")
+    config: Mapping[str, Any] = Attribute(
+        "The plugin's own ``[plugin.NAME]`` table as written (unchecked), or ``{}``.")
+    settings: Any = Attribute(
+        "The plugin's checked settings: an instance of its ``settings_type`` (``None`` "
+        "for a plugin without one).")
     reactor: Any = Attribute("The reactor (or a test's fake) to use for time and I/O.")
     servers: Mapping[str, Any] = Attribute(
         "The configured game servers by name (``gamews.rcon.server.IGameServer``).")
-    events: Any = Attribute(
-        "The event bus (``gamews.events.EventBus``): game events and match states.")
+    events: EventBus = Attribute(
+        "The event bus (:class:`EventBus`): game events (:class:`Envelope`) and match "
+        "states (:class:`MatchState`).")
     base_dir: Any = Attribute(
         "The directory relative paths in the plugin's table resolve against (or None).")
 
@@ -402,10 +486,18 @@ class IGamewsPlugin(IPlugin):
 
     name: str = Attribute("A short unique name, such as ``echo``.")
     description: str = Attribute("One line saying what the plugin does.")
+    settings_type: type | None = Attribute(
+        "The plugin's settings, a frozen dataclass whose fields are the keys of its "
+        "``[plugin.NAME]`` table (see :func:`settings_from_table` and :func:`setting`). "
+        "gamews checks the table against it before building anything, so a bad key or "
+        "value stops ``twistd gamews`` with one line naming ``plugin.NAME.KEY``; the "
+        "plugin's service gets the instance as ``context.settings``. A plugin without "
+        "this attribute (or with ``None``) gets its table unchecked as ``context.config``.")
 
     def make_service(context: IPluginContext) -> IService:
         """Build the plugin's service; it opens listeners when started and
-        closes them (returning a Deferred) when stopped."""
+        closes them (returning a Deferred) when stopped. Called once at start-up,
+        after every setting is checked: an exception here stops gamews."""
 
 
 def page(path: Path) -> IResource:

@@ -1,5 +1,5 @@
-"""The live match view: the page's state from a match state snapshot, and the deltas
-between two such states (``docs/protocol.md``, frames ``snapshot`` and ``delta``).
+"""The live match view: the page's state from a match state, and the deltas between two
+such states (``docs/protocol.md``, frames ``snapshot`` and ``delta``).
 
 Shared by the live plugin (a game as it happens) and the archive (a recorded match
 replayed): the page code is one.
@@ -9,40 +9,42 @@ from __future__ import annotations
 
 from typing import Any
 
+from gamews.events import Envelope, Kill, MatchState, Player, Suicide, WorldKill
+
 __all__ = ["diff_views", "view_of"]
 
-_FEED_TYPES = ("kill", "suicide", "world_kill")
 
-
-def view_of(snapshot: dict[str, Any], kill_feed: int) -> dict[str, Any]:
-    """The live page's state from a match state snapshot (``MatchState.snapshot()``)."""
+def view_of(state: MatchState, kill_feed: int) -> dict[str, Any]:
+    """The live page's state from a game server's match state."""
     players = {}
-    for p in snapshot.get("players", []):
-        players[str(p["id"])] = {
-            "id": str(p["id"]), "name": p.get("name"), "team": p.get("team"),
-            "kills": p.get("kills", 0), "deaths": p.get("deaths", 0),
-            "score": p.get("score") if p.get("score") is not None else p.get("kills", 0),
-            "ping": p.get("ping"), "connected": p.get("connected_at"), "bot": p.get("bot"),
+    for p in state.players.values():
+        players[p.key] = {
+            "id": p.key, "name": p.name, "team": p.team, "kills": p.kills,
+            "deaths": p.deaths, "score": p.score if p.score is not None else p.kills,
+            "ping": None, "connected": p.connected_at, "bot": p.bot,
         }
-    feed = [entry for entry in (_feed_entry(e) for e in snapshot.get("kill_feed", []))
-            if entry is not None]
-    return {"map": snapshot.get("map"), "round": snapshot.get("round", 0),
-            "teams": dict(snapshot.get("teams", {})), "players": players,
-            "kill_feed": feed[-kill_feed:] if kill_feed else []}
+    feed = [entry for entry in (_feed_entry(e) for e in state.kill_feed) if entry is not None]
+    return {"map": state.map, "round": state.round, "teams": dict(state.teams),
+            "players": players, "kill_feed": feed[-kill_feed:] if kill_feed else []}
 
 
-def _feed_entry(event: dict[str, Any]) -> dict[str, Any] | None:
-    kind = event.get("type")
-    if kind not in _FEED_TYPES:
+def _feed_entry(envelope: Envelope) -> dict[str, Any] | None:
+    """A kill feed entry, for a kill, a suicide or a death by the world."""
+    event = envelope.event
+    killer: Player | None = None
+    if isinstance(event, Kill):
+        killer, victim, weapon = event.killer, event.victim, event.weapon or None
+    elif isinstance(event, Suicide):
+        victim, weapon = event.player, event.weapon or None
+    elif isinstance(event, WorldKill):
+        victim, weapon = event.victim, event.cause
+    else:
         return None
-    killer = event.get("killer") or event.get("player") or {}
-    victim = event.get("victim") or event.get("player") or {}
-    return {"seq": event.get("seq"), "time": event.get("received"),
-            "killer": killer.get("name") if kind == "kill" else None,
-            "killer_team": killer.get("team") if kind == "kill" else None,
-            "victim": victim.get("name"), "victim_team": victim.get("team"),
-            "weapon": event.get("weapon") or event.get("cause"),
-            "headshot": bool(event.get("headshot"))}
+    return {"seq": envelope.seq, "time": envelope.received,
+            "killer": killer.name if killer is not None else None,
+            "killer_team": killer.team if killer is not None else None,
+            "victim": victim.name, "victim_team": victim.team, "weapon": weapon,
+            "headshot": isinstance(event, Kill) and event.headshot}
 
 
 def diff_views(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

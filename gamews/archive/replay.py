@@ -137,7 +137,7 @@ class Replay:
             self.state = state
             self.ahead = deque(ahead)
             self.more = len(ahead) > 0
-            self.view = view_of(state.snapshot(), KILL_FEED)
+            self.view = view_of(state, KILL_FEED)
             self._wall = self.clock.seconds()
             self.send({"type": "snapshot", "server": self.match["server"], "seq": state.seq,
                        "delay": 0, "state": self.view, "t": round(self.position, 3)})
@@ -186,7 +186,7 @@ class Replay:
         while self.ahead and (end or self.ahead[0][1] - self.started <= now + 1e-6):
             seq, _, data = self.ahead.popleft()
             state.apply(envelope_from_json(json.loads(data)))
-            view = view_of(state.snapshot(), KILL_FEED)
+            view = view_of(state, KILL_FEED)
             self.send({"type": "delta", "server": self.match["server"], "seq": seq,
                        "changes": diff_views(self.view, view), "t": round(now, 3)})
             self.view = view

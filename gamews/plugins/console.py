@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,7 +30,7 @@ from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from gamews.api import (
-    ConfigError,
+    Envelope,
     IConnection,
     IGamewsPlugin,
     IPluginContext,
@@ -38,11 +39,12 @@ from gamews.api import (
     TokenBucket,
     TokenStore,
     User,
+    setting,
 )
-from gamews.plugins.chat import line_of
+from gamews.plugins.lines import console_text
 from gamews.plugins.web import WebPluginService
 
-__all__ = ["AuditLog", "ConsolePlugin", "ConsoleService", "console_text"]
+__all__ = ["AuditLog", "ConsolePlugin", "ConsoleService", "ConsoleSettings"]
 
 MODERATOR_COMMANDS: Final = ("status", "say", "kick", "kickid", "clientkick", "changelevel",
                              "map")
@@ -61,12 +63,20 @@ class AuditLog:
             f.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
-def _path(config: Any, key: str, base: Path | None) -> Path:
-    raw = config.get(key)
-    if not isinstance(raw, str) or not raw:
-        raise ConfigError(f"plugin.console.{key}", "required: a file path")
-    path = Path(raw).expanduser()
-    return path if path.is_absolute() or base is None else base / path
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The ``[plugin.console]`` table."""
+
+    tokens_file: Path
+    """``USER:ROLE:sha256:HEX`` lines (:mod:`gamews.auth`)."""
+    audit_log: Path
+    """The append-only JSON lines audit log."""
+    moderator_commands: tuple[str, ...] = MODERATOR_COMMANDS
+    """The commands a moderator may run (an admin may run any)."""
+    rate: float = setting(2.0, above=0)
+    """Commands per second per user..."""
+    burst: float = setting(5.0, at_least=1)
+    """...after a burst of this many."""
 
 
 @implementer(IRequestHandler)
@@ -77,14 +87,12 @@ class ConsoleService(WebPluginService):
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
-        config = context.config
-        base_dir = context.base_dir
-        self.tokens = TokenStore.load(_path(config, "tokens_file", base_dir),
-                                      key="plugin.console.tokens_file")
-        self.audit = AuditLog(_path(config, "audit_log", base_dir))
-        self.moderator_commands = tuple(config.get("moderator_commands", MODERATOR_COMMANDS))
-        self.rate = float(config.get("rate", 2.0))
-        self.burst = float(config.get("burst", 5))
+        settings: ConsoleSettings = context.settings
+        self.tokens = TokenStore.load(settings.tokens_file, key="plugin.console.tokens_file")
+        self.audit = AuditLog(settings.audit_log)
+        self.moderator_commands = settings.moderator_commands
+        self.rate = settings.rate
+        self.burst = settings.burst
         self.users: dict[int, User] = {}
         self._buckets: dict[str, TokenBucket] = {}
 
@@ -192,33 +200,10 @@ class ConsoleService(WebPluginService):
 
     # -- the game's output -------------------------------------------------------
 
-    def event(self, envelope: Any) -> None:
+    def event(self, envelope: Envelope) -> None:
         self.broadcast(envelope.server, {"type": "console", "server": envelope.server,
                                          "time": envelope.received, "seq": envelope.seq,
-                                         "line": console_text(envelope.to_json())})
-
-
-_SKIP: Final = frozenset({"type", "server", "seq", "received", "log_time", "game_clock"})
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, dict) and "name" in value:
-        return str(value["name"])
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
-
-
-def console_text(event: dict[str, Any]) -> str:
-    """One readable console line for an event (JSON schema of :mod:`gamews.events`)."""
-    line = line_of(event)
-    if line is not None:
-        return f"{line['name']}: {line['text']}" if line.get("name") else str(line["text"])
-    if event.get("type") == "unknown":
-        return str(event.get("raw", ""))
-    if event.get("type") == "rcon":
-        return f"rcon: {event.get('command')}"
-    fields = " ".join(f"{k}={_value(v)}" for k, v in event.items()
-                      if k not in _SKIP and v not in (None, [], {}, ""))
-    return f"[{event.get('type')}] {fields}".rstrip()
+                                         "line": console_text(envelope)})
 
 
 @implementer(IGamewsPlugin)
@@ -227,6 +212,7 @@ class ConsolePlugin:
 
     name = "console"
     description = "Admin console: log in with a token, watch the game, run RCON commands."
+    settings_type = ConsoleSettings
 
     def make_service(self, context: IPluginContext) -> IService:
         return ConsoleService(context)

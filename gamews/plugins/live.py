@@ -20,6 +20,7 @@ Config::
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +31,29 @@ from zope.interface import implementer
 
 from gamews.api import (
     ChannelKind,
+    Envelope,
     IConnection,
     IGamewsPlugin,
     IPluginContext,
     TokenStore,
     diff_views,
+    setting,
     view_of,
 )
 from gamews.plugins.web import WebPluginService
 
-__all__ = ["LivePlugin", "LiveService", "diff_views", "view_of"]
+__all__ = ["LivePlugin", "LiveService", "LiveSettings", "diff_views", "view_of"]
 
-def _resolve(path: str, base: Path | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or base is None else base / p
+@dataclass(frozen=True)
+class LiveSettings:
+    """The ``[plugin.live]`` table."""
+
+    delay: float = setting(0.0, at_least=0)
+    """Seconds the public view lags the game (0: live)."""
+    kill_feed: int = setting(10, at_least=0)
+    """Kill feed entries kept."""
+    tokens_file: Path | None = None
+    """Console tokens whose holders see the game live (:mod:`gamews.auth`)."""
 
 
 def _public(server: str) -> str:
@@ -71,14 +81,13 @@ class LiveService(WebPluginService):
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
-        self.delay = float(context.config.get("delay", 0))
-        self.kill_feed = int(context.config.get("kill_feed", 10))
+        settings: LiveSettings = context.settings
+        self.delay = settings.delay
+        self.kill_feed = settings.kill_feed
         self.feeds: dict[str, _Feed] = {}
         self.privileged: set[int] = set()
-        tokens_file = context.config.get("tokens_file")
-        self.tokens = (TokenStore.load(_resolve(str(tokens_file), context.base_dir),
-                                       key="plugin.live.tokens_file")
-                       if tokens_file else None)
+        self.tokens = (TokenStore.load(settings.tokens_file, key="plugin.live.tokens_file")
+                       if settings.tokens_file is not None else None)
 
     def startService(self) -> None:
         super().startService()
@@ -95,8 +104,8 @@ class LiveService(WebPluginService):
 
     def _fresh(self, server: str) -> _Feed:
         """Take ``server``'s view afresh from its match state (the public view keeps its lag)."""
-        snapshot = self.context.events.add_server(server).snapshot()
-        view, seq = view_of(snapshot, self.kill_feed), int(snapshot["seq"])
+        state = self.context.events.add_server(server)
+        view, seq = view_of(state, self.kill_feed), state.seq
         feed = self.feeds.get(server)
         if feed is None or self.delay <= 0:
             feed = self.feeds[server] = _Feed(view, seq)
@@ -156,20 +165,19 @@ class LiveService(WebPluginService):
             self.subscribe(child, server)
             self.joined(child, server)
 
-    def event(self, envelope: Any) -> None:
+    def event(self, envelope: Envelope) -> None:
         server = envelope.server
         feed = self.feeds.get(server)
         state = self.context.events.state(server)
         if feed is None or state is None:
             return
-        snapshot = state.snapshot()
-        if snapshot["seq"] != envelope.seq or envelope.seq != feed.seq + 1:
+        if state.seq != envelope.seq or envelope.seq != feed.seq + 1:
             # the bus delivered late or we missed events: start this server afresh
             self._fresh(server)
             for _, child in self.followers(server):
                 self.joined(child, server)
             return
-        view = view_of(snapshot, self.kill_feed)
+        view = view_of(state, self.kill_feed)
         frame = {"type": "delta", "server": server, "seq": envelope.seq,
                  "changes": diff_views(feed.view, view)}
         feed.view, feed.seq = view, envelope.seq
@@ -201,6 +209,7 @@ class LivePlugin:
 
     name = "live"
     description = "Live match view: map, scores, scoreboard and kill feed as they happen."
+    settings_type = LiveSettings
 
     def make_service(self, context: IPluginContext) -> IService:
         return LiveService(context)

@@ -387,11 +387,11 @@ class TapTests(SynchronousTestCase):
     """twistd gamews builds the archive by default, not with archive = false."""
 
     def _service(self, toml: str) -> Any:
-        from tests.support import parse_options
+        from tests.support import service_of
 
         path = Path(self.mktemp())
         path.write_text(toml)
-        return parse_options(self, ["--config", str(path)]).service
+        return service_of(self, ["--config", str(path)])
 
     def test_default_and_off(self) -> None:
         """The archive is there by default and gone with archive = false."""
