@@ -43,8 +43,9 @@ from twisted.web.server import Site
 
 from gamews.archive.config import ArchiveConfig
 from gamews.archive.db import Conn, Database, connect, migrate
-from gamews.archive.recorder import Recorder, Recording
-from gamews.archive.store import Batch, MatchId, MatchRow, PlayerLine, seek, write_batch
+from gamews.archive.recorder import Recorder
+from gamews.archive.recording import Batch, MatchId, MatchRow, PlayerLine, Recording
+from gamews.archive.store import seek, write_batch
 from gamews.archive.web import ApiResource, MatchesPage
 from gamews.demo.match import DemoMatch
 from gamews.events import Envelope, EventBus

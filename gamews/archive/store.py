@@ -2,33 +2,26 @@
 the database's threads (:meth:`Database.write`, :meth:`Database.read`) or directly by
 the command line and the benchmarks.
 
-Player identity across matches (``player_key``): a Source player's normalised Steam ID
-(``[U:1:N]``); anyone else by name (``name:NAME``: Quake 3 has no stable identity, a
-client number is valid within a map only). Bots, the console and the world are left out.
+Players across matches are keyed by :func:`gamews.archive.recording.archive_key`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from gamews.archive.db import Conn
-from gamews.events import Envelope, MatchState, envelope_from_json
+from gamews.archive.recording import Batch, MatchId, Recording, archive_key
+from gamews.events import MatchState, Player, envelope_from_json
 
 __all__ = [
-    "Batch",
-    "MatchId",
-    "MatchRow",
-    "PlayerLine",
     "close_live",
     "events_after",
     "get_match",
     "import_match",
     "list_matches",
     "list_players",
-    "player_key",
     "player_record",
     "prune",
     "seek",
@@ -42,75 +35,6 @@ PAGE: Final = 50
 _MATCH_COLUMNS: Final = ("id, server, map, started, ended, last_event, status, joined, "
                          "first_seq, last_seq, events, teams, players, reason")
 _FEED: Final = ("kill", "suicide", "world_kill")
-
-
-def player_key(player: Mapping[str, Any] | None) -> str | None:
-    """A player's identity across matches (see the module docstring), or ``None``."""
-    if not player or player.get("bot"):
-        return None
-    key = str(player.get("id") or "")
-    if key in ("", "world", "console") or key.startswith("bot:"):
-        return None
-    if key.startswith("[U:"):
-        return key
-    name = str(player.get("name") or "")
-    return f"name:{name}" if name else None
-
-
-class MatchId:
-    """A match's database id, once the writer has inserted its row (writer thread only)."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, id: int | None = None) -> None:
-        self.id = id
-
-
-@dataclass(frozen=True)
-class MatchRow:
-    """A match's columns as of one flush."""
-
-    key: MatchId
-    server: str
-    map: str | None
-    started: float
-    ended: float | None
-    last_event: float
-    status: str
-    joined: bool
-    first_seq: int
-    last_seq: int
-    events: int
-    teams: str
-    players: str
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class PlayerLine:
-    """One player's line in one match, as of one flush."""
-
-    key: MatchId
-    player: str
-    name: str
-    team: str | None
-    kills: int
-    deaths: int
-    headshots: int
-    last_seen: float
-
-
-@dataclass
-class Batch:
-    """What one flush writes, in one transaction."""
-
-    matches: list[MatchRow] = field(default_factory=list)
-    events: list[tuple[MatchId, Envelope]] = field(default_factory=list)
-    checkpoints: list[tuple[MatchId, int, float, dict[str, Any]]] = field(default_factory=list)
-    players: list[PlayerLine] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.matches or self.events or self.checkpoints or self.players)
 
 
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -307,7 +231,7 @@ def summary(conn: Conn, match_id: int, *, max_kills: int = 2000, max_chat: int =
     lines = {r[0]: r for r in conn.fetchall()}
     scoreboard = []
     for p in sorted(state.players.values(), key=lambda p: (-(p.score or p.kills), p.deaths)):
-        line = lines.get(player_key(p.to_json()) or "")
+        line = lines.get(archive_key(Player(p.name, p.key, p.slot, p.team, p.bot)) or "")
         scoreboard.append({"id": p.key, "player": line[0] if line else None, "name": p.name,
                            "team": p.team, "bot": p.bot, "kills": p.kills, "deaths": p.deaths,
                            "score": p.score if p.score is not None else p.kills,
@@ -442,8 +366,6 @@ def prune(conn: Conn, *, keep_days: float, keep_matches: int, now: float) -> int
 def import_match(conn: Conn, lines: Iterable[str], *, checkpoint_every: int = 500) -> int:
     """Load a match exported as NDJSON (a ``match`` header line, then its events);
     returns the new match's id. Raises ``ValueError`` for a malformed file."""
-    from gamews.archive.recorder import Recording
-
     header: dict[str, Any] | None = None
     recording: Recording | None = None
     batch = Batch()

@@ -11,7 +11,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from gamews.archive.config import ArchiveConfig, data_dir
-from gamews.archive.recorder import Recorder, archive_key
+from gamews.archive.recorder import Recorder
+from gamews.archive.recording import archive_key
 from gamews.archive.replay import Replay, ReplaySocket
 from gamews.archive.store import (
     events_after,
@@ -412,7 +413,7 @@ class ReplaySocketTests(SynchronousTestCase):
         h = Harness(self)
         h.publish(MapChange("de_dust2"), Kill(A, B, "ak47"))
         h.flush()
-        context = FakeContext("archive", {}, {})
+        context = FakeContext("echo", {}, {})  # any plugin's context: open() is all it uses
         sock = ReplaySocket(context, h.db)  # type: ignore[arg-type]
         sock.start()
         child = FakeChild(protocols=("gamews.v1",))
