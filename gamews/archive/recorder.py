@@ -26,7 +26,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gamews.archive.db import Database
+from gamews.archive.db import Conn, Database
 from gamews.archive.recording import Batch, MatchId, Recording
 from gamews.archive.store import close_live, write_batch
 from gamews.events import Envelope, EventBus, MapChange, MatchStart, MatchState, Subscription
@@ -55,7 +55,9 @@ class Recorder(Service):
         self._events: list[tuple[MatchId, Envelope]] = []
         self._touched: dict[int, Recording] = {}
         self._retry: Batch | None = None
-        self._writing: Deferred[None] | None = None
+        self._stale: list[str] = []
+        self._writing: Deferred[Any] | None = None
+        self._waiters: list[Deferred[None]] = []
         self._loop: LoopingCall | None = None
         self.written = 0
         """Events written so far."""
@@ -69,9 +71,9 @@ class Recorder(Service):
             state.restore(snapshot)
             self.states[server] = state
             self._subscriptions.append(sub)
-        # the matches a stopped or crashed gamews left live (the writer is in order:
-        # this runs before any batch)
-        self._write(close_live, list(self.servers))
+        # the matches a stopped or crashed gamews left live are closed with the first
+        # write that succeeds (before it inserts the new ones)
+        self._stale = list(self.servers)
         loop = self._loop = LoopingCall(self.flush)
         loop.clock = self.clock
         loop.start(self.flush_every, now=False).addErrback(
@@ -92,13 +94,20 @@ class Recorder(Service):
 
     def _drain(self) -> Deferred[None]:
         """Write everything gathered (after the write under way)."""
-        pending = self._writing if self._writing is not None else succeed(None)
-
-        def last(_: object) -> Deferred[None]:
+        async def drain() -> None:
+            await self._idle()
             self.flush()
-            return self._writing if self._writing is not None else succeed(None)
+            await self._idle()
 
-        return pending.addBoth(last)
+        return Deferred.fromCoroutine(drain())
+
+    def _idle(self) -> Deferred[None]:
+        """Fire when no write is under way."""
+        if self._writing is None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
 
     def event(self, envelope: Envelope) -> None:
         """One event from the bus."""
@@ -148,33 +157,42 @@ class Recorder(Service):
         if self._writing is not None:
             return
         batch = self._take()
-        if not batch:
+        stale = self._stale
+        if not batch and not stale:
             return
         count = len(batch.events)
 
-        def written(_: object) -> None:
+        def written(closed: int) -> None:
             self.written += count
+            if self._stale is stale:
+                self._stale = []
+            if closed:
+                log.info("archive: {n} matches left live by an earlier run are interrupted",
+                         n=closed)
 
         def failed(failure: Failure) -> None:
             log.failure("archive: writing {n} events failed; trying again", failure, n=count)
             self._retry = batch if self._retry is None else _merge(batch, self._retry)
 
-        self._write(write_batch, batch).addCallbacks(written, failed)
-
-    def _write(self, fn: Any, *args: Any) -> Deferred[None]:
-        d: Deferred[None] = self.db.write(fn, *args)
+        d: Deferred[int] = self.db.write(_write_all, batch, stale)
         self._writing = d
 
-        def done(result: object) -> object:
-            if self._writing is d:
-                self._writing = None
-            return result
+        def finished(_: object) -> None:
+            # after written() or failed(): a drain that waits for this sees the retry
+            self._writing = None
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
 
-        d.addBoth(done)
-        # callers chain on a copy of the outcome
-        out: Deferred[None] = Deferred()
-        d.addCallbacks(out.callback, out.errback)
-        return out
+        d.addCallbacks(written, failed).addBoth(finished)
+
+
+def _write_all(conn: Conn, batch: Batch, stale: list[str]) -> int:
+    """One flush's transaction: close what a crash left live, then write the batch;
+    how many matches it closed."""
+    closed = close_live(conn, stale) if stale else 0
+    write_batch(conn, batch)
+    return closed
 
 
 def _merge(old: Batch, new: Batch) -> Batch:

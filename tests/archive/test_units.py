@@ -127,6 +127,7 @@ class BoundaryTests(SynchronousTestCase):
         self.assertEqual(h.matches()[0]["status"], "interrupted")
         h.db.sync(lambda c: c.execute("UPDATE matches SET status = 'live'"))
         h2 = Harness(self, database=h.db)
+        h2.flush()  # with the first write, even with nothing to record
         self.assertEqual([m["status"] for m in h2.matches()], ["interrupted"])
 
     def test_database_down_then_back_loses_nothing(self) -> None:
@@ -145,6 +146,23 @@ class BoundaryTests(SynchronousTestCase):
         self.assertEqual(match["events"], 4)
         rows = h.db.sync(events_after, match["id"], -1)
         self.assertEqual([seq for seq, _, _ in rows], [1, 2, 3, 4])
+
+    def test_database_down_at_start(self) -> None:
+        """Matches a crash left live are interrupted by the first write that succeeds,
+        even when the database was down at start."""
+        h = Harness(self)
+        h.publish(MapChange("de_dust2"))
+        h.flush()
+        h.db.sync(lambda c: c.execute("UPDATE matches SET status = 'live'"))
+        h.db.broken = True
+        h2 = Harness(self, database=h.db)
+        h2.publish(MapChange("de_nuke"))
+        h2.flush()
+        h.db.broken = False
+        h2.flush()
+        self.assertTrue(self.flushLoggedErrors(ConnectionError))
+        self.assertEqual([(m["map"], m["status"]) for m in h2.matches()],
+                         [("de_nuke", "live"), ("de_dust2", "interrupted")])
 
     def test_flush_every_half_second(self) -> None:
         """Events are written within one flush interval (a crash loses at most that)."""
