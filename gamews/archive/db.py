@@ -120,9 +120,11 @@ class Conn:
     def fetchall(self) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._cursor.fetchall()]
 
-    def begin(self) -> None:
+    def begin(self, *, write: bool = True) -> None:
+        """Open a transaction (a write one takes SQLite's write lock at once, so that it
+        waits for another writer rather than failing half-way; a read one takes none)."""
         if self.dialect == "sqlite":
-            self.raw.execute("BEGIN IMMEDIATE")
+            self.raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def commit(self) -> None:
         self.raw.commit() if self.dialect == "postgresql" else self.raw.execute("COMMIT")
@@ -239,7 +241,7 @@ class Database:
             except Exception:  # noqa: S110 - a broken connection may not close cleanly
                 pass
 
-    def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _run(self, write: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         conn = self._conn()
         if not self._migrated:
             # the first query (of any thread) brings the schema up to date; a database
@@ -254,7 +256,7 @@ class Database:
                         raise
                     self._migrated = True
         try:
-            conn.begin()
+            conn.begin(write=write)
             result = fn(conn, *args, **kwargs)
             conn.commit()
         except BaseException as e:
@@ -270,11 +272,13 @@ class Database:
 
     def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
         """Run ``fn(conn, *args, **kwargs)`` as one transaction in the writer thread."""
-        return deferToThreadPool(self.reactor, self._writer, self._run, fn, *args, **kwargs)
+        return deferToThreadPool(self.reactor, self._writer, self._run, True, fn, *args,
+                                 **kwargs)
 
     def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
         """Run ``fn(conn, *args, **kwargs)`` in a reader thread."""
-        return deferToThreadPool(self.reactor, self._readers, self._run, fn, *args, **kwargs)
+        return deferToThreadPool(self.reactor, self._readers, self._run, False, fn, *args,
+                                 **kwargs)
 
 
 def _lost(error: BaseException) -> bool:

@@ -8,8 +8,10 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from urllib.request import urlopen
 
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from tests.support import (
@@ -49,6 +51,12 @@ class CrashTests(TestCase):
         if not process.ended.called:
             process.signal("KILL")
             await process.ended
+
+    def get(self, path: str) -> str:
+        """``path`` on gamews, as text."""
+        with urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
+            body: bytes = response.read()
+        return body.decode()
 
     def rows(self) -> list[tuple[int, int, str]]:
         """``(match_id, seq, status)`` of every recorded event, read as another process
@@ -94,5 +102,9 @@ class CrashTests(TestCase):
                                          for m, _, status in self.rows()), timeout=20)
             after = {seq for m, seq, _ in self.rows() if m <= max(m for m, _, _ in before)}
             self.assertEqual(sorted(set(old) - after), [])
+            # the match's events over HTTP (NDJSON, streamed): the same, in seq order
+            body = await deferToThread(self.get, f"/api/v1/matches/{match}/events")
+            streamed = [json.loads(line)["seq"] for line in body.splitlines()]
+            self.assertEqual(streamed, sorted(s for m, s, _ in self.rows() if m == match))
 
         return Deferred.fromCoroutine(run())
