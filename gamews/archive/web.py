@@ -279,7 +279,8 @@ def _player_href(key: str | None) -> str:
 def _matches_html(result: dict[str, Any], filters: dict[str, str | None]) -> bytes:
     rows = []
     for m in result["matches"]:
-        names = ", ".join(escape(str(p["name"])) for p in (m["players"] or [])[:10])
+        names = ", ".join(f'<a href="{_link("/matches", player=str(p["name"]))}">'
+                          f'{escape(str(p["name"]))}</a>' for p in (m["players"] or [])[:10])
         rows.append(
             f'<tr data-id="{m["id"]}" data-status="{escape(m["status"])}">'
             f'<td><a href="/matches/{m["id"]}">#{m["id"]}</a></td>'

@@ -265,6 +265,22 @@ class QueryTests(SynchronousTestCase):
         self.assertEqual(len(marks["kills"]), len(s["kills"]))
         self.assertIsNone(self.h.db.sync(summary, 10**9))
 
+    def test_pages_show_game_text_as_text(self) -> None:
+        """Player names and chat (the demo has a name that is an HTML tag) are escaped in
+        the list, the match page and the player pages."""
+        from gamews.archive.web import _match_html, _matches_html, _player_html, _players_html
+
+        match = next(m for m in self.h.matches() if m["status"] == "finished")
+        players = self.h.db.sync(list_players, per_page=200)
+        record = self.h.db.sync(player_record, players["players"][0]["id"])
+        pages = [_matches_html(self.h.db.sync(list_matches), {"player": "<b>"}),
+                 _match_html(self.h.db.sync(summary, match["id"])), _players_html(players),
+                 _player_html(record)]
+        text = b"".join(p or b"" for p in pages)
+        self.assertIn(b"&lt;img src=x onerror=alert(1)&gt;", text)
+        self.assertNotIn(b"<img", text)
+        self.assertNotIn(b"<b>", text)
+
     def test_events_stream_in_pages(self) -> None:
         """Every event once, in seq order, a page at a time."""
         match = self.h.matches()[-1]
