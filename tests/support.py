@@ -206,8 +206,6 @@ def spawn_twistd(args: list[str], *, pythonpath: list[str] | None = None,
     new process."""
     process = TwistdProcess()
     env = {**os.environ, **(env or {})}
-    # the match archive's data stays in trial's directory, not the user's
-    env.setdefault("GAMEWS_DATA", os.path.abspath("gamews-data"))
     env["PYTHONPATH"] = os.pathsep.join([*(pythonpath or []), str(REPO)])
     argv = [sys.executable, "-c", f"{prelude}\nfrom twisted.scripts.twistd import run; run()",
             "--pidfile=", *args]
