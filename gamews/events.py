@@ -84,6 +84,8 @@ type                     fields
 ``game_shutdown``        (nothing more)
 ``server_cvar``          ``name``, ``value``
 ``rcon``                 ``address`` (private), ``command``, ``ok`` (bool)
+``custom``               ``channel``, ``data`` (a JSON object): a ``gamews CHANNEL JSON``
+                         line from a game-side plugin (:mod:`gamews.logs.bridge`)
 =======================  ===============================================================
 """
 
@@ -105,6 +107,7 @@ __all__ = [
     "Assist",
     "Chat",
     "Connected",
+    "Custom",
     "Damage",
     "Disconnected",
     "Entered",
@@ -382,7 +385,7 @@ class TeamScore(Event):
 
 @dataclass(frozen=True, slots=True)
 class TeamScores(Event):
-    """Several teams' scores on one line (Quake 3 ``red:8  blue:5``)."""
+    """Several teams' scores on one line (Quake 3 ``red:8 blue:5``)."""
 
     type: ClassVar[str] = "team_scores"
     scores: tuple[tuple[str, int], ...]
@@ -459,13 +462,23 @@ class RconSeen(Event):
     ok: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Custom(Event):
+    """A line ``gamews CHANNEL JSON`` written by a plugin inside the game server (the
+    bridge, :mod:`gamews.logs.bridge`): ``data`` is its JSON object, checked and bounded."""
+
+    type: ClassVar[str] = "custom"
+    channel: str
+    data: dict[str, Any]
+
+
 EVENT_TYPES: Final[Mapping[str, type[Event]]] = {
     cls.type: cls
     for cls in (
         Unknown, Connected, Entered, Disconnected, PlayerInfo, TeamChange, NameChange, Chat,
         Kill, Suicide, WorldKill, Damage, Assist, PlayerScore, ItemPickup, PlayerTriggered,
         TeamTriggered, WorldTriggered, TeamScore, TeamScores, RoundStart, RoundEnd,
-        MatchStart, MatchEnd, MapChange, GameShutdown, ServerCvar, RconSeen,
+        MatchStart, MatchEnd, MapChange, GameShutdown, ServerCvar, RconSeen, Custom,
     )
 }
 """Every event class by its ``type``."""

@@ -210,6 +210,9 @@ class GamewsCollector:
         errors = _counter("gamews_log_errors",
                           "Log lines whose handling failed, or failed reads of a log file.",
                           ["server"])
+        bridge = _counter("gamews_log_bridge_dropped",
+                          "gamews CHANNEL JSON lines dropped (bad channel, invalid or "
+                          "oversized JSON).", ["server"])
         for name, service in sorted(self.log_sources.items()):
             if not isinstance(service, UdpLogService | HttpLogService | FileTailService):
                 continue
@@ -224,7 +227,8 @@ class GamewsCollector:
             misses.add_metric([name, "no_match"], unknown - stats.too_long)
             misses.add_metric([name, "too_long"], stats.too_long)
             errors.add_metric([name], stats.errors)
-        yield from (received, dropped, lines, misses, errors)
+            bridge.add_metric([name], stats.bridge_dropped)
+        yield from (received, dropped, lines, misses, errors, bridge)
 
 
 # -- the metrics of one service -----------------------------------------------------------

@@ -28,6 +28,7 @@ from gamews.errors import ConfigError
 from gamews.events import EventBus
 from gamews.fanout.config import FanoutConfig
 from gamews.fanout.link import RedisLink
+from gamews.groups import ListenerGroup, MountGroup
 from gamews.guard import raise_file_limit
 from gamews.index import IndexPage
 from gamews.logs.service import LogSourceConfig, build_log_source
@@ -74,18 +75,25 @@ class PluginContext:
         closed: Callable[[IListener], object] | None = None,
         handler: IListenerHandler | None = None,
     ) -> IListener:
-        listener = self.registry.open(
-            endpoint or self.endpoints[0], path, owner=self.name,
-            incoming=incoming, error=error, closed=closed, handler=handler,
-        )
-        self._handles.append(listener)
-        return listener
+        listeners: list[IListener] = []
+        for where in self._where(endpoint):
+            listener = self.registry.open(where, path, owner=self.name, incoming=incoming,
+                                          error=error, closed=closed, handler=handler)
+            self._handles.append(listener)  # closed when the plugin stops, even on a failure
+            listeners.append(listener)
+        return listeners[0] if len(listeners) == 1 else ListenerGroup(listeners)
 
     def mount(self, path: str, resource: IResource, *, endpoint: str | None = None) -> IMount:
-        mount = self.registry.mount(endpoint or self.endpoints[0], path, resource,
-                                    owner=self.name)
-        self._handles.append(mount)
-        return mount
+        mounts: list[IMount] = []
+        for where in self._where(endpoint):
+            mount = self.registry.mount(where, path, resource, owner=self.name)
+            self._handles.append(mount)
+            mounts.append(mount)
+        return mounts[0] if len(mounts) == 1 else MountGroup(mounts)
+
+    def _where(self, endpoint: str | None) -> tuple[str, ...]:
+        """The endpoints a handle is opened on: ``endpoint``, or else every web endpoint."""
+        return (endpoint,) if endpoint is not None else self.endpoints
 
     def close_all(self) -> Deferred[None]:
         """Close every handle the plugin still holds."""

@@ -2,17 +2,17 @@
 stand in for the origin's, and requests forwarded to the origin.
 
 :class:`EdgeFeed` loads each followed server's snapshot into the bus
-(:meth:`~gamews.events.EventBus.restore`), then reads its stream with ``XREAD BLOCK``
+(:meth:`gamews.events.EventBus.restore`), then reads its stream with ``XREAD BLOCK``
 from the snapshot's ``(epoch, seq)`` and replays every entry
-(:meth:`~gamews.events.EventBus.replay`), so plugins see the events as on the origin:
-same ``seq``, same order, none twice. A :class:`~gamews.fanout.codec.Cursor` classifies
+(:meth:`gamews.events.EventBus.replay`), so plugins see the events as on the origin:
+same ``seq``, same order, none twice. A :class:`gamews.fanout.codec.Cursor` classifies
 each entry; a gap (entries trimmed while this edge was away) takes a fresh snapshot,
 logged. After a failed read (Redis down) it reads on from where it was.
 
-:class:`RemoteGameServer` is the plugins' :class:`~gamews.rcon.server.IGameServer` on an
+:class:`RemoteGameServer` is the plugins' :class:`gamews.rcon.server.IGameServer` on an
 edge: its state is the origin's RCON link as the origin's heartbeat says, ``stale``
 while there is no heartbeat; it has no RCON of its own (``rcon`` fails) but forwards the
-plugins' user requests (:class:`~gamews.api.IRequestForwarder`).
+plugins' user requests (:class:`gamews.api.IRequestForwarder`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Every tick it writes each server's heartbeat (which expires: edges then mark the
 pages stale) and, when the state moved, its snapshot with the ``(epoch, seq)`` it reflects.
 
 :class:`RequestServer` reads the requests stream and hands each request to the plugin it
-names (an :class:`~gamews.api.IRequestHandler`): the plugin applies the same checks, rate
+names (an :class:`gamews.api.IRequestHandler`): the plugin applies the same checks, rate
 limits and audit as for a browser of its own, naming the edge; the reply goes back on the
 edge's replies stream.
 """

@@ -42,7 +42,9 @@ class LogStats:
     rotations: int = 0
     """Files followed after a rotation or truncation."""
     too_long: int = 0
-    """Lines longer than :data:`MAX_LINE`, parsed as ``unknown`` unread."""
+    """Lines longer than ``MAX_LINE`` (4096), parsed as ``unknown`` unread."""
+    bridge_dropped: int = 0
+    """``gamews CHANNEL JSON`` lines dropped: bad channel, invalid or oversized JSON."""
     events: Counter[str] = field(default_factory=Counter)
     """Parsed lines by event type (``unknown``: no type fits), counted by the line pipeline."""
 
@@ -127,7 +129,7 @@ MAX_LINE = 4096
 
 def parse_safely(parse: Callable[[str], Event], line: str) -> Event:
     """``parse(line)`` with trailing CR, LF and NUL removed; never raises: a line that is
-    too long, or that trips a parser bug, is :class:`~gamews.events.Unknown`."""
+    too long, or that trips a parser bug, is :class:`gamews.events.Unknown`."""
     if len(line) > MAX_LINE:
         return Unknown(line)
     try:

@@ -1,8 +1,8 @@
 """Parse ioquake3 / OpenArena ``games.log`` lines (``g_log``) into events.
 
 A line is ``  M:SS Keyword: rest`` (the game clock since map start, right-aligned to width
-3). :func:`parse_line` turns one line into exactly one :class:`~gamews.events.Event` and
-never raises; lines no event type fits give :class:`~gamews.events.Unknown`.
+3). :func:`parse_line` turns one line into exactly one :class:`gamews.events.Event` and
+never raises; lines no event type fits give :class:`gamews.events.Unknown`.
 
 Players are identified by client number (``client:N``), which is valid within a map; chat
 lines carry only the name (``name:NAME``), which the match state resolves.

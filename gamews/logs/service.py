@@ -39,6 +39,7 @@ from twisted.web.resource import IResource
 from gamews.errors import ConfigError
 from gamews.events import Event, EventBus
 from gamews.logs import quake3, source
+from gamews.logs.bridge import Rejected, parse_bridge_line
 from gamews.logs.common import MAX_LINE, AllowedHosts, LogStats
 from gamews.logs.http import SourceHttpLogResource
 from gamews.logs.tail import FileTailer, FileTailService
@@ -88,8 +89,15 @@ class LinePipeline:
         self.stats = stats if stats is not None else LogStats()
 
     def __call__(self, line: str) -> None:
-        """Parse and publish one line."""
-        event = self.parser(line)
+        """Parse and publish one line (a bridge line, :mod:`gamews.logs.bridge`, is a
+        ``custom`` event, or dropped and counted when malformed)."""
+        bridged = parse_bridge_line(line) if len(line) <= MAX_LINE else None
+        if isinstance(bridged, Rejected):
+            self.stats.bridge_dropped += 1
+            _log.warn("{server}: bridge line dropped: {reason}", server=self.server,
+                      reason=bridged.reason)
+            return
+        event = bridged if bridged is not None else self.parser(line)
         self.stats.events[event.type] += 1
         if len(line) > MAX_LINE:
             self.stats.too_long += 1
@@ -214,7 +222,7 @@ class LogSourceConfig:
                    environ: dict[str, str] | None = None) -> LogSourceConfig | None:
         """Check one ``[[server]]`` table's log keys (``None`` if it has no ``log``);
         ``where`` names the table in errors (``server[0]``); relative file paths are taken
-        from ``base_dir``. Raises :class:`~gamews.errors.ConfigError` naming the key."""
+        from ``base_dir``. Raises :class:`gamews.errors.ConfigError` naming the key."""
         spec = table.get("log")
         if spec is None:
             return None

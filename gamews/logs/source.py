@@ -5,7 +5,7 @@ A line is ``L MM/DD/YYYY - HH:MM:SS: message`` (files and ``logaddress_add`` UDP
 message is accepted too. Players are written ``"Name<userid><steamid><team>"``; names may
 hold quotes, ``<``, ``>`` and any Unicode, so player tokens are matched by their
 ``<userid><steamid><team>"`` tail. :func:`parse_line` gives exactly one
-:class:`~gamews.events.Event` per line and never raises.
+:class:`gamews.events.Event` per line and never raises.
 
 Steam IDs are normalised to ``[U:1:N]`` (from ``STEAM_X:Y:Z``, ``[U:1:N]`` or a 64-bit id);
 bots get ``bot:USERID``, the console ``console``, pending or LAN ids ``uid:USERID``.
@@ -175,7 +175,7 @@ def make_player(name: str, userid: str, steam_id: str, team: str | None) -> Play
 
 
 def split_stamp(line: str) -> tuple[str | None, str]:
-    """Split the ``L MM/DD/YYYY - HH:MM:SS: `` (or CS2 HTTP) prefix: ISO time, message."""
+    """Split the ``L MM/DD/YYYY - HH:MM:SS:`` (or CS2 HTTP) prefix: ISO time, message."""
     m = _STAMP.match(line)
     if m is None:
         return None, line

@@ -10,11 +10,15 @@ A spectator delay (like SourceTV's ``tv_delay``) holds the public view ``delay``
 seconds behind the game, so a player cannot ghost through it; a browser that logs in
 with a console token sees it live.
 
-Config::
+The same view also serves the stream overlay (:class:`OverlayPlugin`: ``/overlay`` and
+``/overlay/ws``), a transparent page for OBS with the score and the kill feed.
+
+Config (``[plugin.overlay]`` takes the same keys)::
 
     [plugin.live]
     delay = 0          # seconds the public view lags the game (0: live)
     kill_feed = 10     # kill feed entries kept
+    tokens_file = "tokens.txt"   # console tokens whose holders see the view live
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from gamews.api import (
 )
 from gamews.plugins.web import WebPluginService
 
-__all__ = ["LivePlugin", "LiveService", "LiveSettings", "diff_views", "view_of"]
+__all__ = ["LivePlugin", "LiveService", "LiveSettings", "OverlayPlugin", "OverlayService",
+           "diff_views", "view_of"]
 
 @dataclass(frozen=True)
 class LiveSettings:
@@ -86,7 +91,8 @@ class LiveService(WebPluginService):
         self.kill_feed = settings.kill_feed
         self.feeds: dict[str, _Feed] = {}
         self.privileged: set[int] = set()
-        self.tokens = (TokenStore.load(settings.tokens_file, key="plugin.live.tokens_file")
+        self.tokens = (TokenStore.load(settings.tokens_file,
+                                       key=f"plugin.{self.plugin}.tokens_file")
                        if settings.tokens_file is not None else None)
 
     def startService(self) -> None:
@@ -213,3 +219,32 @@ class LivePlugin:
 
     def make_service(self, context: IPluginContext) -> IService:
         return LiveService(context)
+
+
+class OverlayService(LiveService):
+    """The stream overlay: the live view on ``/overlay`` and ``/overlay/ws``.
+
+    The page (for OBS's browser source) shows the score and the kill feed on a transparent
+    background, with no controls, sized by URL parameters::
+
+        http://HOST:8080/overlay?width=480&scale=1.5&feed=6&server=alpha
+
+    ``width`` in pixels (200-3840, default 420), ``scale`` the text size (0.5-4, default
+    1), ``feed`` kill feed entries (0-20, default 5), ``server`` the game server to follow,
+    ``score=0`` or ``kills=0`` to hide a part. Its settings are the live view's, in its own
+    ``[plugin.overlay]`` table (its own ``delay``, like ``tv_delay``).
+    """
+
+    plugin = "overlay"
+
+
+@implementer(IGamewsPlugin)
+class OverlayPlugin:
+    """The stream overlay (``/overlay``)."""
+
+    name = "overlay"
+    description = "Stream overlay for OBS: score and kill feed on a transparent page."
+    settings_type = LiveSettings
+
+    def make_service(self, context: IPluginContext) -> IService:
+        return OverlayService(context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,8 +75,7 @@ class WebPluginService(Service):
                                          incoming=self._incoming_for_listener(endpoint))
             self.listeners.append(listener)
         for server in self.context.servers.values():
-            self._unsubscribe.append(server.subscribe(
-                lambda state, name=server.name: self.link_changed(name, state)))
+            self._unsubscribe.append(server.subscribe(partial(self.link_changed, server.name)))
         subscription = self.context.events.subscribe(self.event, name=f"plugin:{self.plugin}")
         self._unsubscribe.append(subscription.cancel)
 

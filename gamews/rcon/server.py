@@ -51,7 +51,7 @@ __all__ = [
 
 Kind = Literal["source", "quake3"]
 CommandObserver = Callable[[str, float], object]
-"""Told of each finished rcon command: its :func:`~gamews.rcon.link.command_outcome` and
+"""Told of each finished rcon command: its :func:`gamews.rcon.link.command_outcome` and
 the seconds from the call to the reply or failure (queueing included)."""
 _KINDS: tuple[Kind, ...] = ("source", "quake3")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -162,7 +162,7 @@ class GameServerConfig:
     def from_table(cls, table: dict[str, Any], *, base_dir: Path | None) -> GameServerConfig:
         """Validate one ``[[server]]`` table; relative ``password_file`` paths use ``base_dir``.
 
-        Raises :class:`~gamews.errors.ConfigError` naming the bad key.  Keys it does not
+        Raises :class:`gamews.errors.ConfigError` naming the bad key.  Keys it does not
         know (``log``, ``log_secret_file``, ...) are ignored: other parts of gamews read them.
         """
         name = table.get("name")

@@ -1,5 +1,5 @@
 """The Autobahn protocol under every child connection: :class:`GamewsServerProtocol`
-(the :class:`~gamews.websocket._child.Wire` of a child), its :class:`SendBuffer`,
+(the :class:`gamews.websocket._child.Wire` of a child), its :class:`SendBuffer`,
 its factory and Autobahn's timers on the injected reactor.
 
 This is the one module of gamews that touches Autobahn's or Twisted's private
@@ -88,7 +88,7 @@ def _refused(failure: Failure) -> None:
 
 class GamewsServerProtocol(WebSocketServerProtocol):
     """Autobahn's server protocol, handing each event to its :class:`Child`; the
-    child's :class:`~gamews.websocket._child.Wire`."""
+    child's :class:`gamews.websocket._child.Wire`."""
 
     factory: GamewsServerFactory
     child: Child

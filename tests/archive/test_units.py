@@ -40,8 +40,8 @@ from gamews.events import (
     Player,
     TeamScore,
 )
+from gamews.testing import PluginTestContext
 from tests.archive.support import InlineDatabase, play_demo
-from tests.fakes import FakeChild, FakeContext
 
 A = Player("Ann", "[U:1:10]", 2, "CT")
 B = Player("Bob", "[U:1:11]", 3, "TERRORIST")
@@ -75,7 +75,7 @@ class Harness:
         return result
 
 
-class BoundaryTests(SynchronousTestCase):
+class MatchBoundaryTests(SynchronousTestCase):
     """A match runs from a map start to the next; its status says how it ended."""
 
     def test_finished_then_interrupted(self) -> None:
@@ -447,12 +447,10 @@ class ReplaySocketTests(SynchronousTestCase):
         h = Harness(self)
         h.publish(MapChange("de_dust2"), Kill(A, B, "ak47"))
         h.flush()
-        context = FakeContext("echo", {}, {})  # any plugin's context: open() is all it uses
+        context = PluginTestContext("archive")
         sock = ReplaySocket(context, h.db)  # type: ignore[arg-type]
         sock.start()
-        child = FakeChild(protocols=("gamews.v1",))
-        context.listeners[0].incoming(child)
-        child.open()
+        child = context.connect("/matches/ws", protocols=("gamews.v1",))
         self.assertEqual(child.subprotocol, "gamews.v1")
         child.receive({"type": "open", "match": 1, "t": 0, "playing": False})
         self.assertEqual([f["type"] for f in child.sent],
@@ -469,3 +467,19 @@ class ReplaySocketTests(SynchronousTestCase):
         self.assertEqual(len(child.of_type("error")), 8)  # 3 + 17 of the burst went through
         child.drop()
         self.assertEqual(sock.replays, {})
+
+
+class ImportTests(SynchronousTestCase):
+    """The archive reaches plugins only through gamews.api."""
+
+    def test_no_plugin_imports(self) -> None:
+        """No module of gamews/archive imports gamews.plugins (nor anything under it)."""
+        from tests.test_boundaries import import_graph
+
+        graph = import_graph()
+        archive = {m: deps for m, deps in graph.items() if m.startswith("gamews.archive")}
+        self.assertIn("gamews.archive.replay", archive)
+        self.assertIn("gamews.api", archive["gamews.archive.replay"])
+        self.assertEqual({m: sorted(d for d in deps if d.startswith("gamews.plugins"))
+                          for m, deps in archive.items()
+                          if any(d.startswith("gamews.plugins") for d in deps)}, {})

@@ -33,11 +33,11 @@ from gamews.fanout.edge import EdgeFeed
 from gamews.fanout.link import RedisLink, stream_entries
 from gamews.fanout.origin import OriginPublisher, decode_request
 from gamews.logs.source import parse_line
-from gamews.plugins.chat import ChatService
-from gamews.plugins.console import ConsoleService
+from gamews.plugins.chat import ChatPlugin, ChatService
+from gamews.plugins.console import ConsolePlugin, ConsoleService
 from gamews.rcon.link import LinkState, RconError
 from gamews.rcon.server import IGameServer
-from tests.fakes import FakeContext, FakeGameServer
+from gamews.testing import PluginTestContext, ScriptedGameServer
 
 
 class CursorTests(SynchronousTestCase):
@@ -315,7 +315,7 @@ class EdgeFeedTests(SynchronousTestCase):
 
 
 @implementer(IGameServer, IRequestForwarder)
-class ForwardingGame(FakeGameServer):
+class ForwardingGame(ScriptedGameServer):
     """An edge's game server stand-in whose forwarded requests the test answers."""
 
     stale = False
@@ -340,7 +340,8 @@ class LateEdgeChatTests(SynchronousTestCase):
         """The first browser gets the chat lines and kills the snapshot keeps; events the
         snapshot already holds are not shown twice; later ones are."""
         origin, events = demo_bus(60)
-        context = FakeContext("chat", {}, {"demo": FakeGameServer("demo")})
+        context = PluginTestContext.for_plugin(ChatPlugin(),
+                                               servers={"demo": ScriptedGameServer("demo")})
         chat = ChatService(context)
         chat.startService()
         snapshot = cast(Any, origin.state("demo")).snapshot()
@@ -367,9 +368,10 @@ class ForwardedRequestTests(SynchronousTestCase):
         directory = Path(self.mktemp())
         directory.mkdir()
         (directory / "tokens.txt").write_text(f"mo:moderator:{hash_token('mod')}\n")
-        context = FakeContext("console", {"tokens_file": "tokens.txt", "burst": 1,
-                                          "audit_log": "audit.jsonl", "rate": 1.0},
-                              {"alpha": game}, base_dir=directory)
+        context = PluginTestContext.for_plugin(
+            ConsolePlugin(), {"tokens_file": "tokens.txt", "burst": 1,
+                              "audit_log": "audit.jsonl", "rate": 1.0},
+            servers={"alpha": game}, base_dir=directory)
         service = ConsoleService(context)
         service.startService()
         return service, directory / "audit.jsonl"
@@ -378,7 +380,7 @@ class ForwardedRequestTests(SynchronousTestCase):
         """An edge's console sends the user, role and command; the reply is the result."""
         game = ForwardingGame()
         service, audit = self.console(game)
-        child = cast(FakeContext, service.context).listeners[0].connect()
+        child = cast(PluginTestContext, service.context).listeners[0].connect()
         child.receive({"type": "login", "token": "mod"})
         child.receive({"type": "command", "id": 4, "command": "status"})
         ((plugin, server, request, d),) = game.forwarded
@@ -394,7 +396,7 @@ class ForwardedRequestTests(SynchronousTestCase):
 
     def test_console_on_origin_checks_and_audits_the_edge(self) -> None:
         """A forwarded command gets the role check and rate limit, audited with the edge."""
-        game = FakeGameServer("alpha")
+        game = ScriptedGameServer("alpha")
         service, audit = self.console(game)
         verifyObject(IRequestHandler, service)
         user = User("mo", "moderator")
@@ -418,7 +420,7 @@ class ForwardedRequestTests(SynchronousTestCase):
     def test_chat_forwarded_and_limited_on_origin(self) -> None:
         """A chat line from an edge is forwarded raw; the origin cleans and rate-limits it."""
         game = ForwardingGame()
-        context = FakeContext("chat", {}, {"alpha": game})
+        context = PluginTestContext.for_plugin(ChatPlugin(), servers={"alpha": game})
         edge = ChatService(context)
         edge.startService()
         child = context.listeners[0].connect()
@@ -428,8 +430,9 @@ class ForwardedRequestTests(SynchronousTestCase):
         d.callback({"error": "rate limited"})
         self.assertEqual(child.of_type("error")[-1]["reason"], "rate limited")
 
-        local = FakeGameServer("alpha")
-        origin = ChatService(FakeContext("chat", {"burst": 1}, {"alpha": local}))
+        local = ScriptedGameServer("alpha")
+        origin = ChatService(PluginTestContext.for_plugin(ChatPlugin(), {"burst": 1},
+                                                          servers={"alpha": local}))
         forwarded = Request({"name": "B:ob", "text": "hi\n"}, "10.0.0.1", "edge-2/5",
                             via="edge-2")
         first = origin.apply("alpha", forwarded)
@@ -450,7 +453,7 @@ class OriginPublisherTests(SynchronousTestCase):
         self.bus = EventBus(self.clock)
         self.bus.add_server("demo")
         config = FanoutConfig("origin", "tcp:h:1", name="o", maxlen=500)
-        game = cast(IGameServer, FakeGameServer("demo"))
+        game = cast(IGameServer, ScriptedGameServer("demo"))
         self.publisher = OriginPublisher(config, self.bus, {"demo": game},
                                          cast(RedisLink, self.link), clock=self.clock)
         _, self.events = demo_bus(30)
