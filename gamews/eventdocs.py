@@ -41,7 +41,7 @@ the envelope's keys and the event's fields.
 A *player* (`Player`) is the JSON object `{"name", "id", "slot", "team", "bot"}` (`id` is
 `Player.key`, a stable identity: `[U:1:N]`, `bot:UID`, `console`, Quake 3 `client:N`).
 A *position* is `[x, y, z]`. *Properties* are name/value pairs, a JSON object.
-Fields marked *private* (IP addresses) are left out of the JSON form browsers get.
+No event carries an IP address: the parsers drop them (an unparsed line's are masked).
 
 ## Events
 """
@@ -78,9 +78,9 @@ def _summary(cls: type) -> str:
 def _section(cls: type[Event]) -> str:
     # a | inside a table cell must be escaped, even in code
     rows = [f"| `{f.name}` | `{_type_name(f.type).replace('|', chr(92) + '|')}` | "
-            f"{_default(f)} |" + (" private |" if f.name in cls.private else " |")
+            f"{_default(f)} |"
             for f in dataclasses.fields(cls) if f.name not in ("log_time", "game_clock")]
-    table = ("| field | type | default | |\n|---|---|---|---|\n" + "\n".join(rows)
+    table = ("| field | type | default |\n|---|---|---|\n" + "\n".join(rows)
              if rows else "No fields besides the envelope's.")
     return f"### `{cls.type}`: `{cls.__name__}`\n\n{_summary(cls)}\n\n{table}\n"
 

@@ -36,6 +36,7 @@ from gamews.manhole import make_manhole_service, service_namespace
 from gamews.metrics import GamewsMetrics, MetricsService
 from gamews.pages import static_files
 from gamews.rcon.server import GameServer, IGameServer
+from gamews.rcon.status import StatusPoller
 from gamews.registry import Listener, Mount, Registry
 from gamews.settings import PluginSettings, ServerSettings, Settings
 from gamews.websocket import tune_autobahn
@@ -292,6 +293,9 @@ class GamewsService(MultiService):
         game = GameServer(server.game, reactor=self.registry.reactor)
         game.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.servers[name] = game
+        if server.game.status_interval:
+            StatusPoller(game, self.events, server.game.status_interval,
+                         clock=self.registry.reactor).setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
         # a socket per connection, and room for pages, handshakes and game links

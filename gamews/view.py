@@ -21,7 +21,7 @@ def view_of(state: MatchState, kill_feed: int) -> dict[str, Any]:
         players[p.key] = {
             "id": p.key, "name": p.name, "team": p.team, "kills": p.kills,
             "deaths": p.deaths, "score": p.score if p.score is not None else p.kills,
-            "ping": None, "connected": p.connected_at, "bot": p.bot,
+            "ping": p.ping, "connected": p.connected_at, "bot": p.bot,
         }
     feed = [entry for entry in (_feed_entry(e) for e in state.kill_feed) if entry is not None]
     return {"map": state.map, "round": state.round, "teams": dict(state.teams),
@@ -33,18 +33,19 @@ def _feed_entry(envelope: Envelope) -> dict[str, Any] | None:
     event = envelope.event
     killer: Player | None = None
     if isinstance(event, Kill):
-        killer, victim, weapon = event.killer, event.victim, event.weapon or None
+        killer, victim, weapon = event.killer, event.victim, event.weapon_name or event.weapon
+        kind = "kill"
     elif isinstance(event, Suicide):
-        victim, weapon = event.player, event.weapon or None
+        victim, weapon, kind = event.player, event.weapon_name or event.weapon, "suicide"
     elif isinstance(event, WorldKill):
-        victim, weapon = event.victim, event.cause
+        victim, weapon, kind = event.victim, event.cause_name or event.cause, "world"
     else:
         return None
     return {"seq": envelope.seq, "time": envelope.received,
             "killer": killer.name if killer is not None else None,
             "killer_team": killer.team if killer is not None else None,
-            "victim": victim.name, "victim_team": victim.team, "weapon": weapon,
-            "headshot": isinstance(event, Kill) and event.headshot}
+            "victim": victim.name, "victim_team": victim.team, "weapon": weapon or None,
+            "kind": kind, "headshot": isinstance(event, Kill) and event.headshot}
 
 
 def diff_views(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from gamews.plugins.web import WebPluginService
 __all__ = ["LivePlugin", "LiveService", "LiveSettings", "OverlayPlugin", "OverlayService",
            "diff_views", "view_of"]
 
+
 @dataclass(frozen=True)
 class LiveSettings:
     """The ``[plugin.live]`` table."""

@@ -505,6 +505,8 @@
       return el('li', { class: 'kill' },
         k.killer !== null && k.killer !== undefined ? who(k.killer, k.killer_team) : null,
         el('span', { class: 'weapon' }, k.weapon ? String(k.weapon) : 'died'),
+        k.kind === 'suicide' || k.kind === 'world'
+          ? el('span', { class: 'tag' }, k.kind === 'suicide' ? 'suicide' : 'world') : null,
         k.headshot ? el('span', { class: 'tag tag-hs', title: 'headshot' }, 'HS') : null,
         who(k.victim, k.victim_team));
     });
