@@ -104,8 +104,8 @@ class PostgresTests(TestCase):
             await server.start()
             play_demo(bus, clock, 5, match=demo)
             await recorder.stopService()
-            await poll_until(lambda: recorder._retry is None and recorder._writing is None,
-                             timeout=20)
+            await poll_until(lambda: recorder.accountant.retry is None
+                             and recorder._writing is None, timeout=20)
             self.assertTrue(self.flushLoggedErrors(), "the outage was seen")
             rows = await db.read(lambda c: c.execute(
                 "SELECT seq FROM events ORDER BY seq").fetchall())

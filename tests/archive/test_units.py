@@ -213,7 +213,7 @@ class QueryTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.h = Harness(self)
-        self.h.recorder.checkpoint_every = 50
+        self.h.recorder.accountant.checkpoint_every = 50
         play_demo(self.h.bus, self.h.clock, 400, server="alpha")
         self.h.flush()
 
