@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
 
-from gamews.auth import TokenStore, User
+from gamews.auth import TokenProof, TokenStore, User
 from gamews.errors import ConfigError, EndpointConflictError
 from gamews.events import (
     EVENT_TYPES,
@@ -181,6 +181,7 @@ __all__ = [
     "TeamScores",
     "TeamTriggered",
     "TokenBucket",
+    "TokenProof",
     "TokenStore",
     "Unknown",
     "User",
@@ -494,16 +495,22 @@ class Request:
     connection: str
     """The browser connection, unique over every instance (per-connection rate limits)."""
     user: User | None = None
-    """Who logged in, where the plugin has logins."""
+    """Who logged in, where the plugin has logins (only local: a forwarded request has none;
+    its user is the one :attr:`proof` names, in the origin's own token store)."""
     via: str | None = None
     """The gamews instance (an edge) that forwarded the request; ``None`` when local."""
+    proof: TokenProof | None = None
+    """On the origin, for a forwarded request whose user had logged in on the edge: the proof
+    of their token, to check with :meth:`TokenStore.verify` (the role comes from there)."""
 
 
 class IRequestHandler(Interface):
     """A plugin service that applies its users' requests where the game link is.
 
     An origin (``[fanout] role = "origin"``) hands it the requests edges forward, with
-    the same checks and rate limits as for its own browsers.
+    the same checks and rate limits as for its own browsers. A forwarded request
+    (``via`` set) carries no user: a plugin with logins finds it with
+    ``tokens.verify(request.proof)`` in its own token store.
     """
 
     def apply(server: str, request: Request) -> Deferred[dict[str, Any]]:
@@ -516,7 +523,12 @@ class IRequestForwarder(Interface):
 
     def forward(plugin: str, server: str, request: Request) -> Deferred[dict[str, Any]]:
         """Send ``request`` to ``plugin`` on the origin; fire with its reply, or fail
-        (origin silent, Redis down) with an exception whose message says why."""
+        (origin silent, Redis down, too many requests waiting) with an exception whose
+        message says why.
+
+        Only the body, the address and connection and, when ``request.user`` came from a
+        :class:`TokenStore` login, a proof of that user's token go: never a user or role,
+        which the origin takes from its own token store."""
 
 
 class IGamewsPlugin(IPlugin, Interface):  # Interface too: pydoctor sees an interface

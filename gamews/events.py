@@ -759,6 +759,9 @@ class MatchState:
             raise ValueError("backlog sizes must be 0 or more")
         self.server = server
         self.seq = 0
+        self.run = 0
+        """Which numbering ``seq`` belongs to: changes when the numbering starts again (a new
+        run of the instance holding the game link). Compare for equality only."""
         self.map: str | None = None
         self.map_seq = 0
         """The ``seq`` of the last log event that set the map."""
@@ -996,6 +999,7 @@ class MatchState:
         """Replace the whole state with a :meth:`snapshot` taken elsewhere (another instance
         of gamews), so that applying the events that follow it gives the same state."""
         self.seq = int(snapshot.get("seq", 0))
+        self.run = int(snapshot.get("run", self.run))
         self.map = snapshot.get("map")
         self.map_seq = self.seq
         self.hostname = snapshot.get("hostname")
@@ -1017,9 +1021,9 @@ class MatchState:
     def snapshot(self) -> dict[str, Any]:
         """A JSON object of the whole state, with ``seq`` of the last event applied."""
         return {
-            "type": "snapshot", "server": self.server, "seq": self.seq, "map": self.map,
-            "hostname": self.hostname, "round": self.round, "game_clock": self.game_clock,
-            "teams": dict(self.teams),
+            "type": "snapshot", "server": self.server, "seq": self.seq, "run": self.run,
+            "map": self.map, "hostname": self.hostname, "round": self.round,
+            "game_clock": self.game_clock, "teams": dict(self.teams),
             "players": [p.to_json() for p in self.players.values()],
             "kill_feed": [e.to_json() for e in self.kill_feed],
             "chat": [e.to_json() for e in self.chat],
@@ -1165,6 +1169,8 @@ class EventBus:
         self.batch = batch
         self.kill_feed_size = kill_feed_size
         self.chat_size = chat_size
+        self.run = int(clock.seconds() * 1000)
+        """The run number of the states made here (this process's start, in ms)."""
         self._states: dict[str, MatchState] = {}
         self._seq: dict[str, int] = {}
         self._all: list[Subscription] = []
@@ -1186,6 +1192,7 @@ class EventBus:
                 chat_size=self.chat_size if chat_size is None else chat_size,
             )
             state.seq = self._seq.get(server, 0)
+            state.run = self.run
             self._states[server] = state
         return state
 

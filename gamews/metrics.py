@@ -36,6 +36,7 @@ from twisted.web.server import GzipEncoderFactory, Request, Site
 
 from gamews.endpoints import Listening, is_loopback_endpoint, normalize_endpoint
 from gamews.errors import ConfigError
+from gamews.fanout.link import FanoutStats
 from gamews.logs.service import HttpLogService
 from gamews.logs.tail import FileTailService
 from gamews.logs.udp import UdpLogService
@@ -113,12 +114,13 @@ class GamewsCollector:
     """A prometheus_client collector reading gamews's own counters when scraped."""
 
     def __init__(self, registry: Registry, servers: Mapping[str, GameServer],
-                 log_sources: Mapping[str, object]) -> None:
-        """Read ``registry``'s connections and counters, ``servers``' links and the
-        counters of ``log_sources`` (by game server name)."""
+                 log_sources: Mapping[str, object], fanout: FanoutStats | None = None) -> None:
+        """Read ``registry``'s connections and counters, ``servers``' links, the
+        counters of ``log_sources`` (by game server name) and the fan-out's, if any."""
         self.registry = registry
         self.servers = servers
         self.log_sources = log_sources
+        self.fanout = fanout
 
     def describe(self) -> Iterable[Metric]:
         """Nothing up front: the families are built afresh on each scrape."""
@@ -130,6 +132,7 @@ class GamewsCollector:
         yield from self._traffic()
         yield from self._links()
         yield from self._logs()
+        yield from self._fanout()
 
     def _connections(self) -> Iterator[Metric]:
         held: defaultdict[tuple[str, str], int] = defaultdict(int)
@@ -230,6 +233,16 @@ class GamewsCollector:
             bridge.add_metric([name], stats.bridge_dropped)
         yield from (received, dropped, lines, misses, errors, bridge)
 
+    def _fanout(self) -> Iterator[Metric]:
+        if self.fanout is None:
+            return
+        rejected = _counter("gamews_fanout_rejected_entries",
+                            "Entries read from Redis and dropped: not sealed with a fan-out "
+                            "key, a replayed request or a heartbeat too old.", ["kind"])
+        for kind in ("request", "event", "snapshot", "heartbeat", "reply"):
+            rejected.add_metric([kind], self.fanout.rejected[kind])
+        yield rejected
+
 
 # -- the metrics of one service -----------------------------------------------------------
 
@@ -239,11 +252,11 @@ class GamewsMetrics:
     live state and the RCON command counters."""
 
     def __init__(self, registry: Registry, servers: Mapping[str, GameServer],
-                 log_sources: Mapping[str, object]) -> None:
-        """Collect from ``registry``, ``servers`` and ``log_sources``, and observe every
-        RCON command of ``servers``."""
+                 log_sources: Mapping[str, object], fanout: FanoutStats | None = None) -> None:
+        """Collect from ``registry``, ``servers``, ``log_sources`` and ``fanout``, and
+        observe every RCON command of ``servers``."""
         self.collector_registry = CollectorRegistry()
-        self.collector = GamewsCollector(registry, servers, log_sources)
+        self.collector = GamewsCollector(registry, servers, log_sources, fanout)
         self.collector_registry.register(self.collector)
         self.rcon_commands = Counter(
             "gamews_rcon_commands", "RCON commands finished, by outcome.",

@@ -27,7 +27,7 @@ from gamews.demo.setup import DemoGame, make_demo
 from gamews.errors import ConfigError
 from gamews.events import EventBus
 from gamews.fanout.config import FanoutConfig
-from gamews.fanout.link import RedisLink
+from gamews.fanout.link import FanoutStats, RedisLink
 from gamews.groups import ListenerGroup, MountGroup
 from gamews.guard import raise_file_limit
 from gamews.index import IndexPage
@@ -174,6 +174,7 @@ class GamewsService(MultiService):
         self.plugins = [p.plugin for p in settings.plugins]
         self.demo: DemoGame | None = make_demo() if settings.demo else None
         self.fanout = settings.fanout
+        self.fanout_stats = FanoutStats()
         self._index_mounts: list[Mount] = []
         try:
             self._build(settings, reactor)
@@ -218,7 +219,8 @@ class GamewsService(MultiService):
             from gamews.fanout.origin import RequestServer
 
             requests = RequestServer(fanout, self._link("requests"), self._link("write"),
-                                     self.request_handler, clock=reactor)
+                                     self.request_handler, clock=reactor,
+                                     stats=self.fanout_stats)
             requests.setServiceParent(self)  # type: ignore[no-untyped-call]
         if settings.manhole is not None:
             def rcon(server: str, command: str) -> Deferred[str]:
@@ -234,7 +236,8 @@ class GamewsService(MultiService):
         if settings.metrics is not None:
             links = {n: s for n, s in self.servers.items() if isinstance(s, GameServer)}
             # an edge's stand-ins hold no RCON link: the origin's metrics have them
-            self.metrics = GamewsMetrics(self.registry, links, self.log_sources)
+            self.metrics = GamewsMetrics(self.registry, links, self.log_sources,
+                                         self.fanout_stats if settings.fanout else None)
             metrics_service = MetricsService(settings.metrics.listen, self.metrics,
                                              reactor=reactor)
             metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
@@ -260,13 +263,13 @@ class GamewsService(MultiService):
             from gamews.fanout.origin import OriginPublisher
 
             publisher = OriginPublisher(fanout, self.events, self.servers, self._link("write"),
-                                        clock=reactor)
+                                        clock=reactor, stats=self.fanout_stats)
             publisher.setServiceParent(self)  # type: ignore[no-untyped-call]
             return
         from gamews.fanout.edge import EdgeFeed
 
         feed = EdgeFeed(fanout, self.events, self._link("read"), self._link("write"),
-                        clock=reactor)
+                        clock=reactor, stats=self.fanout_stats)
         self.servers.update(feed.servers)
         feed.setServiceParent(self)  # type: ignore[no-untyped-call]
 

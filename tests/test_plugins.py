@@ -171,6 +171,23 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(len(child.of_type("error")), 6)
         self.assertIsNone(child.closed)
 
+    def test_browser_sending_too_fast_closed(self) -> None:
+        """Past 20 frames a second (after a burst of 40) a browser is closed with 1008 and
+        its further frames cost nothing (not even an answer); another browser is not."""
+        flooder, other = self.listener.connect(), self.listener.connect(FakeBrowser("10.0.0.2"))
+        for _ in range(40):
+            flooder.receive({"type": "bogus"})
+        self.assertIsNone(flooder.closed)
+        flooder.receive({"type": "bogus"})
+        self.assertEqual(flooder.closed, (1008, "sending too fast"))
+        answered = len(flooder.sent)
+        for _ in range(100):
+            flooder.receive({"type": "say", "name": "A", "text": "spam"})
+        self.assertEqual(len(flooder.sent), answered)
+        self.assertEqual(self.game.commands, [])
+        other.receive({"type": "say", "name": "B", "text": "fine"})
+        self.assertEqual(len(self.game.commands), 1)
+
     def test_link_state_broadcast(self) -> None:
         """A change of the RCON link reaches the page as a link frame."""
         child = self.listener.connect()
@@ -291,6 +308,33 @@ class LiveTests(SynchronousTestCase):
         self.assertEqual(state["players"]["bot:2"]["kills"], 1)
         admin.receive({"type": "login", "token": "wrong"})
         self.assertEqual(admin.of_type("error")[-1]["reason"], "login refused")
+
+    def test_new_run_reaches_the_delayed_view_as_a_snapshot(self) -> None:
+        """When the numbering starts again (the origin restarted), live spectators get a
+        snapshot of the new run at once and delayed ones after the delay, then deltas of
+        that run in order: nobody is left discarding them."""
+        tokens = Path(self.mktemp())
+        tokens.write_text(f"alice:admin:{hash_token('tok')}\n")
+        self.make(delay=30, tokens=tokens)
+        public = self.context.listeners[0].connect()
+        admin = self.context.listeners[0].connect()
+        admin.receive({"type": "login", "token": "tok"})
+        self.game.feed_log(*JOIN)
+        self.context.reactor.advance(30)
+        old = public.of_type("snapshot")[-1]["run"]
+        self.context.events.restore("alpha", {**MatchState("alpha").snapshot(), "run": old + 1})
+        self.game.feed_log(*JOIN[:2])
+        self.assertEqual([(f["run"], f["seq"]) for f in admin.of_type("snapshot")][-1],
+                         (old + 1, 1))
+        self.assertEqual(admin.of_type("delta")[-1]["seq"], 2)
+        self.context.reactor.advance(30)
+        frames = [f for f in public.sent if f["type"] in ("snapshot", "delta")]
+        reset = next(i for i, f in enumerate(frames) if f.get("run") == old + 1)
+        self.assertEqual((frames[reset]["type"], frames[reset]["seq"]), ("snapshot", 1))
+        self.assertEqual([(f["type"], f["run"], f["seq"]) for f in frames[reset + 1:]],
+                         [("delta", old + 1, 2)])
+        live = self.apply(admin.of_type("snapshot")[-1], admin.of_type("delta")[-1:])
+        self.assertEqual(self.apply(frames[reset], frames[reset + 1:]), live)
 
     def test_view_and_diff(self) -> None:
         """diff_views reports changed keys, new and gone players, and new feed entries."""

@@ -99,8 +99,11 @@ class OptionsTests(SynchronousTestCase):
     def test_fanout_roles(self) -> None:
         """A [fanout] edge runs no demo and stands in for the origin's servers; an origin runs
         its game servers as usual; an edge given a [[server]] is refused."""
-        path = Path(self.mktemp())
-        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\n'
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        (directory / "k").write_text("k" * 43 + "\n")
+        path = directory / "gamews.toml"
+        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\nkey_file = "k"\n'
                         'name = "edge-1"\nservers = ["alpha", "beta"]\n')
         service = makeService(self.parse("--config", str(path)))
         assert isinstance(service, GamewsService)
@@ -108,16 +111,16 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual([(name, game.stale) for name, game in service.servers.items()],
                          [("alpha", True), ("beta", True)])
         self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live", "overlay"])
-        path.write_text('[fanout]\nrole = "origin"\nredis = "tcp:127.0.0.1:6379"\n')
+        path.write_text('[fanout]\nrole = "origin"\nredis = "tcp:127.0.0.1:6379"\nkey_file = "k"\n')
         origin = makeService(self.parse("--config", str(path)))
         assert isinstance(origin, GamewsService) and origin.demo is not None
         self.addCleanup(origin.demo.cleanup)
         self.assertEqual(list(origin.servers), ["demo"])
-        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\n'
+        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\nkey_file = "k"\n'
                         'servers = ["a"]\n[[server]]\nname = "a"\nkind = "source"\n'
                         'rcon = "127.0.0.1:1"\npassword_env = "X"\n')
         self.assertIn("fanout.role", self.error_of("--config", str(path)))
-        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\n'
+        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\nkey_file = "k"\n'
                         'password = "inline"\nservers = ["a"]\n')
         self.assertIn("fanout.password", self.error_of("--config", str(path)))
 

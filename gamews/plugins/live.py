@@ -70,13 +70,15 @@ def _public(server: str) -> str:
 class _Feed:
     """One game server's view, and the delayed public view with the history it lags."""
 
-    def __init__(self, view: dict[str, Any], seq: int) -> None:
+    def __init__(self, view: dict[str, Any], seq: int, run: int) -> None:
         self.view = view
         self.seq = seq
-        # (time, seq, view) of the last `delay` seconds, not yet public
-        self.history: deque[tuple[float, int, dict[str, Any]]] = deque()
+        self.run = run
+        # (time, run, seq, view) of the last `delay` seconds, not yet public
+        self.history: deque[tuple[float, int, int, dict[str, Any]]] = deque()
         self.public_view = view
         self.public_seq = seq
+        self.public_run = run
 
 
 class LiveService(WebPluginService):
@@ -110,15 +112,23 @@ class LiveService(WebPluginService):
         return super().stopService()
 
     def _fresh(self, server: str) -> _Feed:
-        """Take ``server``'s view afresh from its match state (the public view keeps its lag)."""
+        """Take ``server``'s view afresh from its match state (the public view keeps its lag;
+        a new run reaches it, after the delay, as a snapshot)."""
         state = self.context.events.add_server(server)
-        view, seq = view_of(state, self.kill_feed), state.seq
+        view, seq, run = view_of(state, self.kill_feed), state.seq, state.run
         feed = self.feeds.get(server)
         if feed is None or self.delay <= 0:
-            feed = self.feeds[server] = _Feed(view, seq)
+            feed = self.feeds[server] = _Feed(view, seq, run)
         else:
-            feed.view, feed.seq = view, seq
+            if run != feed.run:
+                self._hold(server, feed, run, seq, view)
+            feed.view, feed.seq, feed.run = view, seq, run
         return feed
+
+    def _hold(self, server: str, feed: _Feed, run: int, seq: int, view: dict[str, Any]) -> None:
+        """Keep ``view`` for the public view, released after the delay."""
+        feed.history.append((self.clock.seconds(), run, seq, view))
+        self._timers.append(self.clock.callLater(self.delay, self._release, server))
 
     def _delayed(self, child: IConnection) -> bool:
         return self.delay > 0 and child.id not in self.privileged
@@ -139,13 +149,14 @@ class LiveService(WebPluginService):
     def joined(self, child: IConnection, server: str) -> None:
         feed = self.feeds.get(server)
         state = self.context.events.state(server)
-        if feed is None or (state is not None and state.seq != feed.seq):
+        if feed is None or (state is not None and (state.seq, state.run) != (feed.seq, feed.run)):
             # events not seen yet, or a state replaced without events (a fan-out edge
             # that loaded a snapshot): start from the state as it is
             feed = self._fresh(server)
         delayed = self._delayed(child)
-        view, seq = (feed.public_view, feed.public_seq) if delayed else (feed.view, feed.seq)
-        self.send(child, {"type": "snapshot", "server": server, "seq": seq,
+        view, seq, run = ((feed.public_view, feed.public_seq, feed.public_run) if delayed
+                          else (feed.view, feed.seq, feed.run))
+        self.send(child, {"type": "snapshot", "server": server, "seq": seq, "run": run,
                           "delay": self.delay if delayed else 0, "state": view})
 
     def gone(self, child: IConnection) -> None:
@@ -178,22 +189,21 @@ class LiveService(WebPluginService):
         state = self.context.events.state(server)
         if feed is None or state is None:
             return
-        if state.seq != envelope.seq or envelope.seq != feed.seq + 1:
+        if state.seq != envelope.seq or envelope.seq != feed.seq + 1 or state.run != feed.run:
             # the bus delivered late or we missed events: start this server afresh
             self._fresh(server)
             for _, child in self.followers(server):
                 self.joined(child, server)
             return
         view = view_of(state, self.kill_feed)
-        frame = {"type": "delta", "server": server, "seq": envelope.seq,
+        frame = {"type": "delta", "server": server, "seq": envelope.seq, "run": feed.run,
                  "changes": diff_views(feed.view, view)}
         feed.view, feed.seq = view, envelope.seq
         self.publish((server,), frame)
         if self.delay <= 0:
-            feed.public_view, feed.public_seq = view, envelope.seq
+            feed.public_view, feed.public_seq, feed.public_run = view, envelope.seq, feed.run
             return
-        feed.history.append((self.clock.seconds(), envelope.seq, view))
-        self._timers.append(self.clock.callLater(self.delay, self._release, server))
+        self._hold(server, feed, feed.run, envelope.seq, view)
 
     def _release(self, server: str) -> None:
         """Send the delayed public view everything older than ``delay``."""
@@ -203,10 +213,14 @@ class LiveService(WebPluginService):
         self._timers = [t for t in self._timers if t.active()]
         cutoff = self.clock.seconds() - self.delay
         while feed.history and feed.history[0][0] <= cutoff:
-            _, seq, view = feed.history.popleft()
-            frame = {"type": "delta", "server": server, "seq": seq,
-                     "changes": diff_views(feed.public_view, view)}
-            feed.public_view, feed.public_seq = view, seq
+            _, run, seq, view = feed.history.popleft()
+            if run != feed.public_run:  # a new run: a reset, as a snapshot
+                frame = {"type": "snapshot", "server": server, "seq": seq, "run": run,
+                         "delay": self.delay, "state": view}
+            else:
+                frame = {"type": "delta", "server": server, "seq": seq, "run": run,
+                         "changes": diff_views(feed.public_view, view)}
+            feed.public_view, feed.public_seq, feed.public_run = view, seq, run
             self.publish((_public(server),), frame)
 
 

@@ -25,7 +25,9 @@ from gamews.api import (
     IListener,
     IPluginContext,
     IRequestForwarder,
+    ReadyState,
     Request,
+    TokenBucket,
     page,
 )
 
@@ -35,6 +37,10 @@ STATIC = Path(__file__).parent / "static"
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "gamews.v1"
 MAX_FRAME = 16 * 1024
+FRAME_RATE = 20.0
+"""Frames a second a browser may send (after a burst of twice as many): far above what the
+pages send. Past it the connection is closed with 1008, so that one browser sending in a
+tight loop cannot hold the reactor (every frame costs a parse and an answer)."""
 
 _LINK_NAMES = {"up": "connected", "connecting": "connecting", "down": "reconnecting",
                "auth_failed": "password_rejected", "stopped": "stopped"}
@@ -61,6 +67,7 @@ class WebPluginService(Service):
         self.following: dict[int, str] = {}
         self.children: dict[int, tuple[IListener, IConnection]] = {}
         self.subscribed: dict[int, IChannel] = {}
+        self._frame_buckets: dict[int, TokenBucket] = {}
         self._unsubscribe: list[Callable[[], object]] = []
         self._mounts: list[Any] = []
 
@@ -117,12 +124,24 @@ class WebPluginService(Service):
         self.following.pop(child.id, None)
         self.children.pop(child.id, None)
         self.subscribed.pop(child.id, None)
+        self._frame_buckets.pop(child.id, None)
         self.gone(child)
 
     def gone(self, child: IConnection) -> None:
         """A child has gone (override to forget per-child state)."""
 
     def _message(self, child: IConnection, data: str | bytes) -> None:
+        now = self.clock.seconds()
+        bucket = self._frame_buckets.get(child.id)
+        if bucket is None:
+            bucket = self._frame_buckets[child.id] = TokenBucket(2 * FRAME_RATE,
+                                                                 1 / FRAME_RATE, now)
+        if bucket.take(now) > 0:  # what follows until the close is ignored
+            if child.ready_state is ReadyState.OPEN:
+                self.log.info("{plugin}: closing {peer}: over {rate:g} frames a second",
+                              plugin=self.plugin, peer=child.request.peer, rate=FRAME_RATE)
+                child.close(1008, "sending too fast")
+            return
         if isinstance(data, bytes) or len(data) > MAX_FRAME:
             self.send(child, {"type": "error", "reason": "frames are JSON text up to 16 KiB"})
             return

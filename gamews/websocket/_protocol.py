@@ -113,6 +113,10 @@ class GamewsServerProtocol(WebSocketServerProtocol):
     def close(self, code: int, reason: bytes | None) -> None:
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code, reason)
+            if code == 1008 and self.transport is not None:
+                # a policy violation (a peer sending in a tight loop): read nothing more,
+                # or its frames are parsed until the close timeout drops it
+                cast(IPushProducer, self.transport).pauseProducing()
         elif self.state != self.STATE_CLOSED and self.transport is not None:
             self.transport.loseConnection()
 

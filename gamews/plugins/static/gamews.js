@@ -385,6 +385,7 @@
   function followLive(path, draw, { feed = 10, server: wanted = null, replay = null } = {}) {
     let server = null;
     let seq = null; // the seq of the state shown; null until a snapshot
+    let run = null; // the numbering seq belongs to (changes when the origin restarts)
     let waiting = true; // a snapshot is due (first one, or after a resync)
     let state = { map: null, round: 0, teams: {}, players: {}, kill_feed: [] };
     let delay = 0;
@@ -402,6 +403,7 @@
         kill_feed: Array.isArray(s.kill_feed) ? s.kill_feed.slice(-feed) : [],
       };
       seq = Number(frame.seq);
+      run = frame.run ?? null;
       delay = Number(frame.delay) || 0;
       waiting = false;
       if (replay) replay.at(frame.t);
@@ -411,8 +413,9 @@
     function delta(frame, sock) {
       if (waiting) return; // a snapshot is on its way
       const n = Number(frame.seq);
-      if (!Number.isFinite(n) || n <= seq) return; // old news
-      if (n !== seq + 1) {
+      const sameRun = (frame.run ?? null) === run;
+      if (sameRun && (!Number.isFinite(n) || n <= seq)) return; // old news
+      if (!sameRun || n !== seq + 1) {
         // missed one or more: ask for a fresh snapshot and ignore deltas until it comes
         waiting = true;
         resyncs += 1;
