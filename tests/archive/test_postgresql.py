@@ -21,7 +21,7 @@ from gamews.archive.recorder import Recorder
 from gamews.archive.store import list_matches, list_players, seek, summary
 from gamews.events import EventBus
 from tests.archive.support import InlineDatabase, PostgresServer, play_demo
-from tests.fanout.redis import RedisServer
+from tests.fanout.redis import FANOUT_KEY, RedisServer
 from tests.support import (
     TwistdProcess,
     can_connect,
@@ -149,7 +149,8 @@ class OriginEdgeTests(TestCase):
                 lines = [f'listen = "tcp:{ports[role]}:interface=127.0.0.1"',
                          *(["demo = true"] if role == "origin" else []),
                          "[fanout]", f'role = "{role}"', f'redis = "{redis.endpoint}"',
-                         'password_env = "GAMEWS_TEST_REDIS"', f'name = "{role}"',
+                         'password_env = "GAMEWS_TEST_REDIS"', 'key_env = "GAMEWS_TEST_KEY"',
+                         f'name = "{role}"',
                          *(['servers = ["demo"]'] if role == "edge" else []),
                          "[archive]", f'database = "{pg.url}"', 'password_file = "pg.pass"',
                          "flush_every = 0.2"]
@@ -158,7 +159,8 @@ class OriginEdgeTests(TestCase):
             for role in ("origin", "edge"):
                 process = spawn_twistd(["-n", "gamews", "--config",
                                         str(directory / f"{role}.toml")],
-                                       env={"GAMEWS_TEST_REDIS": redis.password})
+                                       env={"GAMEWS_TEST_REDIS": redis.password,
+                                            "GAMEWS_TEST_KEY": FANOUT_KEY})
                 processes.append(process)
                 port = ports[role]
 
@@ -166,7 +168,8 @@ class OriginEdgeTests(TestCase):
                     return can_connect(port) or process.ended.called
 
                 await poll_until(up, timeout=30)
-                self.assertFalse(process.ended.called, process.output.decode(errors="replace"))
+                self.assertFalse(process.ended.called,
+                                 (process.output + process.errors).decode(errors="replace"))
 
             async def stop_all() -> None:
                 for process in processes:
