@@ -107,6 +107,7 @@ from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
 from gamews.rcon.link import LinkState
 from gamews.rcon.server import IGameServer
+from gamews.view import diff_views, view_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -190,6 +191,7 @@ __all__ = [
     "WorldTriggered",
     "change_map",
     "clean_text",
+    "diff_views",
     "event_fields",
     "kick",
     "kick_slot",
@@ -198,6 +200,7 @@ __all__ = [
     "setting",
     "settings_from_table",
     "valid_channel",
+    "view_of",
 ]
 
 

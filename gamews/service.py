@@ -216,6 +216,14 @@ class GamewsService(MultiService):
                                     events=self.events, base_dir=config.base_dir)
             host = _PluginHost(chosen.plugin, context)
             host.setServiceParent(self)  # type: ignore[no-untyped-call]
+        if settings.archive is not None:
+            from gamews.archive.service import ArchiveService
+
+            context = PluginContext("archive", self.registry, config.listen, {},
+                                    servers=self.servers, events=self.events,
+                                    base_dir=config.base_dir)
+            archive = ArchiveService(settings.archive, context, record=not config.edge)
+            archive.setServiceParent(self)  # type: ignore[no-untyped-call]
         if fanout is not None and fanout.role == "origin":
             from gamews.fanout.origin import RequestServer
 

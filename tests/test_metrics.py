@@ -149,7 +149,8 @@ class EndpointTests(SynchronousTestCase):
         """The default metrics endpoint binds 127.0.0.1:9108, nothing wider."""
         reactor = MemoryReactorClock()
         settings = parse_settings({"listen": "tcp:8080:interface=127.0.0.1", "demo": False,
-                                   "plugins": [], "metrics": {}}, plugins={})
+                                   "plugins": [], "metrics": {}, "archive": False},
+                                  plugins={})
         service = GamewsService(settings, reactor=reactor)
         service.startService()
         self.addCleanup(service.stopService)
