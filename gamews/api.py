@@ -107,6 +107,7 @@ from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
 from gamews.rcon.link import LinkState
 from gamews.rcon.server import IGameServer
+from gamews.view import diff_views, view_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -148,6 +149,7 @@ __all__ = [
     "IPluginContext",
     "IRequestForwarder",
     "IRequestHandler",
+    "ISettingsReloadable",
     "IncomingCallback",
     "ItemPickup",
     "Kill",
@@ -189,6 +191,7 @@ __all__ = [
     "WorldTriggered",
     "change_map",
     "clean_text",
+    "diff_views",
     "event_fields",
     "kick",
     "kick_slot",
@@ -197,6 +200,7 @@ __all__ = [
     "setting",
     "settings_from_table",
     "valid_channel",
+    "view_of",
 ]
 
 
@@ -517,6 +521,17 @@ class IRequestHandler(Interface):
     def apply(server: str, request: Request) -> Deferred[dict[str, Any]]:
         """Check and run ``request`` on game server ``server``; fire with the reply (a JSON
         object the plugin reads back where the browser is). Never fails."""
+
+
+class ISettingsReloadable(Interface):
+    """A plugin service that takes new settings while it runs (a ``SIGHUP`` reload).
+
+    Without it, a changed ``[plugin.NAME]`` table is named as needing a restart.
+    """
+
+    def reload_settings(settings: Any) -> None:
+        """Use ``settings`` (an instance of the plugin's ``settings_type``, already checked)
+        from now on, without closing any connection."""
 
 
 class IRequestForwarder(Interface):

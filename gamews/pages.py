@@ -9,7 +9,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from twisted.web.static import File
 
-__all__ = ["STATIC_DIR", "Page", "static_files"]
+__all__ = ["STATIC_DIR", "Page", "secure", "static_files"]
 
 STATIC_DIR: Final = Path(__file__).parent / "plugins" / "static"
 
@@ -19,7 +19,8 @@ _CSP: Final = (b"default-src 'none'; script-src 'self'; style-src 'self'; img-sr
                b"frame-ancestors 'none'")
 
 
-def _secure(request: Request) -> None:
+def secure(request: Request) -> None:
+    """Set the strict headers every gamews page is served with."""
     request.setHeader(b"content-security-policy", _CSP)
     request.setHeader(b"x-content-type-options", b"nosniff")
     request.setHeader(b"referrer-policy", b"no-referrer")
@@ -36,14 +37,14 @@ class Page(Resource):
         self.path = path
 
     def render_GET(self, request: Request) -> bytes:
-        _secure(request)
+        secure(request)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return self.path.read_bytes()
 
 
 class _SecureFile(File):
     def render_GET(self, request: Request) -> bytes | int:
-        _secure(request)
+        secure(request)
         result: bytes | int = super().render_GET(request)  # type: ignore[no-untyped-call]
         return result
 

@@ -18,6 +18,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from gamews.api import IGamewsPlugin
+from gamews.archive.config import ArchiveConfig
 from gamews.config import GamewsConfig, parse_config, read_config_text, toml_document
 from gamews.demo.setup import demo_plugin_defaults
 from gamews.discovery import available_plugins, select_plugins
@@ -120,6 +121,8 @@ class Settings:
     manhole: ManholeConfig | None = None
     metrics: MetricsConfig | None = None
     fanout: FanoutConfig | None = None
+    archive: ArchiveConfig | None = None
+    """The match archive (on unless ``archive = false``; on an edge, only with a table)."""
 
 
 def parse_settings(data: Mapping[str, Any], cli: CommandLine = CommandLine(), *,
@@ -172,7 +175,12 @@ def parse_settings(data: Mapping[str, Any], cli: CommandLine = CommandLine(), *,
         if cli.metrics is not None:
             table["listen"] = cli.metrics
         metrics = MetricsConfig.from_table(table)
-    return Settings(config, chosen, tuple(servers), demo, manhole, metrics, fanout)
+    archive = None
+    if config.archive is not False and not (config.edge and config.archive is None):
+        archive = ArchiveConfig.from_table(
+            config.archive if isinstance(config.archive, dict) else {}, base_dir=base_dir,
+            environ=environ)
+    return Settings(config, chosen, tuple(servers), demo, manhole, metrics, fanout, archive)
 
 
 def settings_from_text(cli: CommandLine, text: str | None, *,
