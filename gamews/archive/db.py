@@ -199,6 +199,11 @@ class Database:
         self.dialect = "sqlite" if config.sqlite_path is not None else "postgresql"
         self._writer = ThreadPool(1, 1, name="gamews-archive-writer")
         self._readers = ThreadPool(1, readers, name="gamews-archive-reader")
+        # daemon threads: a start that fails (a port that cannot be bound) exits at once
+        # instead of waiting for pools nobody will stop; a normal stop still joins them
+        # through stop(), and a write cut short is rolled back like after a crash
+        for pool in (self._writer, self._readers):
+            pool.threadFactory = _DaemonThread
         self._local = threading.local()
         self._conns: list[Conn] = []
         self._lock = threading.RLock()
@@ -279,6 +284,14 @@ class Database:
         """Run ``fn(conn, *args, **kwargs)`` in a reader thread."""
         return deferToThreadPool(self.reactor, self._readers, self._run, False, fn, *args,
                                  **kwargs)
+
+
+class _DaemonThread(threading.Thread):
+    """A pool thread that does not keep the process alive by itself."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.daemon = True
 
 
 def _lost(error: BaseException) -> bool:
