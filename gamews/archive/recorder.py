@@ -12,7 +12,7 @@ match, of the last map named.
 The reactor's share is only that: deciding which match each event belongs to (a type
 check and a kill count) and appending it to a list. Every ``flush_every`` seconds the
 list goes to the writer thread, where an :class:`Accountant` applies the events to its
-own copies of the match states (:class:`~gamews.archive.recording.Recording`: rows,
+own copies of the match states (:class:`gamews.archive.recording.Recording`: rows,
 player lines, the checkpoints seeking starts from), turns them into JSON and writes one
 transaction; so a crash loses at most that much. A batch whose write fails is kept,
 already accounted, and written with the next.

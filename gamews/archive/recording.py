@@ -84,7 +84,7 @@ class Batch:
 
 
 def archive_key(player: Player) -> str | None:
-    """``player``'s identity across matches (:func:`gamews.archive.store.player_key`)."""
+    """``player``'s identity across matches: the normalised Steam ID, or the name on Quake 3."""
     if player.bot:
         return None
     key = player.key

@@ -2,7 +2,7 @@
 replay socket, started and stopped together.
 
 It reaches the rest of gamews as a plugin would, through an
-:class:`~gamews.api.IPluginContext` (the web ports, the game servers, the event bus).
+:class:`gamews.api.IPluginContext` (the web ports, the game servers, the event bus).
 """
 
 from __future__ import annotations

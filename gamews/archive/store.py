@@ -1,4 +1,4 @@
-"""The archive's queries: plain functions of a :class:`~gamews.archive.db.Conn`, run in
+"""The archive's queries: plain functions of a :class:`gamews.archive.db.Conn`, run in
 the database's threads (:meth:`Database.write`, :meth:`Database.read`) or directly by
 the command line and the benchmarks.
 
