@@ -84,7 +84,8 @@ class Batch:
 
 
 def archive_key(player: Player) -> str | None:
-    """``player``'s identity across matches: the normalised Steam ID, or the name on Quake 3."""
+    """``player``'s identity across matches: the normalised Steam ID, else the name (Quake 3,
+    players without an ID); ``None`` for bots, the world and the console."""
     if player.bot:
         return None
     key = player.key
