@@ -35,8 +35,11 @@ from zope.interface import Attribute, Interface
 
 from gamews.auth import TokenStore, User
 from gamews.errors import ConfigError, EndpointConflictError
+from gamews.quietlog import RepeatLimiter
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
+from gamews.redact import redact_command, truncate
+from gamews.throttle import LoginThrottle, throttle_config
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -66,8 +69,10 @@ __all__ = [
     "IRequestForwarder",
     "IRequestHandler",
     "IncomingCallback",
+    "LoginThrottle",
     "MessageCallback",
     "ReadyState",
+    "RepeatLimiter",
     "Request",
     "TokenBucket",
     "TokenStore",
@@ -78,7 +83,10 @@ __all__ = [
     "kick",
     "kick_slot",
     "page",
+    "redact_command",
     "say",
+    "throttle_config",
+    "truncate",
 ]
 
 

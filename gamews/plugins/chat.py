@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred, succeed
@@ -34,7 +34,7 @@ from gamews.api import (
     clean_text,
     say,
 )
-from gamews.plugins.web import WebPluginService
+from gamews.plugins.web import FrameSchema, WebPluginService
 
 __all__ = ["ChatPlugin", "ChatService", "line_of"]
 
@@ -105,6 +105,8 @@ class ChatService(WebPluginService):
     """The chat plugin's service."""
 
     plugin = "chat"
+    frames: ClassVar[FrameSchema] = {"select": {"server": str},
+                                     "say": {"name": str, "text": str}}
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)

@@ -15,25 +15,42 @@ Config::
     [plugin.live]
     delay = 0          # seconds the public view lags the game (0: live)
     kill_feed = 10     # kill feed entries kept
+    tokens_file = "tokens.txt"   # console tokens that may log in to see it live
+    lockout_after = 10 # failed logins from one address before a lockout...
+    lockout = 900      # ...of this many seconds (delays of 1, 2, 4... s before)
 """
 
 from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import LogLevel
 from zope.interface import implementer
 
-from gamews.api import ChannelKind, IConnection, IGamewsPlugin, IPluginContext, TokenStore
-from gamews.plugins.web import WebPluginService
+from gamews.api import (
+    ChannelKind,
+    IConnection,
+    IGamewsPlugin,
+    IPluginContext,
+    LoginThrottle,
+    TokenBucket,
+    TokenStore,
+    throttle_config,
+)
+from gamews.plugins.web import FrameSchema, WebPluginService
 
 __all__ = ["LivePlugin", "LiveService", "diff_views", "view_of"]
 
 _FEED_TYPES = ("kill", "suicide", "world_kill")
+RESYNC_BURST = 3
+RESYNC_INTERVAL = 5.0
+"""A spectator may ask for ``RESYNC_BURST`` snapshots at once, then one per
+``RESYNC_INTERVAL`` seconds (each is a whole snapshot); more get ``error``."""
 
 
 def view_of(snapshot: dict[str, Any], kill_feed: int) -> dict[str, Any]:
@@ -115,6 +132,8 @@ class LiveService(WebPluginService):
     """The live plugin's service."""
 
     plugin = "live"
+    frames: ClassVar[FrameSchema] = {"select": {"server": str}, "resync": {},
+                                     "login": {"token": str}}
     channel_kind = ChannelKind.STATE
 
     def __init__(self, context: IPluginContext) -> None:
@@ -123,6 +142,8 @@ class LiveService(WebPluginService):
         self.kill_feed = int(context.config.get("kill_feed", 10))
         self.feeds: dict[str, _Feed] = {}
         self.privileged: set[int] = set()
+        self.throttle = LoginThrottle(self.clock, throttle_config(context.config, "plugin.live"))
+        self._resyncs: dict[int, TokenBucket] = {}
         tokens_file = context.config.get("tokens_file")
         self.tokens = (TokenStore.load(_resolve(str(tokens_file), context.base_dir),
                                        key="plugin.live.tokens_file")
@@ -182,22 +203,41 @@ class LiveService(WebPluginService):
 
     def gone(self, child: IConnection) -> None:
         self.privileged.discard(child.id)
+        self._resyncs.pop(child.id, None)
 
     def frame(self, child: IConnection, frame: dict[str, Any]) -> None:
         server = self.following.get(child.id)
         if frame["type"] == "resync" and server is not None:
-            self.joined(child, server)
+            now = self.clock.seconds()
+            bucket = self._resyncs.setdefault(child.id, TokenBucket(RESYNC_BURST,
+                                                                    RESYNC_INTERVAL, now))
+            if bucket.take(now) > 0:
+                self.bad_frame(child, "rate limited")
+            else:
+                self.joined(child, server)
         elif frame["type"] == "login":
-            self._login(child, frame.get("token"))
+            self._login(child, frame["token"])
         else:
             super().frame(child, frame)
 
-    def _login(self, child: IConnection, token: object) -> None:
-        user = (self.tokens.check(token) if self.tokens is not None and isinstance(token, str)
-                else None)
+    def _login(self, child: IConnection, token: str) -> None:
+        address = child.request.peer_host
+        if self.throttle.locked(address):
+            self.quiet.emit(LogLevel.warn, "live: login refused from {address}: locked out",
+                            kind=address, address=address)
+            child.close(1008, "login refused")
+            return
+        if self.throttle.wait(address) > 0:
+            self.bad_frame(child, "login refused: too many failures, try again later")
+            return
+        user = self.tokens.check(token) if self.tokens is not None else None
         if user is None:
+            self.throttle.failed(address)
+            self.quiet.emit(LogLevel.warn, "live: login refused from {address}",
+                            kind=address, address=address)
             self.send(child, {"type": "error", "reason": "login refused"})
             return
+        self.throttle.succeeded(address)
         self.privileged.add(child.id)
         server = self.following.get(child.id)
         if server is not None:
