@@ -334,7 +334,14 @@ class IPluginContext(Interface):
     servers: Mapping[str, Any] = Attribute(
         "The configured game servers by name (``gamews.rcon.server.IGameServer``).")
     events: Any = Attribute(
-        "The event bus (``gamews.events.EventBus``): game events and match states.")
+        "The event bus (``gamews.events.EventBus``): game events and match states, live "
+        "(for token holders only).")
+    public_events: Any = Attribute(
+        "The public view of the event bus (``gamews.spectator.PublicEvents``, an EventBus): "
+        "the same events and states ``spectator_delay`` seconds late, without team chat "
+        "unless allowed. Anything shown to browsers without a token reads this one.")
+    spectator_delay: float = Attribute(
+        "Seconds every public view lags the game (``[spectator] delay``).")
     base_dir: Any = Attribute(
         "The directory relative paths in the plugin's table resolve against (or None).")
 

@@ -111,6 +111,8 @@ class GamewsConfig:
     """Directory relative paths in the file are resolved against."""
     fanout: Mapping[str, Any] | None = None
     """The raw ``[fanout]`` table (validated by :mod:`gamews.fanout.config`), if any."""
+    spectator: Mapping[str, Any] | None = None
+    """The raw ``[spectator]`` table (validated by :mod:`gamews.spectator`), if any."""
 
     @property
     def edge(self) -> bool:
@@ -182,7 +184,8 @@ def _parse_limits(table: Mapping[str, Any]) -> WebSocketLimits:
 
 
 _TOP_KEYS: Final = frozenset({"listen", "plugins", "plugin", "websocket", "shutdown_timeout",
-                              "server", "manhole", "metrics", "demo", "fanout"})
+                              "server", "manhole", "metrics", "demo", "fanout",
+                              "spectator"})
 
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> GamewsConfig:
@@ -191,7 +194,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Ga
         if key not in _TOP_KEYS:
             raise ConfigError(key, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
     kwargs: dict[str, Any] = {"base_dir": base_dir}
-    for table in ("manhole", "metrics", "fanout"):
+    for table in ("manhole", "metrics", "fanout", "spectator"):
         if table in data:
             _check(data[table], dict, table)
             kwargs[table] = dict(data[table])

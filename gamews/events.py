@@ -959,6 +959,8 @@ class EventBus:
         self._count = 0
         self._pending: deque[Envelope] = deque()
         self._publishing = False
+        self.restore_listeners: list[Callable[[str, Mapping[str, Any]], object]] = []
+        """Called with ``(server, snapshot)`` after each :meth:`restore`."""
 
     # servers and states
 
@@ -1026,6 +1028,8 @@ class EventBus:
         self._seq[server] = state.seq
         for sub in self._by_server.get(server, ()):
             sub.after = 0
+        for listener in tuple(self.restore_listeners):
+            listener(server, snapshot)
 
     def _dispatch(self, envelope: Envelope) -> None:
         self._pending.append(envelope)

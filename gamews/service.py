@@ -37,6 +37,7 @@ from gamews.metrics import GamewsMetrics, MetricsConfig, MetricsService
 from gamews.pages import static_files
 from gamews.rcon.server import GameServer, GameServerConfig, IGameServer
 from gamews.registry import Listener, Mount, Registry
+from gamews.spectator import PublicEvents, SpectatorConfig
 
 if TYPE_CHECKING:
     from gamews.demo.setup import DemoGame
@@ -77,7 +78,8 @@ class PluginContext:
 
     def __init__(self, name: str, registry: Registry, endpoints: tuple[str, ...],
                  config: Mapping[str, Any], *, servers: Mapping[str, IGameServer] | None = None,
-                 events: EventBus | None = None, base_dir: Path | None = None) -> None:
+                 events: EventBus | None = None, public_events: PublicEvents | None = None,
+                 base_dir: Path | None = None) -> None:
         self.name = name
         self.registry = registry
         self.endpoints = endpoints
@@ -85,6 +87,9 @@ class PluginContext:
         self.reactor = registry.reactor
         self.servers: Mapping[str, IGameServer] = servers or {}
         self.events = events if events is not None else EventBus(self.reactor)
+        self.public_events = (public_events if public_events is not None
+                              else PublicEvents(self.events))
+        self.spectator_delay = self.public_events.delay
         self.base_dir = base_dir
         self._handles: list[Listener | Mount] = []
 
@@ -180,6 +185,9 @@ class GamewsService(MultiService):
                                  shutdown_timeout=config.shutdown_timeout)
         reactor = self.registry.reactor
         self.events = EventBus(reactor)
+        self.public_events = PublicEvents(self.events, SpectatorConfig.from_tables(
+            config.spectator, config.plugin_config.get("live")))
+        """The events as every public view shows them (:mod:`gamews.spectator`)."""
         self.servers: dict[str, IGameServer] = {}
         self.log_sources: dict[str, Service] = {}
         """Each game server's log source service, by server name."""
@@ -202,6 +210,7 @@ class GamewsService(MultiService):
                 plugin_config = {**demo.plugin_defaults.get(plugin.name, {}), **plugin_config}
             context = PluginContext(plugin.name, self.registry, config.listen, plugin_config,
                                     servers=self.servers, events=self.events,
+                                    public_events=self.public_events,
                                     base_dir=config.base_dir)
             _PluginHost(plugin, context).setServiceParent(self)  # type: ignore[no-untyped-call]
         if fanout is not None and fanout.role == "origin":
@@ -319,6 +328,7 @@ class GamewsService(MultiService):
             return DeferredList([m.close() for m in mounts]).addCallback(lambda _: None)
 
         def cleanup(result: object) -> object:
+            self.public_events.drop_held()
             if self.demo is not None:
                 self.demo.cleanup()
             return result

@@ -28,6 +28,7 @@ from gamews.api import (
 )
 from gamews.events import EventBus
 from gamews.rcon.link import LinkState
+from gamews.spectator import PublicEvents, SpectatorConfig
 
 _ids = itertools.count(1)
 
@@ -174,13 +175,18 @@ class FakeContext:
     """A plugin context on a Clock, with an event bus and fake game servers."""
 
     def __init__(self, name: str, config: dict[str, Any], servers: dict[str, Any],
-                 base_dir: Path | None = None) -> None:
+                 base_dir: Path | None = None, *, delay: float | None = None,
+                 team_chat: str = "hidden") -> None:
         self.name = name
         self.config = config
         self.reactor = Clock()
         self.endpoints = ("tcp:8080",)
         self.servers = servers
         self.events = EventBus(self.reactor)
+        self.public_events = PublicEvents(self.events, SpectatorConfig.from_tables(
+            {"team_chat": team_chat, **({} if delay is None else {"delay": delay})},
+            config if name == "live" else None))
+        self.spectator_delay = self.public_events.delay
         self.base_dir = base_dir
         self.listeners: list[FakeListener] = []
 

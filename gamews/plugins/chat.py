@@ -105,6 +105,7 @@ class ChatService(WebPluginService):
     """The chat plugin's service."""
 
     plugin = "chat"
+    public = True
     frames: ClassVar[FrameSchema] = {"select": {"server": str},
                                      "say": {"name": str, "text": str}}
 
@@ -130,7 +131,7 @@ class ChatService(WebPluginService):
         """A first backlog from the match state's chat and kill feed: the lines of events
         this plugin never saw (a fan-out edge that started from the origin's snapshot)."""
         backlog = self.backlogs[server] = deque(maxlen=self.backlog_size)
-        state = self.context.events.state(server)
+        state = self.events.state(server)
         if state is None or state.seq == 0:
             return
         for envelope in sorted((*state.chat, *state.kill_feed), key=lambda e: e.seq):
@@ -145,7 +146,7 @@ class ChatService(WebPluginService):
         mark = self._seeded.get(server)
         if mark is None:
             return False
-        state = self.context.events.state(server)
+        state = self.events.state(server)
         if seq <= mark and state is not None and state.seq >= mark:
             return True
         del self._seeded[server]
@@ -200,12 +201,16 @@ class ChatService(WebPluginService):
             if "error" in reply:
                 self.send(child, {"type": "error", "reason": str(reply["error"])})
             elif reply.get("kind") == "quake3":
-                # Quake 3 servers do not log an rcon say: show it from the reply
-                self.post(server, {"seq": self.last_seq.get(server, 0),
-                                   "time": self.clock.seconds(), "kind": "web",
-                                   "source": "web", "name": reply.get("name"),
-                                   "text": reply.get("text"), "team": None,
-                                   "team_only": False, "dead": False})
+                # Quake 3 servers do not log an rcon say: show it from the reply, as late
+                # as the public view shows the game
+                line = {"seq": self.last_seq.get(server, 0), "time": self.clock.seconds(),
+                        "kind": "web", "source": "web", "name": reply.get("name"),
+                        "text": reply.get("text"), "team": None, "team_only": False,
+                        "dead": False}
+                if self.context.spectator_delay > 0:
+                    self.clock.callLater(self.context.spectator_delay, self.post, server, line)
+                else:
+                    self.post(server, line)
 
         self.submit(server, request).addCallback(replied)
 

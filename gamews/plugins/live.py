@@ -6,14 +6,14 @@ a ``resync``. Each frame is encoded and framed once for all spectators of a serv
 (a STATE channel per server: a spectator that reads too slowly skips deltas and gets
 a fresh snapshot once its socket drains, so it never holds the server's memory).
 
-A spectator delay (like SourceTV's ``tv_delay``) holds the public view ``delay``
-seconds behind the game, so a player cannot ghost through it; a browser that logs in
-with a console token sees it live.
+A spectator delay (like SourceTV's ``tv_delay``; ``[spectator] delay``, see
+:mod:`gamews.spectator`) holds the public view that many seconds behind the game, so a
+player cannot ghost through it; a browser that logs in with a console token sees it live.
 
 Config::
 
     [plugin.live]
-    delay = 0          # seconds the public view lags the game (0: live)
+    delay = 0          # older spelling of [spectator] delay (every public view lags by it)
     kill_feed = 10     # kill feed entries kept
     tokens_file = "tokens.txt"   # console tokens that may log in to see it live
     lockout_after = 10 # failed logins from one address before a lockout...
@@ -138,7 +138,7 @@ class LiveService(WebPluginService):
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
-        self.delay = float(context.config.get("delay", 0))
+        self.delay = float(context.spectator_delay)
         self.kill_feed = int(context.config.get("kill_feed", 10))
         self.feeds: dict[str, _Feed] = {}
         self.privileged: set[int] = set()

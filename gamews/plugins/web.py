@@ -113,6 +113,9 @@ class WebPluginService(Service):
     frames: ClassVar[FrameSchema] = {"select": {"server": str}}
     """The frames browsers may send: each type's fields and their types (see
     :func:`read_frame`); anything else is answered with ``error`` before plugin code."""
+    public: ClassVar[bool] = False
+    """Whether the plugin shows events to browsers without a token: it then reads the
+    delayed public view (``context.public_events``) instead of the live bus."""
     channel_kind: ClassVar[ChannelKind] = ChannelKind.EVENTS
     """What the server channels do with a browser that reads too slowly."""
     log = Logger()
@@ -143,7 +146,7 @@ class WebPluginService(Service):
         for server in self.context.servers.values():
             self._unsubscribe.append(server.subscribe(
                 lambda state, name=server.name: self.link_changed(name, state)))
-        subscription = self.context.events.subscribe(self.event, name=f"plugin:{self.plugin}")
+        subscription = self.events.subscribe(self.event, name=f"plugin:{self.plugin}")
         self._unsubscribe.append(subscription.cancel)
 
     def stopService(self) -> Deferred[None]:
@@ -154,6 +157,11 @@ class WebPluginService(Service):
         closing = [lst.close() for lst in self.listeners] + [m.close() for m in self._mounts]
         self.listeners, self._mounts = [], []
         return DeferredList(closing).addCallback(lambda _: None)
+
+    @property
+    def events(self) -> Any:
+        """The event bus this plugin shows: the public (delayed) one if :attr:`public`."""
+        return self.context.public_events if self.public else self.context.events
 
     # -- connections -----------------------------------------------------------
 
