@@ -49,8 +49,12 @@ class WebSocketLimits:
     ping_timeout: float = 10.0
     """Seconds without a pong before a peer is declared dead and dropped."""
     allowed_origins: tuple[str, ...] = ()
-    """Origins (``https://example.org``) allowed besides same-origin and
-    loopback pages; ``*`` allows all."""
+    """Origins (``https://example.org``) allowed besides same-origin pages and
+    loopback pages on the same port; ``*`` allows all."""
+    allowed_hosts: tuple[str, ...] = ()
+    """``Host`` names (``example.org`` or ``example.org:443``) served besides the
+    address a request came in on (and ``localhost`` on loopback); any other gets 421.
+    Needed behind a proxy or a NAT, or to serve a domain name; ``*`` allows all."""
     max_connections: int = 10_000
     """Children open at once over the whole process."""
     max_connections_per_ip: int = 64
@@ -77,6 +81,7 @@ _LIMIT_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "ping_interval": (int, float),
     "ping_timeout": (int, float),
     "allowed_origins": list,
+    "allowed_hosts": list,
     "max_connections": int,
     "max_connections_per_ip": int,
     "max_pending_per_ip": int,
@@ -166,6 +171,10 @@ def _parse_limits(table: Mapping[str, Any]) -> WebSocketLimits:
             if not all(isinstance(o, str) and o for o in value):
                 raise ConfigError(full, "expected a list of origins such as 'https://example.org'")
             value = tuple(o.rstrip("/").lower() for o in value)
+        elif key == "allowed_hosts":
+            if not all(isinstance(h, str) and h and "/" not in h for h in value):
+                raise ConfigError(full, "expected a list of host names such as 'example.org'")
+            value = tuple(h.strip().lower().rstrip(".") for h in value)
         elif key in ("permessage_deflate",):
             pass
         elif key == "trusted_proxies":
