@@ -109,7 +109,8 @@ def host_allowed(host_header: str | None, local: IAddress, *, secure: bool,
                  allowed_hosts: tuple[str, ...]) -> bool:
     """Whether a request for ``Host: host_header`` that came in on ``local`` is for us:
     the local address itself (or ``localhost`` on a loopback address) on the local port
-    (if the header names a port; no name can be rebound to an address literal), or a name (``name`` or ``name:port``) in ``allowed_hosts`` (``*``: any). Requests on a
+    (if the header names a port; no name can be rebound to an address literal), or a
+    name (``name`` or ``name:port``) in ``allowed_hosts`` (``*``: any). Requests on a
     UNIX socket (behind a proxy) pass unless ``allowed_hosts`` is given."""
     local_host, local_port = getattr(local, "host", None), getattr(local, "port", None)
     if "*" in allowed_hosts or (not isinstance(local_host, str) and not allowed_hosts):
@@ -134,7 +135,7 @@ class _Misdirected(Resource):
     isLeaf = True
 
     def render(self, request: Request) -> bytes:
-        request.setResponseCode(421)
+        request.setResponseCode(421, b"Misdirected Request")
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"connection", b"close")
         return b"Misdirected Request: this server does not serve that host name.\n"

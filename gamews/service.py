@@ -233,7 +233,8 @@ class GamewsService(MultiService):
             links = {n: s for n, s in self.servers.items() if isinstance(s, GameServer)}
             # an edge's stand-ins hold no RCON link: the origin's metrics have them
             self.metrics = GamewsMetrics(self.registry, links, self.log_sources)
-            metrics_service = MetricsService(metrics.listen, self.metrics, reactor=reactor)
+            metrics_service = MetricsService(metrics.listen, self.metrics, reactor=reactor,
+                                             limits=config.websocket)
             metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def _link(self, role: str) -> RedisLink:
