@@ -38,7 +38,7 @@ ADDRESS: Final = "<ip>"
 
 _EXACT: Final = frozenset({"rcon_password", "sv_password", "sv_setsteamaccount",
                            "logaddress_add_http", "rconpassword", "g_password"})
-_LIKE = re.compile(r"password|passwd|secret|token|steamaccount|(?:^|_)(?:api|auth)?keys?$|"
+_LIKE = re.compile(r"password|passwd|secret|token|steamaccount|(?:^|_)(?:api|auth)?keys?(?:_|$)|"
                    r"(?:api|auth|license|steam)key")
 _NAME = re.compile(r"[a-z0-9_.\-+]+")
 _SEPARATORS: Final = ";\n\r\0"
