@@ -517,7 +517,8 @@ class _GamewsManhole(ColoredManhole):
             more = False
             self.addOutput(f"{type(e).__name__}: {e}\n".encode())  # type: ignore[no-untyped-call]
         self.pn = bool(more)
-        if self._needsNewline():  # type: ignore[no-untyped-call]
+        written = self.terminal.lastWrite  # ColoredManhole's own test for a fresh line
+        if not written.endswith((b"\n", b"\x1bE")):
             self.terminal.nextLine()
         self.terminal.write(self.ps[self.pn])
 
@@ -857,14 +858,7 @@ def service_namespace(root: Any, **extra: object) -> Callable[[], dict[str, obje
 
         def broadcast(path: str, text: str) -> int:
             """broadcast(path, text): send a text message to every open child on path."""
-            payload = text.encode("utf-8")
-            sent = 0
-            for child in registry.children():
-                if (child.request is not None and child.request.path == path
-                        and child.ready_state.name == "OPEN"):
-                    child.protocol.sendMessage(payload, isBinary=False)
-                    sent += 1
-            return sent
+            return int(registry.broadcast(path, text))
 
         def tree() -> None:
             """Print the service tree with each service's state."""

@@ -36,12 +36,18 @@ from gamews.api import (
     IMount,
     IncomingCallback,
 )
-from gamews.channels import Channel, encode_message, send_once
 from gamews.config import WebSocketLimits
 from gamews.guard import MAX_REQUEST_BODY, GuardedSite, UpgradeResource, host_port
 from gamews.isolation import call_plugin
 from gamews.stats import WebSocketStats
-from gamews.websocket import Child, GamewsServerFactory, ListenerLike
+from gamews.websocket import (
+    Channel,
+    Child,
+    GamewsServerFactory,
+    ListenerLike,
+    OutgoingMessage,
+    send_to_many,
+)
 
 __all__ = ["MAX_REQUEST_BODY", "EndpointKey", "Listener", "Mount", "Registry", "normalize_endpoint",
            "origin_allowed"]
@@ -231,6 +237,11 @@ class _Route:
         self.port.children.discard(child)
         self.port.registry.release(child)
 
+    def broadcast(self, data: str | bytes, children: Iterable[Child]) -> int:
+        """Send ``data`` to ``children`` of this path, framed once."""
+        message = OutgoingMessage(data, self.limits.max_message_size, self.factory.prepareMessage)
+        return send_to_many(children, message, self.stats)
+
 
 class _Port:
     """One listening port shared by every handle opened on its endpoint."""
@@ -403,14 +414,12 @@ class Listener:
         return [c.handle_for(self) for c in self._route.children if c.is_hooked(self)]
 
     def broadcast(self, data: str | bytes, to: Iterable[IConnection] | None = None) -> int:
-        payload, is_binary = encode_message(data, self._route.limits.max_message_size)
         if to is None:
             children = [c for c in self._route.children if c.is_hooked(self)]
         else:
             ids = {c.id for c in to}
             children = [c for c in self._route.children if c.id in ids]
-        return send_once(children, payload, is_binary, self._route.factory.prepareMessage,
-                         self._route.stats)
+        return self._route.broadcast(data, children)
 
     def channel(self, name: str, kind: ChannelKind = ChannelKind.EVENTS, *,
                 catch_up: Callable[[IConnection], object] | None = None) -> IChannel:
@@ -607,6 +616,13 @@ class Registry:
         """Every child connection, on every port."""
         return [c for port in self._ports.values() for c in port.children]
 
+    def broadcast(self, path: str, data: str | bytes) -> int:
+        """Send ``data`` to every child on ``path`` (on every port), framed once per
+        port; the number of children it was sent to."""
+        return sum(route.broadcast(data, list(route.children))
+                   for port in list(self._ports.values())
+                   for route in [port.routes.get(path)] if route is not None)
+
     # -- closing ---------------------------------------------------------------
 
     def close_children(self, children: list[Child], code: int, reason: str) -> Deferred[None]:
@@ -625,9 +641,8 @@ class Registry:
 
         def abort() -> None:
             for child in children:
-                abort = getattr(child.protocol.transport, "abortConnection", None)
-                if not child.lost and abort is not None:
-                    abort()
+                if not child.lost:
+                    child.wire.drop()
 
         timer = self.reactor.callLater(self.shutdown_timeout, abort)
         done: Deferred[None] = DeferredList(waits).addCallback(lambda _: None)

@@ -38,6 +38,7 @@ from gamews.pages import static_files
 from gamews.rcon.server import GameServer, GameServerConfig, IGameServer
 from gamews.registry import Listener, Mount, Registry
 from gamews.spectator import PublicEvents, SpectatorConfig
+from gamews.websocket import tune_autobahn
 
 if TYPE_CHECKING:
     from gamews.demo.setup import DemoGame
@@ -181,6 +182,7 @@ class GamewsService(MultiService):
                  fanout: FanoutConfig | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
+        tune_autobahn()
         self.registry = Registry(config.websocket, reactor=reactor,
                                  shutdown_timeout=config.shutdown_timeout)
         reactor = self.registry.reactor

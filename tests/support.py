@@ -51,13 +51,6 @@ def parse_options(case: Any, argv: list[str]) -> Any:
     return options
 
 
-def buffered(child: IConnection) -> int:
-    """Bytes the server's transport holds for ``child`` (Twisted's write buffer,
-    not the kernel's socket buffer)."""
-    transport: Any = child._child.protocol.transport  # type: ignore[attr-defined]
-    return len(transport.dataBuffer) - int(transport.offset) + int(transport._tempDataLen)
-
-
 def port_of(address: Any) -> int:
     """The port number of a listening address."""
     port: int = address.port

@@ -11,7 +11,7 @@ from zope.interface.verify import verifyObject
 
 from gamews.api import ChannelKind, IChannel, IConnection, ReadyState
 from gamews.config import WebSocketLimits
-from tests.support import Client, buffered, connect, poll_until
+from tests.support import Client, connect, poll_until
 from tests.test_websocket import ContractTestBase, MiB
 
 CHUNK = 64 * 1024
@@ -144,7 +144,8 @@ class ChannelTests(ContractTestBase):
     def test_state_channel_coalesces_a_slow_subscriber(self) -> Deferred[None]:
         """STATE: a subscriber that stops reading skips messages (the server holds
         a bounded amount for it, and does not close it) and, once it reads again,
-        gets the latest message; a subscriber that reads gets every message."""
+        gets the latest message; a subscriber that reads gets every message.
+        (How much is held for it: ``tests.test_child``, on a fake wire.)"""
         channel = self.listener.channel("state", ChannelKind.STATE)
         total = 200  # 12.5 MiB, far past max_send_buffer
 
@@ -154,14 +155,10 @@ class ChannelTests(ContractTestBase):
             for child in self.children:
                 channel.subscribe(child)
             slow.pause_reading()
-            most = 0
             for n in range(total):
                 channel.publish(numbered(n))
-                most = max(most, buffered(slow_child))
                 await fast.wait_messages(n + 1)
             self.assertEqual(slow_child.ready_state, ReadyState.OPEN)
-            # Twisted pauses the producer past 64 KiB; at most one more message follows
-            self.assertLessEqual(most, 64 * 1024 + 2 * CHUNK)
             slow.resume_reading()
             await poll_until(lambda: bool(slow.messages) and number_of(slow.messages[-1])
                              == total - 1)

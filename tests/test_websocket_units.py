@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from gamews.api import IConnection, ReadyState
 from gamews.config import WebSocketLimits
 from gamews.registry import Registry
-from gamews.websocket import GamewsServerProtocol
+from gamews.websocket import GamewsServerProtocol, XorMasker, tune_autobahn
 
 
 class Transport(StringTransport):
@@ -113,6 +113,34 @@ class ProtocolUnitTests(SynchronousTestCase):
         self.assertEqual(self.seen, [("gone", 1000)])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_masked_frame_goes_through_the_fast_masker(self) -> None:
+        """Once Autobahn is tuned, a client's masked frame is unmasked by XorMasker."""
+        self.assertEqual(tune_autobahn(), [])
+        calls: list[int] = []
+        process = XorMasker.process
+
+        def counting(masker: XorMasker, data: bytes) -> bytes:
+            calls.append(len(data))
+            return process(masker, data)
+
+        self.patch(XorMasker, "process", counting)
+        self.open_child()
+        self.protocol.dataReceived(masked(0x1, b"gg wp"))
+        self.assertEqual(self.seen, ["gg wp"])
+        self.assertEqual(calls, [5])
+
+    def test_registry_broadcast_is_send_to_many(self) -> None:
+        """The manhole's broadcast (Registry.broadcast) frames once, counts in the
+        path's stats and refuses a message above max_message_size."""
+        self.open_child()
+        self.assertEqual(self.registry.broadcast("/ws", "hello"), 1)
+        self.assertEqual(self.transport.value(), b"\x81\x05hello")
+        stats = self.registry.stats.path("/ws")
+        self.assertEqual((stats.messages_out, stats.bytes_out), (1, 5))
+        self.assertEqual(self.registry.broadcast("/elsewhere", "hello"), 0)
+        with self.assertRaises(ValueError):
+            self.registry.broadcast("/ws", "x" * (self.limits.max_message_size + 1))
+
     def test_wrong_path_version_is_400(self) -> None:
         """A handshake with an unsupported version is answered 400 (or 426) and closed."""
         self.protocol.dataReceived(handshake().replace(b"Version: 13", b"Version: 99"))
@@ -129,8 +157,6 @@ class AutobahnDebugFormattingTests(SynchronousTestCase):
         import autobahn.websocket.protocol
         from autobahn.util import hltype, hlval
 
-        from gamews.websocket import tune_autobahn
-
         ab_protocol: Any = autobahn.websocket.protocol
         tune_autobahn()
         tune_autobahn()  # idempotent: no lazy of a lazy
@@ -145,6 +171,33 @@ class AutobahnDebugFormattingTests(SynchronousTestCase):
         self.assertIn("'x'", str(timings))
 
 
+class TuningTests(SynchronousTestCase):
+    """tune_autobahn finds every name it replaces, and says so when one is gone."""
+
+    def test_every_name_is_found(self) -> None:
+        """The installed Autobahn has every name the tuning replaces (an upgrade
+        that moves one fails here)."""
+        self.assertEqual(tune_autobahn(), [])
+
+    def test_missing_name_is_a_warning(self) -> None:
+        """A name missing from Autobahn is skipped, returned and logged as a warning."""
+        from types import ModuleType
+
+        from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+
+        from gamews.websocket import _tuning
+
+        empty = ModuleType("autobahn.gone")
+        self.patch(_tuning, "_LAZY_NAMES", ((empty, ("hltype",)),))
+        events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.assertEqual(tune_autobahn(), ["autobahn.gone.hltype"])
+        warnings = [e for e in events if e.get("log_level") is LogLevel.warn]
+        self.assertEqual([e["name"] for e in warnings], ["autobahn.gone.hltype"])
+
+
 class XorMaskerTests(SynchronousTestCase):
     """gamews's masker equals the RFC's definition, whole or in pieces."""
 
@@ -152,8 +205,6 @@ class XorMaskerTests(SynchronousTestCase):
         return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
     def test_matches_rfc_in_any_pieces(self) -> None:
-        from gamews.websocket import XorMasker
-
         mask = bytes([0x37, 0xFA, 0x21, 0x3D])
         data = os.urandom(1000) + b"\x00" * 7
         for cuts in ([], [1], [3, 4, 5], [2, 500, 501, 999], list(range(0, 1007, 13))):

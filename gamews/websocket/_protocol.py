@@ -1,0 +1,348 @@
+"""The Autobahn protocol under every child connection: :class:`GamewsServerProtocol`
+(the :class:`~gamews.websocket._child.Wire` of a child), its :class:`SendBuffer`,
+its factory and Autobahn's timers on the injected reactor.
+
+This is the one module of gamews that touches Autobahn's or Twisted's private
+attributes (``tests/test_boundaries.py`` checks it). Each such use says
+``PRIVATE`` and the versions it was checked against: Twisted 26.10.0 and
+Autobahn 26.11.1 (``pyproject.toml`` bounds both to their major version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import tcp
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gamews.api import ConnectionRequest, ReadyState
+from gamews.config import WebSocketLimits
+from gamews.websocket._child import Child, Refused, Route
+
+if TYPE_CHECKING:
+    from autobahn.websocket.types import ConnectionRequest as AutobahnRequest
+
+__all__ = ["GamewsServerFactory", "GamewsServerProtocol", "SendBuffer", "peer_host"]
+
+_LOST = Failure(ConnectionDone())
+_READY_STATES = {
+    WebSocketServerProtocol.STATE_OPEN: ReadyState.OPEN,
+    WebSocketServerProtocol.STATE_CLOSING: ReadyState.CLOSING,
+    WebSocketServerProtocol.STATE_CLOSED: ReadyState.CLOSED,
+}
+# the transport whose socket gamews may write to directly (not TLS, not wrapped)
+_PLAIN_TCP = frozenset({tcp.Server})
+# what Autobahn keeps of the opening handshake, not needed once the child is open
+_HANDSHAKE_ATTRS = ("http_request_data", "http_response_data", "http_headers",
+                    "http_request_uri", "http_request_path", "http_request_params",
+                    "http_status_line", "http_request_host")
+
+
+def peer_host(address: IAddress) -> str:
+    """The host part of a transport address (``unix`` for UNIX sockets)."""
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else "unix"
+
+
+@implementer(IPushProducer)
+class SendBuffer:
+    """Tells a child when its socket's buffer is full.
+
+    Registered as the transport's producer, it is paused when the kernel and
+    the transport hold more than the transport will buffer, and resumed when
+    they have drained; the child counts what is sent in between (what a slow
+    reader costs) and, on resuming, catches up the STATE channels it skipped.
+    """
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        # the transport calls this on every write while its buffer is full
+        if not self.paused:
+            self.paused = True
+            self.child.paused()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.child.drained()
+
+    def stopProducing(self) -> None:
+        self.paused = False
+
+
+def _refused(failure: Failure) -> None:
+    refusal = failure.trap(Refused) and failure.value
+    assert isinstance(refusal, Refused)
+    raise ConnectionDeny(refusal.status, refusal.reason)
+
+
+class GamewsServerProtocol(WebSocketServerProtocol):
+    """Autobahn's server protocol, handing each event to its :class:`Child`; the
+    child's :class:`~gamews.websocket._child.Wire`."""
+
+    factory: GamewsServerFactory
+    child: Child
+    send_buffer: SendBuffer
+
+    # -- the Wire ------------------------------------------------------------------
+
+    @property
+    def ready_state(self) -> ReadyState:
+        return _READY_STATES.get(self.state, ReadyState.CONNECTING)
+
+    @property
+    def paused(self) -> bool:
+        return self.send_buffer.paused
+
+    def send(self, payload: bytes, is_binary: bool) -> None:
+        self.sendMessage(payload, isBinary=is_binary)  # type: ignore[no-untyped-call]
+
+    def send_prepared(self, prepared: Any) -> None:
+        self.sendPreparedMessage(prepared)
+
+    def close(self, code: int, reason: bytes | None) -> None:
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code, reason)
+        elif self.state != self.STATE_CLOSED and self.transport is not None:
+            self.transport.loseConnection()
+
+    def drop(self) -> None:
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+
+    # -- Autobahn's events -----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.child = Child(self, self.factory.route)
+        self.send_buffer = SendBuffer(self.child)
+        transport: Any = self.transport
+        # the HTTP channel that parsed the upgrade is still the transport's producer
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()
+        transport.registerProducer(self.send_buffer, True)
+        super().connectionMade()
+
+    def onConnect(  # type: ignore[override]  # Autobahn also takes a Deferred
+        self, request: AutobahnRequest
+    ) -> Deferred[str | None] | str | None:
+        transport = self.transport
+        assert transport is not None
+        host = peer_host(transport.getPeer())
+        if self.factory.route.limits.trusted_proxies and "x-forwarded-for" in request.headers:
+            host = str(request.peer)
+        offered = ConnectionRequest(
+            path=request.path,
+            query={k: list(v) for k, v in request.params.items()},
+            headers=dict(request.headers),
+            peer=str(request.peer),
+            peer_host=host,
+            origin=request.headers.get("origin"),
+            protocols=tuple(request.protocols),
+        )
+        try:
+            decided = self.child.offer(offered)
+        except Refused as refusal:
+            raise ConnectionDeny(refusal.status, refusal.reason) from None
+        if isinstance(decided, Deferred):
+            return decided.addErrback(_refused)
+        return decided
+
+    def onOpen(self) -> None:
+        for name in _HANDSHAKE_ATTRS:  # the child's ConnectionRequest has what plugins need
+            # Autobahn 26.11.1: public attributes, read only during the handshake
+            self.__dict__.pop(name, None)
+        self.child.opened()
+
+    _replies: list[bytes] | None = None
+    """While this protocol handles bytes it read: what it sends meanwhile, written
+    together when the read is handled (an echo of 16 messages is one ``send``)."""
+
+    def dataReceived(self, data: bytes) -> None:
+        # not Autobahn's: that one first formats a debug line even with debug off
+        replies: list[bytes] = []
+        self._replies = replies
+        try:
+            # PRIVATE (Autobahn 26.11.1): WebSocketProtocol._dataReceived, what
+            # Autobahn's own dataReceived calls after its debug line
+            self._dataReceived(data)
+        finally:
+            self._replies = None
+            if replies:
+                self._write(b"".join(replies))
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Write ``data`` at once (or with the other replies to the read being handled).
+
+        Twisted's ``transport.write`` always queues, registers the socket for
+        writability and sends on the next reactor turn: three system calls per
+        child per broadcast, where a child that keeps up takes the bytes in one
+        ``send``. What the kernel does not take goes through ``transport.write``.
+        Autobahn's own ``sendData`` adds only debug logging and statistics.
+        """
+        if sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+        elif self._replies is not None:
+            self._replies.append(data)
+        else:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        transport: Any = self.transport
+        # write to the socket only when the transport holds nothing: its write buffer
+        # is dataBuffer[offset:] plus _tempDataLen bytes not yet joined into it
+        if (type(transport) not in _PLAIN_TCP
+                # PRIVATE (Twisted 26.10.0): FileDescriptor._tempDataLen
+                or transport._tempDataLen or len(transport.dataBuffer) != transport.offset
+                or not transport.connected or transport.disconnecting
+                # PRIVATE (Twisted 26.10.0): set by FileDescriptor.loseWriteConnection
+                or transport._writeDisconnected):
+            transport.write(data)
+            return
+        try:
+            written = transport.socket.send(data)
+        except OSError:  # would block, or the peer is gone: Twisted's write path sees to it
+            written = 0
+        if written < len(data):
+            transport.write(data[written:])
+
+    def onMessageEnd(self) -> None:
+        # Autobahn's also fires a "message" observable event through a Deferred per
+        # message (nobody observes it here): hand the message straight to the child
+        if not self.failedByMe:
+            payload = b"".join(self.message_data)
+            stats = self.factory.route.stats
+            stats.messages_in += 1
+            stats.bytes_in += len(payload)
+            self.child.message(payload if self.message_is_binary else payload.decode("utf-8"))
+        self.message_data = None  # type: ignore[assignment]  # as Autobahn does
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        self.factory.route.stats.handshake_failed(code, reason)
+        super().failHandshake(reason, code, responseHeaders)
+
+    def onOpenHandshakeTimeout(self) -> None:
+        if self.state == self.STATE_CONNECTING:
+            self.factory.route.stats.handshake_failed(408, "timeout")
+        super().onOpenHandshakeTimeout()
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if not self.child.lost:
+            self.child.closed(wasClean, code, reason, self.localCloseCode,
+                              self.localCloseReason or self.wasNotCleanReason)
+
+    def connectionLost(self, reason: Failure = _LOST) -> None:
+        super().connectionLost(reason)
+        self.factory.timers.cancel_all(self)
+        if not self.child.lost:  # Autobahn skips onClose for some early failures
+            self.child.closed(False, None, "connection lost")
+        self.factory.route.release(self.child)
+
+
+def _class_attribute(value: Any) -> Any:
+    return staticmethod(value) if callable(value) else value
+
+
+def _accept_deflate(limits: WebSocketLimits) -> Callable[[list[Any]], Any]:
+    def accept(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
+        for offer in offers:
+            if isinstance(offer, PerMessageDeflateOffer):
+                return PerMessageDeflateOfferAccept(offer, max_message_size=limits.max_message_size)
+        return None
+
+    return accept
+
+
+class _ReactorTimers:
+    """Autobahn's timer source, on the injected reactor.
+
+    Autobahn batches its timers on txaio's global loop; gamews runs them on the
+    reactor (or test clock) the factory was given, so tests can drive them, and
+    cancels a connection's timers when it is gone so nothing is left pending.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._pending: dict[object, set[IDelayedCall]] = {}
+
+    def call_later(self, delay: float, func: Callable[..., Any], *args: Any,
+                   **kwargs: Any) -> _Timer:
+        owner = getattr(func, "__self__", None)
+        calls = self._pending.setdefault(owner, set())
+
+        def fire() -> None:
+            calls.discard(call)
+            func(*args, **kwargs)
+
+        call = self._clock.callLater(delay, fire)
+        calls.add(call)
+        return _Timer(call, calls)
+
+    def cancel_all(self, owner: object) -> None:
+        """Cancel every timer Autobahn set for ``owner`` (a protocol)."""
+        for call in self._pending.pop(owner, ()):
+            if call.active():
+                call.cancel()
+
+
+class _Timer:
+    """A pending timer that tolerates a late ``cancel``."""
+
+    __slots__ = ("_call", "_calls")
+
+    def __init__(self, call: IDelayedCall, calls: set[IDelayedCall]) -> None:
+        self._call = call
+        self._calls = calls
+
+    def cancel(self) -> None:
+        self._calls.discard(self._call)
+        if self._call.active():
+            self._call.cancel()
+
+
+class GamewsServerFactory(WebSocketServerFactory):
+    """An Autobahn factory for one URL path of a shared port, with gamews's limits."""
+
+    protocol = GamewsServerProtocol  # type: ignore[assignment]
+
+    def __init__(self, route: Route, reactor: Any) -> None:
+        super().__init__(reactor=reactor)  # type: ignore[no-untyped-call]
+        self.route = route
+        # PRIVATE (Autobahn 26.11.1): WebSocketServerFactory._batched_timer, where
+        # every protocol of the factory sets its timers
+        self.timers = self._batched_timer = _ReactorTimers(reactor)
+        limits = route.limits
+        options: dict[str, Any] = {
+            "maxMessagePayloadSize": limits.max_message_size,
+            "maxFramePayloadSize": limits.max_frame_size,
+            "autoFragmentSize": limits.fragment_size,
+            "openHandshakeTimeout": limits.handshake_timeout,
+            "closeHandshakeTimeout": limits.close_timeout,
+            "autoPingInterval": limits.ping_interval,
+            "autoPingTimeout": limits.ping_timeout if limits.ping_interval else 0,
+            # echo what came before a bad frame and close with the RFC's code
+            # instead of dropping TCP (Autobahn's default gives NON-STRICT)
+            "failByDrop": False,
+            "trustXForwardedFor": limits.trusted_proxies,
+            "webStatus": False,
+        }
+        if limits.permessage_deflate:
+            options["perMessageCompressionAccept"] = _accept_deflate(limits)
+        self.setProtocolOptions(**options)  # type: ignore[no-untyped-call]
+        # Autobahn copies every option onto every protocol instance (3 KB each) unless
+        # the protocol already has it: give this factory's protocols them as class
+        # attributes (functions as staticmethods, so they are not bound to the protocol)
+        self.protocol = cast("type[GamewsServerProtocol]", type(
+            "GamewsServerProtocol", (GamewsServerProtocol,),
+            {name: _class_attribute(getattr(self, name))
+             for name in GamewsServerProtocol.CONFIG_ATTRS}))
