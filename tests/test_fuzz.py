@@ -87,7 +87,7 @@ class _Harness:
                                    {"alpha": self.game, "beta": FakeGameServer("beta")})
         self.service = cls(self.context)
         self.service.startService()
-        self.schema = getattr(cls, "frames", None)
+        self.schema = getattr(cls, "frames", {})
 
     def child(self) -> FakeChild:
         child = self.context.listeners[0].connect()
