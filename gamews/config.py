@@ -34,6 +34,11 @@ class WebSocketLimits:
     """Largest message (after reassembly and decompression) in bytes; bigger closes 1009."""
     max_frame_size: int = 1 * MiB
     """Largest single frame payload in bytes."""
+    max_unfinished_bytes: int = 256 * MiB
+    """Bytes all connections together may hold in messages not finished yet (fragments
+    waiting for their last frame); a connection adding bytes past it is closed with
+    1008. The default lets 256 of the 10,000 connections each hold a whole 1 MiB
+    message at once on a small machine."""
     fragment_size: int = 64 * 1024
     """Outgoing messages larger than this are sent as several frames."""
     max_send_buffer: int = 2 * MiB
@@ -74,6 +79,7 @@ class WebSocketLimits:
 _LIMIT_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "max_message_size": int,
     "max_frame_size": int,
+    "max_unfinished_bytes": int,
     "fragment_size": int,
     "max_send_buffer": int,
     "handshake_timeout": (int, float),

@@ -46,6 +46,7 @@ from gamews.websocket import (
     GamewsServerFactory,
     ListenerLike,
     OutgoingMessage,
+    UnfinishedBudget,
     send_to_many,
 )
 
@@ -208,6 +209,7 @@ class _Route:
         self._listeners: list[Listener] = []
         self.children: set[Child] = set()
         self.stats = port.registry.stats.path(path)
+        self.budget = port.registry.unfinished
         self.factory = GamewsServerFactory(self, port.registry.reactor)
         self.resource = UpgradeResource(self.factory)
 
@@ -503,6 +505,8 @@ class Registry:
         self.shutting_down = False
         self.stats = WebSocketStats()
         """Per-path message, byte and handshake counters (read by :mod:`gamews.metrics`)."""
+        self.unfinished = UnfinishedBudget(self.limits.max_unfinished_bytes)
+        """The bytes all children hold in unfinished messages (``max_unfinished_bytes``)."""
 
     # -- opening ---------------------------------------------------------------
 
