@@ -84,13 +84,12 @@ class IndexPage(Resource):
         )
         routes: dict[str, list[str]] = {}
         mounts: dict[str, str] = {}
-        for port in self._registry.ports():
-            address = port.listening_port.getHost() if port.listening_port else None
-            if address != here:
+        for port in self._registry.snapshot():
+            if port.address != here:
                 continue
-            for path, route in port.routes.items():
-                routes[path] = sorted({lst.owner for lst in route.listeners()})
-            mounts.update({path: mount.owner for path, mount in port.mounts.items()
+            for route in port.paths:
+                routes[route.path] = sorted(set(route.plugins))
+            mounts.update({path: owner for path, owner in port.pages.items()
                            if path not in ("/", "/static/")})
         pages = "".join(
             f'<li><a href="{escape(path)}">{escape(path.strip("/"))}</a> '

@@ -26,8 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -35,17 +34,16 @@ from twisted.web import http
 from twisted.web.resource import EncodingResourceWrapper, IResource, Resource
 from twisted.web.server import GzipEncoderFactory, Request
 
-from gamews.api import ReadyState
 from gamews.config import WebSocketLimits
+from gamews.endpoints import Listening, is_loopback_endpoint, normalize_endpoint
 from gamews.errors import ConfigError
 from gamews.guard import GuardedSite
 from gamews.logs.service import HttpLogService
 from gamews.logs.tail import FileTailService
 from gamews.logs.udp import UdpLogService
-from gamews.manhole import is_loopback_endpoint
 from gamews.rcon.link import LinkState
 from gamews.rcon.server import GameServer
-from gamews.registry import Registry, normalize_endpoint
+from gamews.registry import Registry
 
 __all__ = [
     "DEFAULT_METRICS_LISTEN",
@@ -138,15 +136,11 @@ class GamewsCollector:
     def _connections(self) -> Iterator[Metric]:
         held: defaultdict[tuple[str, str], int] = defaultdict(int)
         admitted: defaultdict[str, int] = defaultdict(int)
-        for port in self.registry.ports():
-            for path, route in port.routes.items():
-                admitted[path] += len(route.children)
-                for listener in route.listeners():
-                    held[path, listener.owner] += 0
-                for child in route.children:
-                    if child.ready_state is ReadyState.OPEN:
-                        for owner in child.holders():
-                            held[path, owner] += 1
+        for port in self.registry.snapshot():
+            for route in port.paths:
+                admitted[route.path] += route.admitted
+                for owner, n in route.held.items():
+                    held[route.path, owner] += n
         connections = _gauge("gamews_websocket_connections",
                              "Open WebSocket connections each plugin holds.", ["path", "plugin"])
         for (path, plugin), n in sorted(held.items()):
@@ -331,10 +325,8 @@ class MetricsService(Service):
         self.endpoint = endpoint
         self.metrics = metrics
         self.site = metrics_site(metrics, limits, reactor)
-        self._reactor = reactor
-        self._listening: Deferred[None] | None = None
-        self._port: IListeningPort | None = None
-        self._failure: Failure | None = None
+        self._listening = Listening(reactor, endpoint, self.site,
+                                    on_listening=self._listened, on_failed=self._listen_failed)
         self.setName("metrics")  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
@@ -343,46 +335,21 @@ class MetricsService(Service):
         if not is_loopback_endpoint(self.endpoint):
             log.warn("metrics: {endpoint} is not a loopback address: anyone who can reach it "
                      "sees the metrics", endpoint=self.endpoint)
-        self._port, self._failure = None, None
-        listening: Deferred[IListeningPort] = serverFromString(
-            self._reactor, self.endpoint).listen(self.site)
-        self._listening = listening.addCallbacks(self._listened, self._listen_failed)
+        self._listening.start()
 
     def _listened(self, port: IListeningPort) -> None:
-        self._port = port
         log.info("metrics on http://{address.host}:{address.port}/metrics",
                  address=port.getHost())
 
     def _listen_failed(self, failure: Failure) -> None:
-        self._failure = failure
         log.error("metrics: cannot listen on {endpoint}: {reason}", endpoint=self.endpoint,
                   reason=failure.getErrorMessage())
 
     def when_listening(self) -> Deferred[IAddress]:
         """Fire with the listening address once listening (fail if it cannot listen)."""
-        if self._port is not None:
-            return succeed(self._port.getHost())
-        if self._failure is not None or self._listening is None:
-            return fail(self._failure or RuntimeError("the metrics service is not running"))
-        waiter: Deferred[IAddress] = Deferred()
-
-        def report(_: object) -> None:
-            if self._port is not None:
-                waiter.callback(self._port.getHost())
-            else:
-                waiter.errback(self._failure or RuntimeError("metrics stopped"))
-
-        self._listening.addCallback(report)
-        return waiter
+        return self._listening.when_listening()
 
     def stopService(self) -> Deferred[None]:
         """Stop listening."""
         super().stopService()  # type: ignore[no-untyped-call]
-        if self._listening is not None and not self._listening.called:
-            self._listening.cancel()
-        self._listening = None
-        port, self._port = self._port, None
-        if port is None:
-            return succeed(None)
-        stopped: Deferred[object] = maybeDeferred(port.stopListening)
-        return stopped.addCallback(lambda _: None)
+        return self._listening.stop()

@@ -10,15 +10,13 @@ handle on it is closed, and the Deferred of that last close fires only then.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -35,10 +33,13 @@ from gamews.api import (
     IListenerHandler,
     IMount,
     IncomingCallback,
+    ReadyState,
 )
 from gamews.config import WebSocketLimits
+from gamews.endpoints import EndpointKey, Listening, normalize_endpoint
 from gamews.guard import MAX_REQUEST_BODY, GuardedSite, UpgradeResource, host_port
 from gamews.isolation import call_plugin
+from gamews.reactor import maybe_global_reactor
 from gamews.stats import WebSocketStats
 from gamews.websocket import (
     Channel,
@@ -50,95 +51,10 @@ from gamews.websocket import (
     send_to_many,
 )
 
-__all__ = ["MAX_REQUEST_BODY", "EndpointKey", "Listener", "Mount", "Registry", "normalize_endpoint",
+__all__ = ["MAX_REQUEST_BODY", "Listener", "Mount", "PathView", "PortView", "Registry",
            "origin_allowed"]
 
 log = Logger(namespace="gamews.registry")
-
-# -- endpoint descriptions ----------------------------------------------------
-
-_POSITIONAL: dict[str, tuple[str, ...]] = {
-    "tcp": ("port", "interface", "backlog"),
-    "tcp6": ("port", "backlog", "interface"),
-    "ssl": ("port", "privateKey", "certKey", "sslmethod", "interface", "backlog",
-            "extraCertChain", "dhParameters"),
-    "unix": ("address", "mode", "backlog", "lockfile"),
-}
-_TLS_KEYS = ("privateKey", "certKey", "sslmethod", "extraCertChain", "dhParameters")
-
-
-def _split(description: str) -> list[str]:
-    """Split a strports description on unescaped colons, unescaping ``\\:``."""
-    parts, current, chars = [], [], iter(description)
-    for ch in chars:
-        if ch == "\\":
-            current.append(next(chars, "\\"))
-        elif ch == ":":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-@dataclass(frozen=True)
-class EndpointKey:
-    """A normalised endpoint: ``bind`` says what is listened on, ``options`` how."""
-
-    bind: tuple[str, ...]
-    options: tuple[tuple[str, str], ...]
-
-
-def normalize_endpoint(description: str) -> EndpointKey:
-    """Parse a server endpoint description into its :class:`EndpointKey`.
-
-    Raises ``ValueError`` for a description that is not well formed.
-    """
-    parts = _split(description)
-    kind = parts[0].lower()
-    if not kind or len(parts) < 2:
-        raise ValueError(f"not an endpoint description: {description!r} (try tcp:8080)")
-    names = _POSITIONAL.get(kind)
-    args: dict[str, str] = {}
-    positional = 0
-    for part in parts[1:]:
-        name, sep, value = part.partition("=")
-        if sep and (names is None or name in names or not name.isdigit()):
-            if name in args:
-                raise ValueError(f"{description!r}: {name} given twice")
-            args[name] = value
-        elif names is not None:
-            if positional >= len(names):
-                raise ValueError(f"{description!r}: too many positional arguments")
-            args[names[positional]] = part
-            positional += 1
-        else:
-            args[f"_{positional}"] = part
-            positional += 1
-    if kind in ("tcp", "tcp6", "ssl"):
-        if "port" not in args or not args["port"].isdigit() or int(args["port"]) > 65535:
-            raise ValueError(f"{description!r}: a port number 0-65535 is needed")
-        family = "inet6" if kind == "tcp6" else "inet"
-        default_if = "::" if kind == "tcp6" else ""
-        bind = (family, args.get("interface", default_if), str(int(args["port"])))
-        tls = kind == "ssl"
-        if tls:
-            args.setdefault("privateKey", "server.pem")
-            args.setdefault("certKey", args["privateKey"])
-        options = (
-            ("tls", "yes" if tls else "no"),
-            *((k, os.path.abspath(args[k]) if k in ("privateKey", "certKey") else args[k])
-              for k in _TLS_KEYS if k in args),
-        )
-        return EndpointKey(bind, options)
-    if kind == "unix":
-        if "address" not in args:
-            raise ValueError(f"{description!r}: a socket path is needed")
-        return EndpointKey(("unix", os.path.abspath(args["address"])),
-                           tuple(sorted((k, v) for k, v in args.items() if k != "address")))
-    return EndpointKey((kind, *sorted(f"{k}={v}" for k, v in args.items())), ())
-
 
 # -- origins ------------------------------------------------------------------
 
@@ -169,6 +85,36 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
         return False
     asked = host_port(host or "", 443 if parts.scheme == "https" else 80)
     return loopback and asked is not None and asked[1] == origin_port
+
+
+# -- the read-only view ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathView:
+    """A WebSocket path of a shared port, as it was when looked at."""
+
+    path: str
+    plugins: tuple[str, ...]
+    """The owners of the open listeners on the path."""
+    admitted: int
+    """Children admitted on the path, in any state."""
+    held: Mapping[str, int]
+    """OPEN children by plugin holding them (every listening plugin, 0 included)."""
+
+
+@dataclass(frozen=True)
+class PortView:
+    """A shared port, as it was when looked at (:meth:`Registry.snapshot`)."""
+
+    endpoint: str
+    """The endpoint description it was opened with."""
+    address: IAddress | None
+    """Where it listens; ``None`` before it listens (or when it could not)."""
+    paths: tuple[PathView, ...]
+    """Its WebSocket paths, sorted."""
+    pages: Mapping[str, str]
+    """Its HTTP pages: path -> owner."""
 
 
 # -- routing ------------------------------------------------------------------
@@ -239,6 +185,15 @@ class _Route:
         self.port.children.discard(child)
         self.port.registry.release(child)
 
+    def view(self) -> PathView:
+        held = dict.fromkeys((lst.owner for lst in self._listeners if lst.active), 0)
+        for child in self.children:
+            if child.ready_state is ReadyState.OPEN:
+                for owner in child.holders():
+                    held[owner] = held.get(owner, 0) + 1
+        return PathView(self.path, tuple(lst.owner for lst in self.listeners()),
+                        len(self.children), held)
+
     def broadcast(self, data: str | bytes, children: Iterable[Child]) -> int:
         """Send ``data`` to ``children`` of this path, framed once."""
         message = OutgoingMessage(data, self.limits.max_message_size, self.factory.prepareMessage)
@@ -265,52 +220,30 @@ class _Port:
         self.mounts: dict[str, Mount] = {}
         self.handles: list[Listener | Mount] = []
         self.children: set[Child] = set()
-        self.listening_port: IListeningPort | None = None
-        self.failure: Failure | None = None
-        self._waiters: list[Deferred[IAddress]] = []
+        self.listening = Listening(registry.reactor, description, self.site,
+                                   on_listening=self._listening, on_failed=self._failed)
         self.stopped: Deferred[None] | None = None
 
-    def start(self, after: Deferred[None] | None) -> None:
-        def listen(_: object) -> Deferred[IListeningPort]:
-            endpoint = serverFromString(self.registry.reactor, self.description)
-            d: Deferred[IListeningPort] = endpoint.listen(self.site)
-            return d
-
-        d = after if after is not None else succeed(None)
-        d.addCallback(listen).addCallbacks(self._listening, self._failed)
-
     def _listening(self, port: IListeningPort) -> None:
-        self.listening_port = port
-        if self.stopped is not None:  # every handle closed before we got here
-            port.stopListening()
-            return
         log.info("listening on {endpoint} ({address})", endpoint=self.description,
                  address=port.getHost())
-        waiters, self._waiters = self._waiters, []
-        for w in waiters:
-            w.callback(port.getHost())
 
     def _failed(self, failure: Failure) -> None:
-        self.failure = failure
         log.error("cannot listen on {endpoint}: {reason}", endpoint=self.description,
                   reason=failure.getErrorMessage())
-        waiters, self._waiters = self._waiters, []
-        for w in waiters:
-            w.errback(failure)
         for handle in list(self.handles):
             if isinstance(handle, Listener):
                 handle.port_failed(failure)
 
     def when_listening(self) -> Deferred[IAddress]:
-        if self.listening_port is not None:
-            return succeed(self.listening_port.getHost())
-        if self.failure is not None:
-            d: Deferred[IAddress] = Deferred()
-            d.errback(self.failure)
-            return d
-        waiter: Deferred[IAddress] = Deferred()
-        self._waiters.append(waiter)
-        return waiter
+        return self.listening.when_listening()
+
+    def view(self) -> PortView:
+        port = self.listening.port
+        return PortView(
+            self.description, port.getHost() if port is not None else None,
+            tuple(route.view() for _, route in sorted(self.routes.items())),
+            {path: mount.owner for path, mount in sorted(self.mounts.items())})
 
     def route_for(self, path: str) -> _Route:
         if path in self.mounts:
@@ -352,17 +285,12 @@ class _Port:
                 handle.port_closed()
         closing = self.registry.close_children(list(self.children), code, reason)
 
-        def stop_listening(_: object) -> Deferred[None] | None:
-            if self.listening_port is None:
-                return None
-            d: Deferred[None] | None = self.listening_port.stopListening()
-            return d
-
-        def done(_: object) -> None:
-            if self.listening_port is not None:
+        def stop_listening(_: object) -> Deferred[None]:
+            if self.listening.port is not None:
                 log.info("stopped listening on {endpoint}", endpoint=self.description)
+            return self.listening.stop()
 
-        self.stopped = closing.addCallback(stop_listening).addCallback(done)
+        self.stopped = closing.addCallback(stop_listening)
         return self.stopped
 
 
@@ -491,11 +419,7 @@ class Registry:
 
     def __init__(self, limits: WebSocketLimits | None = None, *, reactor: Any = None,
                  shutdown_timeout: float = 3.0) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = global_reactor
-        self.reactor = reactor
+        self.reactor = maybe_global_reactor(reactor)
         self.limits = limits or WebSocketLimits()
         self.shutdown_timeout = shutdown_timeout
         self._ports: dict[tuple[str, ...], _Port] = {}
@@ -523,7 +447,7 @@ class Registry:
                 )
             return port
         port = self._ports[key.bind] = _Port(self, key, endpoint)
-        port.start(self._stopping.get(key.bind))
+        port.listening.start(self._stopping.get(key.bind))
         return port
 
     def open(
@@ -558,8 +482,8 @@ class Registry:
         listener = Listener(port, route, endpoint, path, owner, incoming, error, closed)
         route.add(listener)
         port.handles.append(listener)
-        if port.failure is not None:
-            listener.port_failed(port.failure)
+        if port.listening.failure is not None:
+            listener.port_failed(port.listening.failure)
         return listener
 
     def mount(self, endpoint: str, path: str, resource: IResource, *, owner: str) -> Mount:
@@ -613,8 +537,13 @@ class Registry:
     # -- introspection ---------------------------------------------------------
 
     def ports(self) -> list[_Port]:
-        """The open shared ports."""
+        """The open shared ports (the registry's own objects; see :meth:`snapshot`)."""
         return list(self._ports.values())
+
+    def snapshot(self) -> tuple[PortView, ...]:
+        """What every open shared port serves, as it is now: a read-only copy for
+        the index page, the metrics and the manhole."""
+        return tuple(port.view() for port in self._ports.values())
 
     def children(self) -> list[Child]:
         """Every child connection, on every port."""

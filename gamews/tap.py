@@ -10,12 +10,12 @@ from twisted.python import usage
 
 from gamews.config import DEFAULT_LISTEN, GamewsConfig, load_config
 from gamews.demo.setup import make_demo
+from gamews.endpoints import normalize_endpoint
 from gamews.errors import ConfigError
 from gamews.fanout.config import FanoutConfig
 from gamews.logjson import use_file
 from gamews.manhole import ManholeConfig
 from gamews.metrics import MetricsConfig, metrics_endpoint
-from gamews.registry import normalize_endpoint
 from gamews.service import GamewsService, available_plugins, select_plugins
 
 __all__ = ["Options", "makeService"]

@@ -27,6 +27,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from gamews.config import GamewsConfig
+from gamews.endpoints import is_loopback_endpoint
 from gamews.errors import ConfigError
 from gamews.manhole import (
     DEFAULT_ENDPOINT,
@@ -37,7 +38,6 @@ from gamews.manhole import (
     ScryptPasswordChecker,
     default_banner,
     hash_password,
-    is_loopback_endpoint,
     load_authorized_keys,
     load_host_key,
     load_password_file,

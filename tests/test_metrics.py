@@ -26,13 +26,13 @@ from twisted.web.http_headers import Headers
 from gamews import logjson
 from gamews.api import IConnection
 from gamews.config import WebSocketLimits, parse_config
+from gamews.endpoints import is_loopback_endpoint
 from gamews.errors import ConfigError
 from gamews.events import EventBus
 from gamews.logs.common import MAX_LINE, LogStats
 from gamews.logs.service import LinePipeline
 from gamews.logs.source import parse_line
 from gamews.logs.udp import OOB, UdpLogService
-from gamews.manhole import is_loopback_endpoint
 from gamews.metrics import (
     DEFAULT_METRICS_LISTEN,
     GamewsMetrics,

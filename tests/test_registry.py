@@ -26,7 +26,8 @@ from gamews.api import (
     IListenerHandler,
 )
 from gamews.config import WebSocketLimits
-from gamews.registry import MAX_REQUEST_BODY, Registry, normalize_endpoint, origin_allowed
+from gamews.endpoints import normalize_endpoint
+from gamews.registry import MAX_REQUEST_BODY, Registry, origin_allowed
 from gamews.websocket import Child
 from tests.support import LOOPBACK, connect, free_port, poll_until, port_of, real_reactor
 
@@ -125,6 +126,23 @@ class MemoryRegistryTests(SynchronousTestCase):
         self.assertEqual(len(self.registry.ports()), 1)
         self.assertEqual(port_of(self.successResultOf(a.when_listening())), 8080)
         self.assertEqual(port_of(self.successResultOf(b.when_listening())), 8080)
+
+    def test_snapshot_is_a_read_only_view(self) -> None:
+        """snapshot() shows each port's endpoint, address, paths (plugins, children
+        admitted, OPEN children held) and pages, as frozen copies."""
+        self.registry.open("tcp:8080:interface=127.0.0.1", "/ws", owner="a")
+        self.registry.open("tcp:8080:interface=127.0.0.1", "/ws", owner="b")
+        self.registry.mount("tcp:8080:interface=127.0.0.1", "/page", Data(b"x", "text/plain"),
+                            owner="c")
+        [port] = self.registry.snapshot()
+        self.assertEqual(port.endpoint, "tcp:8080:interface=127.0.0.1")
+        self.assertEqual(port_of(port.address), 8080)
+        [path] = port.paths
+        self.assertEqual((path.path, path.plugins, path.admitted, dict(path.held)),
+                         ("/ws", ("a", "b"), 0, {"a": 0, "b": 0}))
+        self.assertEqual(dict(port.pages), {"/page": "c"})
+        with self.assertRaises(AttributeError):
+            port.endpoint = "elsewhere"  # type: ignore[misc]
 
     def test_tls_conflict_raises_at_open(self) -> None:
         """A second open with different TLS options on a bound address raises."""

@@ -194,6 +194,6 @@ class _EmptyRegistry:
 
     stats: Any = type("Stats", (), {"paths": {}})()
 
-    def ports(self) -> list[Any]:
+    def snapshot(self) -> list[Any]:
         return []
 

@@ -31,6 +31,7 @@ from gamews.rcon.source_codec import (
     ProtocolViolationError,
     encode_packet,
 )
+from gamews.reactor import maybe_global_reactor
 from gamews.secret import Secret
 
 __all__ = ["DemoGameService", "DemoRconProtocol", "log_packet"]
@@ -118,10 +119,7 @@ class DemoGameService(Service):
     def __init__(self, *, rcon_endpoint: str, password: Secret, log_port: int,
                  log_secret: Secret | None, reactor: Any = None, seed: int = 0,
                  tick: float = 0.25) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = global_reactor
+        reactor = maybe_global_reactor(reactor)
         self.reactor = reactor
         self.match = DemoMatch(seed=seed)
         self.rcon_endpoint = rcon_endpoint

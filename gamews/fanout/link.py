@@ -23,6 +23,7 @@ from txredisapi import RedisProtocol
 
 from gamews.fanout.codec import Keys, stream_fields
 from gamews.fanout.config import FanoutConfig
+from gamews.reactor import maybe_global_reactor
 from gamews.secret import Secret
 
 __all__ = ["FanoutService", "RedisLink", "RedisUnavailableError", "read_streams", "redis_time_id",
@@ -63,10 +64,7 @@ class RedisLink(ClientService):
     def __init__(self, name: str, redis: str, *, password: Secret | None = None,
                  username: str | None = None, reactor: Any = None,
                  reply_timeout: float | None = 10.0) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = global_reactor
+        reactor = maybe_global_reactor(reactor)
         self.link_name = name
         self.where = redis
         self._password = password

@@ -49,6 +49,7 @@ from gamews.rcon.quake3_codec import (
     parse_status_response,
     print_text,
 )
+from gamews.reactor import maybe_global_reactor
 from gamews.secret import Secret
 
 __all__ = ["Quake3RconClient"]
@@ -57,14 +58,6 @@ _Kind = Literal["rcon", "getstatus", "getinfo"]
 _EXPECT: dict[str, str] = {
     "rcon": "print", "getstatus": "statusResponse", "getinfo": "infoResponse",
 }
-
-
-def _resolve_reactor(reactor: Any) -> Any:
-    if reactor is None:
-        from twisted.internet import reactor as global_reactor
-
-        return global_reactor
-    return reactor
 
 
 @dataclass(eq=False)
@@ -118,7 +111,7 @@ class Quake3RconClient:
         self.host = host
         self.port = port
         self._password = password
-        self._reactor = _resolve_reactor(reactor)
+        self._reactor = maybe_global_reactor(reactor)
         self.timeout = timeout
         self.quiet = quiet
         self.max_pending = max_pending

@@ -37,6 +37,7 @@ from gamews.rcon.link import LinkState, command_outcome
 from gamews.rcon.quake3 import Quake3RconClient
 from gamews.rcon.quake3_codec import Player
 from gamews.rcon.source import SourceRconClient
+from gamews.reactor import maybe_global_reactor
 from gamews.secret import Secret, secret_from_table
 
 __all__ = [
@@ -215,10 +216,7 @@ class GameServer(Service):
         log: Logger | None = None,
     ) -> None:
         """Build the client for ``config.kind``; nothing is sent before ``startService``."""
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = global_reactor
+        reactor = maybe_global_reactor(reactor)
         self.config = config
         self.name: str = config.name
         self.kind: Kind = config.kind

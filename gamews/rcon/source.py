@@ -55,6 +55,7 @@ from gamews.rcon.source_codec import (
     Reply,
     SourceRconClientCodec,
 )
+from gamews.reactor import maybe_global_reactor
 from gamews.secret import Secret
 
 __all__ = ["SourceRconClient", "SourceRconProtocol"]
@@ -64,13 +65,6 @@ _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 #: Default wait after a password rejection: five minutes (plus up to 20 % jitter).
 AUTH_FAILURE_DELAY = 300.0
 
-
-def _resolve_clock(clock: IReactorTime | None) -> IReactorTime:
-    if clock is None:
-        from twisted.internet import reactor
-
-        return cast(IReactorTime, reactor)
-    return clock
 
 
 class SourceRconProtocol(Protocol):
@@ -334,7 +328,7 @@ class SourceRconClient:
         """Describe the link; nothing happens until :meth:`start`."""
         self.name = name
         self._password = password
-        self._clock = _resolve_clock(clock)
+        self._clock = maybe_global_reactor(clock)
         self.timeout = timeout
         self.max_pending = max_pending
         self._jitter = jitter
