@@ -469,3 +469,82 @@ class ResyncTests(SynchronousTestCase):
         context.reactor.advance(5)
         child.receive({"type": "resync"})
         self.assertEqual(len(child.of_type("snapshot")), 4)
+
+
+class ManholeGuessingTests(SynchronousTestCase):
+    """Manhole passwords: throttled per address before any scrypt runs; at most
+    MAX_VERIFYING verifications at once."""
+
+    def make_auth(self, host: str, factory: Any, portal: Any) -> Any:
+        from twisted.internet.address import IPv4Address
+
+        from gamews.manhole.service import ThrottledUserAuth
+
+        auth = ThrottledUserAuth()
+        auth.clock = Clock()
+        auth.portal = portal
+        auth.user = b"admin"
+        peer = IPv4Address("TCP", host, 2222)
+        socket = type("Socket", (), {"getPeer": lambda self: peer})()
+        auth.transport = type("Transport", (), {"factory": factory, "transport": socket})()
+        return auth
+
+    def test_password_tries_throttled_per_address(self) -> None:
+        """150 wrong passwords from one address: 4 reach the checker, the rest are
+        refused at once (warnings name the address); another address still gets checked."""
+        from twisted.cred.error import UnauthorizedLogin
+        from twisted.internet.defer import fail
+
+        from gamews.manhole.credentials import hash_password
+        from gamews.manhole.service import ManholeConfig, make_manhole_service
+
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        (directory / "pw").write_text(f"admin:{hash_password('right')}\n")
+        clock = Clock()
+        service: Any = make_manhole_service(
+            ManholeConfig.from_table({"password_file": "pw", "data_dir": "data"},
+                                     base_dir=directory), dict, reactor=clock)
+        factory = service.factory
+        tried: list[Any] = []
+
+        class Portal:
+            def login(self, credentials: Any, mind: Any, *interfaces: Any) -> Any:
+                tried.append(credentials)
+                return fail(UnauthorizedLogin("wrong"))
+
+        packet = b"\x00\x00\x00\x00\x05wrong"
+        with captured_log() as logged:
+            for _ in range(150):
+                auth = self.make_auth("198.51.100.20", factory, Portal())
+                d = auth.auth_password(packet)
+                auth.clock.advance(1)  # conch's own delay per failure
+                self.failureResultOf(d, UnauthorizedLogin)
+        self.assertEqual(len(tried), 4)
+        warned = [e for e in logged if e.get("log_level") == LogLevel.warn]
+        self.assertTrue(warned)
+        self.assertEqual({e["address"] for e in warned}, {"198.51.100.20"})
+        other = self.make_auth("198.51.100.21", factory, Portal())
+        other.auth_password(packet)
+        self.assertEqual(len(tried), 5)
+
+    def test_verifications_capped(self) -> None:
+        """Ten verifications asked at once: MAX_VERIFYING run, the others wait."""
+        from twisted.internet.defer import Deferred
+
+        from gamews.manhole.credentials import MAX_VERIFYING
+        from gamews.throttle import VerificationGate
+
+        gate = VerificationGate(MAX_VERIFYING)
+        running: list[Deferred[None]] = []
+
+        def verify() -> Deferred[None]:
+            d: Deferred[None] = Deferred()
+            running.append(d)
+            return d
+
+        results = [gate.run(verify) for _ in range(10)]
+        self.assertEqual(len(running), MAX_VERIFYING)
+        running[0].callback(None)
+        self.assertEqual(len(running), MAX_VERIFYING + 1)
+        self.successResultOf(results[0])
