@@ -105,10 +105,19 @@ def _redact(text: str, depth: int) -> str:
     return "".join(parts)
 
 
+_RCON_PACKET = re.compile(r'(\brcon\s+)(\d+\s+)?("[^"]*"|\S+)', re.IGNORECASE)
+"""The network form of an rcon command, ``rcon [CHALLENGE] PASSWORD COMMAND`` (GoldSrc logs
+it in a successful ``Rcon:`` line): its password goes, whatever else parses the line."""
+
+
 def redact_command(text: str) -> str:
     """``text`` (a console line, several commands, or a log line) with the value of every
     sensitive command replaced by ``<redacted>``; everything else is left as it was."""
     lowered = text.lower()
+    if "rcon " in lowered and _RCON_PACKET.search(text) and (
+            'rcon: "rcon' in lowered or re.search(r"\brcon\s+\d+\s", lowered)):
+        text = _RCON_PACKET.sub(lambda m: f"{m[1]}{REDACTED}", text)
+        lowered = text.lower()
     if not any(hint in lowered for hint in ("pass", "secret", "token", "key", "steamaccount",
                                             "logaddress")):
         return text  # the common case, cheaply

@@ -136,6 +136,9 @@ class RedactionTests(SynchronousTestCase):
                      '"rcon_password" = "NewPw" ( def. "" )',
                      'logaddress_add_http "http://h/l?token=NewPw"'):
             self.assertNotIn("NewPw", redact_command(text), text)
+        goldsrc = redact_command(f'{STAMP}Rcon: "rcon 2034829 "NewPw" status" from "1.2.3.4:5"')
+        self.assertNotIn("NewPw", goldsrc)
+        self.assertNotIn("2034829", goldsrc)
         self.assertEqual(redact_command("say I love monkeys; status"),
                          "say I love monkeys; status")
 
@@ -264,6 +267,19 @@ class DiskTests(ConsoleCase):
         self.assertLess(max(len(line.encode()) for line in lines), 2600)
         record = json.loads(lines[0])
         self.assertIn("more characters cut", record["command"])
+
+    def test_chat_refusals_count(self) -> None:
+        """Empty chat lines are refused and count against the same rate limit."""
+        game = FakeGameServer("alpha")
+        context = FakeContext("chat", {"rate": 1.0, "burst": 2}, {"alpha": game})
+        ChatService(context).startService()
+        child = context.listeners[0].connect()
+        for _ in range(5):
+            child.receive({"type": "say", "name": "x", "text": "   "})
+        child.receive({"type": "say", "name": "x", "text": "hello"})
+        self.assertEqual([f["reason"] for f in child.of_type("error")],
+                         ["say needs a name and a text"] * 2 + ["rate limited"] * 4)
+        self.assertEqual(game.commands, [])
 
     def test_rotation(self) -> None:
         """Past audit_max_bytes the audit log is rotated, keeping audit_keep files."""

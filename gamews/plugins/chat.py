@@ -220,10 +220,10 @@ class ChatService(WebPluginService):
         name = clean_text(str(raw_name or ""), max_length=MAX_NAME).replace(":", "").strip()
         text = clean_text(str(raw_text or ""), max_length=MAX_TEXT).strip()
         game = self.context.servers.get(server)
+        if self._limited(request):  # refused lines count too
+            return succeed({"error": "rate limited"})
         if not name or not text or game is None:
             return succeed({"error": "say needs a name and a text"})
-        if self._limited(request):
-            return succeed({"error": "rate limited"})
         d: Deferred[str] = game.rcon(say(f"{WEB_PREFIX}{name}: {text}"))
         return d.addCallbacks(
             lambda _: {"ok": True, "kind": game.kind, "name": name, "text": text},
