@@ -20,7 +20,9 @@ disc, err)``                           on_error=, on_open=)``
 =====================================  =========================================
 
 Plugins provide :class:`IGamewsPlugin` and are found with Twisted's plugin
-system (a module in a ``twisted/plugins/`` directory on ``sys.path``).
+system (a module in a ``twisted/plugins/`` directory on ``sys.path``). Game events
+reach them as the dataclasses of :mod:`gamews.events` (:class:`Envelope` around an
+:class:`Event` subclass such as :class:`Chat` or :class:`Kill`), re-exported here.
 """
 
 from __future__ import annotations
@@ -35,11 +37,50 @@ from zope.interface import Attribute, Interface
 
 from gamews.auth import TokenStore, User
 from gamews.errors import ConfigError, EndpointConflictError
+from gamews.events import (
+    Assist,
+    Chat,
+    Connected,
+    Damage,
+    Disconnected,
+    Entered,
+    Envelope,
+    Event,
+    EventBus,
+    GameShutdown,
+    ItemPickup,
+    Kill,
+    MapChange,
+    MatchEnd,
+    MatchStart,
+    MatchState,
+    NameChange,
+    Player,
+    PlayerInfo,
+    PlayerScore,
+    PlayerState,
+    PlayerTriggered,
+    RconSeen,
+    RoundEnd,
+    RoundStart,
+    ServerCvar,
+    Subscription,
+    Suicide,
+    TeamChange,
+    TeamScore,
+    TeamScores,
+    TeamTriggered,
+    Unknown,
+    WorldKill,
+    WorldTriggered,
+    event_fields,
+)
+from gamews.plugin_settings import setting, settings_from_table
 from gamews.quietlog import RepeatLimiter
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
 from gamews.redact import redact_command, truncate
-from gamews.throttle import LoginThrottle, throttle_config
+from gamews.throttle import LoginThrottle, ThrottleConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -51,13 +92,23 @@ if TYPE_CHECKING:
     from twisted.web.resource import IResource
 
 __all__ = [
+    "Assist",
     "ChannelKind",
+    "Chat",
     "ChildCallback",
     "ConfigError",
+    "Connected",
     "ConnectionRequest",
+    "Damage",
     "DisconnectCallback",
+    "Disconnected",
     "EndpointConflictError",
+    "Entered",
+    "Envelope",
     "ErrorCallback",
+    "Event",
+    "EventBus",
+    "GameShutdown",
     "IChannel",
     "IChildHandler",
     "IConnection",
@@ -69,23 +120,51 @@ __all__ = [
     "IRequestForwarder",
     "IRequestHandler",
     "IncomingCallback",
+    "ItemPickup",
+    "Kill",
     "LoginThrottle",
+    "MapChange",
+    "MatchEnd",
+    "MatchStart",
+    "MatchState",
     "MessageCallback",
+    "NameChange",
+    "Player",
+    "PlayerInfo",
+    "PlayerScore",
+    "PlayerState",
+    "PlayerTriggered",
+    "RconSeen",
     "ReadyState",
     "RepeatLimiter",
     "Request",
+    "RoundEnd",
+    "RoundStart",
+    "ServerCvar",
+    "Subscription",
+    "Suicide",
+    "TeamChange",
+    "TeamScore",
+    "TeamScores",
+    "TeamTriggered",
+    "ThrottleConfig",
     "TokenBucket",
     "TokenStore",
+    "Unknown",
     "User",
     "WebSocketError",
+    "WorldKill",
+    "WorldTriggered",
     "change_map",
     "clean_text",
+    "event_fields",
     "kick",
     "kick_slot",
     "page",
     "redact_command",
     "say",
-    "throttle_config",
+    "setting",
+    "settings_from_table",
     "truncate",
 ]
 
@@ -329,17 +408,22 @@ class IPluginContext(Interface):
 
     name: str = Attribute("The plugin's name.")
     endpoints: tuple[str, ...] = Attribute("The web endpoints gamews listens on (``--listen``).")
-    config: Mapping[str, Any] = Attribute("The plugin's own ``[plugin.NAME]`` table, or ``{}``.")
+    config: Mapping[str, Any] = Attribute(
+        "The plugin's own ``[plugin.NAME]`` table as written (unchecked), or ``{}``.")
+    settings: Any = Attribute(
+        "The plugin's checked settings: an instance of its ``settings_type`` (``None`` "
+        "for a plugin without one).")
     reactor: Any = Attribute("The reactor (or a test's fake) to use for time and I/O.")
     servers: Mapping[str, Any] = Attribute(
         "The configured game servers by name (``gamews.rcon.server.IGameServer``).")
-    events: Any = Attribute(
-        "The event bus (``gamews.events.EventBus``): game events and match states, live "
-        "(for token holders only).")
-    public_events: Any = Attribute(
-        "The public view of the event bus (``gamews.spectator.PublicEvents``, an EventBus): "
-        "the same events and states ``spectator_delay`` seconds late, without team chat "
-        "unless allowed. Anything shown to browsers without a token reads this one.")
+    events: EventBus = Attribute(
+        "The event bus (:class:`EventBus`): game events (:class:`Envelope`) and match "
+        "states (:class:`MatchState`), live (for token holders only).")
+    public_events: EventBus = Attribute(
+        "The public view of the event bus (``gamews.spectator.PublicEvents``, an "
+        ":class:`EventBus`): the same events and states ``spectator_delay`` seconds late, "
+        "without team chat unless allowed. Anything shown to browsers without a token "
+        "reads this one.")
     spectator_delay: float = Attribute(
         "Seconds every public view lags the game (``[spectator] delay``).")
     base_dir: Any = Attribute(
@@ -414,10 +498,18 @@ class IGamewsPlugin(IPlugin):
 
     name: str = Attribute("A short unique name, such as ``echo``.")
     description: str = Attribute("One line saying what the plugin does.")
+    settings_type: type | None = Attribute(
+        "The plugin's settings, a frozen dataclass whose fields are the keys of its "
+        "``[plugin.NAME]`` table (see :func:`settings_from_table` and :func:`setting`). "
+        "gamews checks the table against it before building anything, so a bad key or "
+        "value stops ``twistd gamews`` with one line naming ``plugin.NAME.KEY``; the "
+        "plugin's service gets the instance as ``context.settings``. A plugin without "
+        "this attribute (or with ``None``) gets its table unchecked as ``context.config``.")
 
     def make_service(context: IPluginContext) -> IService:
         """Build the plugin's service; it opens listeners when started and
-        closes them (returning a Deferred) when stopped."""
+        closes them (returning a Deferred) when stopped. Called once at start-up,
+        after every setting is checked: an exception here stops gamews."""
 
 
 def page(path: Path) -> IResource:

@@ -20,6 +20,8 @@ __all__ = [
     "WebSocketLimits",
     "load_config",
     "parse_config",
+    "read_config_text",
+    "toml_document",
 ]
 
 DEFAULT_LISTEN: Final = "tcp:8080:interface=127.0.0.1"
@@ -256,15 +258,25 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Ga
     return GamewsConfig(**kwargs)
 
 
+def read_config_text(path: Path) -> str:
+    """The text of the config file at ``path`` (a :class:`ConfigError` on ``--config``)."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ConfigError("--config", f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError("--config", f"{path} is not valid TOML: {e}") from None
+
+
+def toml_document(text: str, path: Path | str | None) -> dict[str, Any]:
+    """The TOML ``text`` of the config file ``path`` as a document."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("--config", f"{path} is not valid TOML: {e}") from None
+
+
 def load_config(path: str | Path) -> GamewsConfig:
     """Read and validate the TOML file at ``path``."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise ConfigError("--config", f"cannot read {p}: {e.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError("--config", f"{p} is not valid TOML: {e}") from None
-    return parse_config(data, base_dir=p.resolve().parent)
+    return parse_config(toml_document(read_config_text(p), p), base_dir=p.resolve().parent)

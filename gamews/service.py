@@ -5,12 +5,11 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
-from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from zope.interface import implementer
@@ -24,52 +23,26 @@ from gamews.api import (
     IPluginContext,
     IRequestHandler,
 )
-from gamews.config import GamewsConfig
+from gamews.demo.setup import DemoGame, make_demo
 from gamews.errors import ConfigError
 from gamews.events import EventBus
 from gamews.fanout.config import FanoutConfig
 from gamews.fanout.link import RedisLink
 from gamews.guard import raise_file_limit
 from gamews.index import IndexPage
-from gamews.logs.service import log_source_from_table
-from gamews.manhole import ManholeConfig, make_manhole_service, service_namespace
-from gamews.metrics import GamewsMetrics, MetricsConfig, MetricsService
+from gamews.logs.service import LogSourceConfig, build_log_source
+from gamews.manhole import make_manhole_service, service_namespace
+from gamews.metrics import GamewsMetrics, MetricsService
 from gamews.pages import static_files
-from gamews.rcon.server import GameServer, GameServerConfig, IGameServer
+from gamews.rcon.server import GameServer, IGameServer
 from gamews.registry import Listener, Mount, Registry
+from gamews.settings import PluginSettings, ServerSettings, Settings
 from gamews.spectator import PublicEvents, SpectatorConfig
 from gamews.websocket import tune_autobahn
 
-if TYPE_CHECKING:
-    from gamews.demo.setup import DemoGame
-
-__all__ = ["GamewsService", "PluginContext", "available_plugins", "select_plugins"]
+__all__ = ["GamewsService", "PluginContext"]
 
 log = Logger(namespace="gamews.service")
-
-
-def available_plugins() -> dict[str, IGamewsPlugin]:
-    """Every gamews plugin Twisted's plugin system finds, by name."""
-    found: dict[str, IGamewsPlugin] = {}
-    for plugin in getPlugins(IGamewsPlugin):
-        name = getattr(plugin, "name", None)
-        if not isinstance(name, str) or not name:
-            log.warn("ignoring a gamews plugin without a name: {plugin!r}", plugin=plugin)
-        elif name in found:
-            log.warn("two gamews plugins are named {name}; keeping the first", name=name)
-        else:
-            found[name] = plugin
-    return found
-
-
-def select_plugins(names: tuple[str, ...], found: Mapping[str, IGamewsPlugin]) -> list[
-        IGamewsPlugin]:
-    """The plugins named in the config, or a :class:`ConfigError` naming a missing one."""
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise ConfigError("plugins", f"no plugin named {missing[0]!r} is installed "
-                                     f"(found: {', '.join(sorted(found)) or 'none'})")
-    return [found[n] for n in names]
 
 
 @implementer(IPluginContext)
@@ -78,13 +51,15 @@ class PluginContext:
     that whatever it leaves open is closed when it stops."""
 
     def __init__(self, name: str, registry: Registry, endpoints: tuple[str, ...],
-                 config: Mapping[str, Any], *, servers: Mapping[str, IGameServer] | None = None,
+                 config: Mapping[str, Any], *, settings: Any = None,
+                 servers: Mapping[str, IGameServer] | None = None,
                  events: EventBus | None = None, public_events: PublicEvents | None = None,
                  base_dir: Path | None = None) -> None:
         self.name = name
         self.registry = registry
         self.endpoints = endpoints
         self.config = config
+        self.settings = settings
         self.reactor = registry.reactor
         self.servers: Mapping[str, IGameServer] = servers or {}
         self.events = events if events is not None else EventBus(self.reactor)
@@ -126,9 +101,10 @@ class PluginContext:
 class _PluginHost(Service):
     """Runs one plugin's service, keeping its failures away from everyone else.
 
-    The plugin's service is built at once, so that a :class:`ConfigError` in its
-    table stops gamews at start-up with one line; any other error building,
-    starting or stopping it is logged and the plugin is left out.
+    The plugin's service is built at once: an error building it is a
+    :class:`ConfigError` on ``plugin.NAME`` (a ``ConfigError`` the plugin raises on
+    one of its keys gets that prefix) that stops gamews at start-up with one line.
+    An error starting or stopping it is logged and the plugin is left out.
     """
 
     def __init__(self, plugin: IGamewsPlugin, context: PluginContext) -> None:
@@ -136,12 +112,16 @@ class _PluginHost(Service):
         self.context = context
         self.setName(f"plugin:{plugin.name}")  # type: ignore[no-untyped-call]
         self.service: IService | None = None
+        prefix = f"plugin.{plugin.name}"
         try:
             self.service = plugin.make_service(context)
-        except ConfigError:
-            raise
-        except Exception:
-            log.failure("plugin {plugin} failed to build its service", plugin=plugin.name)
+        except ConfigError as e:
+            if e.key == prefix or e.key.startswith(f"{prefix}."):
+                raise
+            raise ConfigError(f"{prefix}.{e.key}", e.message) from None
+        except Exception as e:
+            raise ConfigError(prefix, f"failed to build its service: "
+                                      f"{type(e).__name__}: {e}") from e
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -175,13 +155,10 @@ class GamewsService(MultiService):
     stops listening.
     """
 
-    def __init__(self, config: GamewsConfig, plugins: list[IGamewsPlugin], *,
-                 reactor: Any = None, demo: DemoGame | None = None,
-                 manhole: ManholeConfig | None = None,
-                 metrics: MetricsConfig | None = None,
-                 fanout: FanoutConfig | None = None) -> None:
+    def __init__(self, settings: Settings, *, reactor: Any = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.config = config
+        self.settings = settings
+        self.config = config = settings.config
         tune_autobahn()
         self.registry = Registry(config.websocket, reactor=reactor,
                                  shutdown_timeout=config.shutdown_timeout)
@@ -193,50 +170,65 @@ class GamewsService(MultiService):
         self.servers: dict[str, IGameServer] = {}
         self.log_sources: dict[str, Service] = {}
         """Each game server's log source service, by server name."""
-        self.plugins = plugins
-        self.demo = demo
-        self.fanout = fanout
+        self.plugins = [p.plugin for p in settings.plugins]
+        self.demo: DemoGame | None = make_demo() if settings.demo else None
+        self.fanout = settings.fanout
         self._index_mounts: list[Mount] = []
+        try:
+            self._build(settings, reactor)
+        except BaseException:
+            if self.demo is not None:
+                self.demo.cleanup()
+            raise
+
+    def _build(self, settings: Settings, reactor: Any) -> None:
+        """Every child service, in start order."""
+        config, demo, fanout = settings.config, self.demo, settings.fanout
         if fanout is not None:
             self._add_fanout(fanout)
-        for i, table in enumerate(config.servers):
-            self._add_server(i, table, GameServerConfig.from_table(dict(table),
-                                                                 base_dir=config.base_dir))
+        for server in settings.servers:
+            self._add_server(server)
         if demo is not None:
             # after its log source (which must listen before the first lines are sent)
-            self._add_server(len(config.servers), demo.table, demo.game, demo.environ)
+            log = LogSourceConfig.from_table(demo.table, where=f"server.{demo.game.name}",
+                                             environ=demo.environ)
+            self._add_server(ServerSettings(demo.table, demo.game, log))
             demo.service.setServiceParent(self)  # type: ignore[no-untyped-call]
-        for plugin in plugins:
-            plugin_config = dict(config.plugin_config.get(plugin.name, {}))
-            if demo is not None:
-                plugin_config = {**demo.plugin_defaults.get(plugin.name, {}), **plugin_config}
-            context = PluginContext(plugin.name, self.registry, config.listen, plugin_config,
-                                    servers=self.servers, events=self.events,
-                                    public_events=self.public_events,
+        for chosen in settings.plugins:
+            name = chosen.plugin.name
+            if demo is not None and name in demo.plugin_defaults:
+                # the demo's keys, now with its real directory (see parse_settings)
+                table = {**demo.plugin_defaults[name], **config.plugin_config.get(name, {})}
+                chosen = PluginSettings.of(chosen.plugin, table, base_dir=config.base_dir)
+            context = PluginContext(name, self.registry, config.listen, chosen.table,
+                                    settings=chosen.settings, servers=self.servers,
+                                    events=self.events, public_events=self.public_events,
                                     base_dir=config.base_dir)
-            _PluginHost(plugin, context).setServiceParent(self)  # type: ignore[no-untyped-call]
+            host = _PluginHost(chosen.plugin, context)
+            host.setServiceParent(self)  # type: ignore[no-untyped-call]
         if fanout is not None and fanout.role == "origin":
             from gamews.fanout.origin import RequestServer
 
             requests = RequestServer(fanout, self._link("requests"), self._link("write"),
                                      self.request_handler, clock=reactor)
             requests.setServiceParent(self)  # type: ignore[no-untyped-call]
-        if manhole is not None:
+        if settings.manhole is not None:
             def rcon(server: str, command: str) -> Deferred[str]:
                 """rcon(server, command): run an RCON command; yields its reply."""
                 return self.servers[server].rcon(command)
 
             namespace = service_namespace(self, servers=self.servers, events=self.events,
                                           rcon=rcon)
-            make_manhole_service(manhole, namespace, reactor=reactor).setServiceParent(self)
+            make_manhole_service(settings.manhole, namespace,
+                                 reactor=reactor).setServiceParent(self)
         self.metrics: GamewsMetrics | None = None
         """This instance's Prometheus metrics, when served (``metrics`` given)."""
-        if metrics is not None:
+        if settings.metrics is not None:
             links = {n: s for n, s in self.servers.items() if isinstance(s, GameServer)}
             # an edge's stand-ins hold no RCON link: the origin's metrics have them
             self.metrics = GamewsMetrics(self.registry, links, self.log_sources)
-            metrics_service = MetricsService(metrics.listen, self.metrics, reactor=reactor,
-                                             limits=config.websocket)
+            metrics_service = MetricsService(settings.metrics.listen, self.metrics,
+                                             reactor=reactor, limits=config.websocket)
             metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def _link(self, role: str) -> RedisLink:
@@ -263,9 +255,6 @@ class GamewsService(MultiService):
                                         clock=reactor)
             publisher.setServiceParent(self)  # type: ignore[no-untyped-call]
             return
-        if self.config.servers or self.demo is not None:
-            raise ConfigError("fanout.role", "an edge holds no game link: give it no [[server]] "
-                                             "and no demo (the origin has them)")
         from gamews.fanout.edge import EdgeFeed
 
         feed = EdgeFeed(fanout, self.events, self._link("read"), self._link("write"),
@@ -279,28 +268,23 @@ class GamewsService(MultiService):
         service = host.service if isinstance(host, _PluginHost) else None
         return service if IRequestHandler.providedBy(service) else None
 
-    def _add_server(self, index: int, table: Mapping[str, Any], game_config: GameServerConfig,
-                    environ: dict[str, str] | None = None) -> None:
-        """A game server: its RCON link and its log source (from ``table``), as child services."""
-        if game_config.name in self.servers:
-            raise ConfigError(f"server.{game_config.name}.name",
-                              f"another [[server]] is already called {game_config.name!r}")
+    def _add_server(self, server: ServerSettings) -> None:
+        """A game server: its RCON link and its log source, as child services."""
+        name = server.game.name
         endpoint = self.config.listen[0]
 
         def mount(path: str, resource: IResource) -> Mount:
-            return self.registry.mount(endpoint, path, resource, owner=f"log:{game_config.name}")
+            return self.registry.mount(endpoint, path, resource, owner=f"log:{name}")
 
-        self.events.add_server(game_config.name)
-        log_service = log_source_from_table(
-            table, bus=self.events, reactor=self.registry.reactor,
-            where=f"server.{game_config.name}",
-            base_dir=self.config.base_dir, environ=environ, mount=mount)
-        if log_service is not None:
+        self.events.add_server(name)
+        if server.log is not None:
+            log_service = build_log_source(server.log, bus=self.events,
+                                           reactor=self.registry.reactor, mount=mount)
             log_service.setServiceParent(self)
-            self.log_sources[game_config.name] = log_service
-        game = GameServer(game_config, reactor=self.registry.reactor)
+            self.log_sources[name] = log_service
+        game = GameServer(server.game, reactor=self.registry.reactor)
         game.setServiceParent(self)  # type: ignore[no-untyped-call]
-        self.servers[game_config.name] = game
+        self.servers[name] = game
 
     def startService(self) -> None:
         # a socket per connection, and room for pages, handshakes and game links

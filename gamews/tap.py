@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from twisted.application.service import IService
 from twisted.python import usage
 
-from gamews.config import DEFAULT_LISTEN, GamewsConfig, load_config
-from gamews.demo.setup import make_demo
+from gamews.config import DEFAULT_LISTEN, GamewsConfig
 from gamews.endpoints import normalize_endpoint
 from gamews.errors import ConfigError
-from gamews.fanout.config import FanoutConfig
 from gamews.logjson import use_file
-from gamews.manhole import ManholeConfig
-from gamews.metrics import MetricsConfig, metrics_endpoint
-from gamews.service import GamewsService, available_plugins, select_plugins
+from gamews.metrics import metrics_endpoint
+from gamews.service import GamewsService
+from gamews.settings import CommandLine, Settings, available_plugins, load_settings
 
 __all__ = ["Options", "makeService"]
-
 
 
 class Options(usage.Options):
@@ -44,8 +41,7 @@ class Options(usage.Options):
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
         self["metrics"] = None
-        self.config: GamewsConfig = GamewsConfig()
-        self.service: GamewsService | None = None
+        self.settings = Settings()
 
     def opt_listen(self, description: str) -> None:
         """Listen on an endpoint (strports syntax; repeatable)
@@ -71,42 +67,23 @@ class Options(usage.Options):
         try:
             super().parseOptions(options)  # type: ignore[no-untyped-call]
         except usage.UsageError as e:
-            sys.stderr.write(f"twistd gamews: error: {e}\n")
-            raise SystemExit(2) from None
+            _exit_with(str(e))
 
     def postOptions(self) -> None:
-        """Read and check the config, and build the service (so every error shows now)."""
+        """Check the whole configuration (command line, file, every plugin's table) into
+        :attr:`settings`, so every bad setting shows now, as one line."""
+        cli = CommandLine(config=self["config"], listen=tuple(self["listen"]),
+                          manhole=self["manhole"], metrics=self["metrics"], demo=self["demo"])
         try:
-            config = load_config(self["config"]) if self["config"] else GamewsConfig()
-            if self["listen"]:
-                config = config.with_listen(tuple(self["listen"]))
-            for i, endpoint in enumerate(config.listen):
-                try:
-                    normalize_endpoint(endpoint)
-                except ValueError as e:
-                    raise ConfigError(f"listen[{i}]", str(e)) from None
-            demo = self["demo"] or config.runs_demo()
-            plugins = select_plugins(config.plugin_names(demo=demo), available_plugins())
-            manhole = None
-            if self["manhole"] is not None or config.manhole is not None:
-                table = dict(config.manhole or {})
-                if self["manhole"] is not None:
-                    table["endpoint"] = self["manhole"]
-                manhole = ManholeConfig.from_table(table, base_dir=config.base_dir)
-            metrics = None
-            if self["metrics"] is not None or config.metrics is not None:
-                table = dict(config.metrics or {})
-                if self["metrics"] is not None:
-                    table["listen"] = self["metrics"]
-                metrics = MetricsConfig.from_table(table)
-            fanout = (FanoutConfig.from_table(dict(config.fanout), base_dir=config.base_dir)
-                      if config.fanout is not None else None)
-            self.service = GamewsService(config, plugins, demo=make_demo() if demo else None,
-                                         manhole=manhole, metrics=metrics, fanout=fanout)
+            self.settings = load_settings(cli, available_plugins())
         except ConfigError as e:
             raise usage.UsageError(f"config: {e}") from None
-        self.config = config
         self._log_format()
+
+    @property
+    def config(self) -> GamewsConfig:
+        """The top-level part of :attr:`settings`."""
+        return self.settings.config
 
     def _log_format(self) -> None:
         """``--log-format json``: have twistd log through :mod:`gamews.logjson`."""
@@ -131,6 +108,15 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
-    """The gamews service built from parsed :class:`Options`."""
-    assert options.service is not None, "parseOptions() first"
-    return options.service
+    """The gamews service built from parsed :class:`Options`; a part that fails to build
+    (a plugin whose ``make_service`` raises) is one line and exit status 2."""
+    try:
+        return GamewsService(options.settings)
+    except ConfigError as e:
+        _exit_with(str(e))
+
+
+def _exit_with(message: str) -> NoReturn:
+    """Stop ``twistd gamews`` with one line on stderr and exit status 2."""
+    sys.stderr.write(f"twistd gamews: error: {message}\n")
+    raise SystemExit(2)

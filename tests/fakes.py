@@ -28,6 +28,7 @@ from gamews.api import (
 )
 from gamews.events import EventBus
 from gamews.rcon.link import LinkState
+from gamews.settings import PluginSettings, available_plugins
 from gamews.spectator import PublicEvents, SpectatorConfig
 
 _ids = itertools.count(1)
@@ -172,13 +173,16 @@ class FakeMount:
 
 @implementer(IPluginContext)
 class FakeContext:
-    """A plugin context on a Clock, with an event bus and fake game servers."""
+    """A plugin context on a Clock, with an event bus and fake game servers; ``config``
+    is checked against the built-in plugin ``name``'s settings."""
 
     def __init__(self, name: str, config: dict[str, Any], servers: dict[str, Any],
                  base_dir: Path | None = None, *, delay: float | None = None,
                  team_chat: str = "hidden") -> None:
         self.name = name
         self.config = config
+        plugin = available_plugins()[name]
+        self.settings = PluginSettings.of(plugin, config, base_dir=base_dir).settings
         self.reactor = Clock()
         self.endpoints = ("tcp:8080",)
         self.servers = servers

@@ -37,18 +37,25 @@ def echo(child: IConnection, data: str | bytes) -> None:
 
 
 def parse_options(case: Any, argv: list[str]) -> Any:
-    """``twistd gamews ARGV``'s Options, parsed; the demo's temporary directory
-    (made when the service is built) is removed when test ``case`` ends."""
+    """``twistd gamews ARGV``'s Options, parsed (nothing is built)."""
     from gamews.tap import Options
 
     options = Options()
-    try:
-        options.parseOptions(argv)
-    finally:
-        service = getattr(options, "service", None)
-        if service is not None and service.demo is not None:
-            case.addCleanup(service.demo.cleanup)
+    options.parseOptions(argv)
     return options
+
+
+def service_of(case: Any, argv: list[str]) -> Any:
+    """The service ``twistd gamews ARGV`` builds; the demo's temporary directory is
+    removed when test ``case`` ends."""
+    from gamews.service import GamewsService
+    from gamews.tap import makeService
+
+    service = makeService(parse_options(case, argv))
+    assert isinstance(service, GamewsService)
+    if service.demo is not None:
+        case.addCleanup(service.demo.cleanup)
+    return service
 
 
 def port_of(address: Any) -> int:

@@ -469,3 +469,19 @@ class BusTests(SynchronousTestCase):
     def test_unknown_has_raw(self) -> None:
         """Unknown keeps the whole line."""
         self.assertEqual(Envelope(1, "a", 0, Unknown("x y")).to_json()["raw"], "x y")
+
+
+class ApiExportTests(SynchronousTestCase):
+    """Plugins get the event types from gamews.api."""
+
+    def test_event_types_exported(self) -> None:
+        """Every event class, the envelope, the player and the match state are in
+        gamews.api as the very objects of gamews.events."""
+        from gamews import api, events
+
+        names = {cls.__name__ for cls in events.EVENT_TYPES.values()} | {
+            "Envelope", "Event", "Player", "MatchState", "PlayerState", "EventBus",
+            "event_fields"}
+        for name in sorted(names):
+            self.assertIn(name, api.__all__)
+            self.assertIs(getattr(api, name), getattr(events, name), name)

@@ -81,9 +81,13 @@ class _Harness:
         self.cls = cls
         self.login = login
         self.game = FakeGameServer("alpha")
-        config = {"tokens_file": str(directory / "tokens.txt"),
-                  "audit_log": str(directory / "audit.jsonl")}
-        self.context = FakeContext(getattr(cls, "plugin", "echo"), config,
+        name = getattr(cls, "plugin", "echo")
+        config: dict[str, Any] = {}
+        if name in ("live", "console"):
+            config["tokens_file"] = str(directory / "tokens.txt")
+        if name == "console":
+            config["audit_log"] = str(directory / "audit.jsonl")
+        self.context = FakeContext(name, config,
                                    {"alpha": self.game, "beta": FakeGameServer("beta")})
         self.service = cls(self.context)
         self.service.startService()

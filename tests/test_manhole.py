@@ -50,6 +50,7 @@ from gamews.manhole import (
 from gamews.plugins.echo import EchoPlugin
 from gamews.secret import Secret
 from gamews.service import GamewsService
+from gamews.settings import PluginSettings, Settings
 from tests.sshclient import (
     END_MARK,
     SSHResult,
@@ -651,7 +652,8 @@ class GamewsIntegrationTests(TestCase):
                                     "rcon_password": "hunter2-SECRET-2",
                                     "rcon": Secret("SECRET-3")}},
         )
-        gamews = GamewsService(config, [EchoPlugin()], reactor=reactor)
+        gamews = GamewsService(Settings(config, (PluginSettings.of(EchoPlugin()),)),
+                               reactor=reactor)
         manhole = make_manhole_service(
             ManholeConfig(endpoint=LOOPBACK_ANY_PORT,
                           authorized_keys=directory / "authorized_keys",

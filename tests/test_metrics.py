@@ -25,7 +25,7 @@ from twisted.web.http_headers import Headers
 
 from gamews import logjson
 from gamews.api import IConnection
-from gamews.config import WebSocketLimits, parse_config
+from gamews.config import WebSocketLimits
 from gamews.endpoints import is_loopback_endpoint
 from gamews.errors import ConfigError
 from gamews.events import EventBus
@@ -46,6 +46,7 @@ from gamews.rcon.server import GameServer, GameServerConfig
 from gamews.registry import Registry
 from gamews.secret import Secret
 from gamews.service import GamewsService
+from gamews.settings import parse_settings
 from gamews.stats import handshake_reason
 from gamews.tap import Options
 from gamews.websocket import GamewsServerProtocol
@@ -54,10 +55,10 @@ from tests.support import (
     LOOPBACK,
     connect,
     free_port,
-    parse_options,
     poll_until,
     port_of,
     real_reactor,
+    service_of,
     spawn_twistd,
 )
 from tests.test_websocket_units import Transport, handshake, masked
@@ -131,30 +132,26 @@ class EndpointTests(SynchronousTestCase):
 
     def test_off_unless_asked(self) -> None:
         """Without --metrics or [metrics], no metrics service is built."""
-        options = parse_options(self, ["--listen", "tcp:0:interface=127.0.0.1", "--config",
-                                       self.config_file("")])
-        assert options.service is not None
-        self.assertIsNone(options.service.metrics)
-        self.assertNotIn("metrics", [s.name for s in options.service])
+        gamews = service_of(self, ["--listen", "tcp:0:interface=127.0.0.1", "--config",
+                                   self.config_file("")])
+        self.assertIsNone(gamews.metrics)
+        self.assertNotIn("metrics", [s.name for s in gamews])
 
     def test_option_and_table(self) -> None:
         """--metrics PORT serves on loopback and overrides the [metrics] table's listen."""
         path = self.config_file('[metrics]\nlisten = "tcp:9300:interface=127.0.0.1"\n')
         for argv, expected in [([], "tcp:9300:interface=127.0.0.1"),
                                (["--metrics", "9301"], "tcp:9301:interface=127.0.0.1")]:
-            options = parse_options(self, ["--config", path, *argv])
-            assert options.service is not None
-            service = options.service.getServiceNamed("metrics")
+            service = service_of(self, ["--config", path, *argv]).getServiceNamed("metrics")
             assert isinstance(service, MetricsService)
             self.assertEqual(service.endpoint, expected)
 
     def test_default_binds_loopback(self) -> None:
         """The default metrics endpoint binds 127.0.0.1:9108, nothing wider."""
         reactor = MemoryReactorClock()
-        config = parse_config({"listen": "tcp:8080:interface=127.0.0.1", "demo": False,
-                               "plugins": []})
-        service = GamewsService(config, [], reactor=reactor,
-                                metrics=MetricsConfig.from_table({}))
+        settings = parse_settings({"listen": "tcp:8080:interface=127.0.0.1", "demo": False,
+                                   "plugins": [], "metrics": {}}, plugins={})
+        service = GamewsService(settings, reactor=reactor)
         service.startService()
         self.addCleanup(service.stopService)
         bound = {(port, interface) for port, _, _, interface in reactor.tcpServers}
@@ -423,17 +420,17 @@ class LiveMetricsTests(TestCase):
         base.mkdir()
         (base / "alpha.rcon").write_text(PASSWORD + "\n")
         (base / "alpha.logsecret").write_text(LOG_SECRET + "\n")
-        config = parse_config({
-            "listen": [LOOPBACK],
+        settings = parse_settings({
+            "listen": [LOOPBACK], "plugins": ["echo"],
+            "metrics": {"listen": "tcp:0:interface=127.0.0.1"},
             "websocket": {"ping_interval": 0, "max_connections_per_ip": 3,
                           "max_message_size": 65536, "max_frame_size": 65536,
                           "max_send_buffer": 131072},
             "server": [{"name": "alpha", "kind": "source", "rcon": f"127.0.0.1:{self.peer.port}",
                         "password_file": "alpha.rcon", "log": "udp:0:interface=127.0.0.1",
                         "log_secret_file": "alpha.logsecret"}],
-        }, base_dir=base)
-        self.service = GamewsService(config, [EchoPlugin()], reactor=self.reactor,
-                                     metrics=MetricsConfig("tcp:0:interface=127.0.0.1"))
+        }, plugins={"echo": EchoPlugin()}, base_dir=base)
+        self.service = GamewsService(settings, reactor=self.reactor)
         self.flooded: list[IConnection] = []
 
         def flood(child: IConnection) -> None:

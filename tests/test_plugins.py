@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 from contextlib import redirect_stdout
@@ -11,13 +12,31 @@ from typing import Any
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from gamews.api import ChannelKind
+from gamews.api import (
+    ChannelKind,
+    Chat,
+    Connected,
+    Damage,
+    Disconnected,
+    Envelope,
+    Event,
+    Kill,
+    MapChange,
+    MatchEnd,
+    MatchState,
+    Player,
+    PlayerState,
+    RconSeen,
+    RoundEnd,
+    TeamScore,
+)
 from gamews.auth import TokenStore, hash_token
 from gamews.auth import main as auth_main
 from gamews.errors import ConfigError
 from gamews.logs.source import parse_line
-from gamews.plugins.chat import ChatService, line_of
+from gamews.plugins.chat import ChatService
 from gamews.plugins.console import ConsoleService
+from gamews.plugins.lines import console_text, line_of
 from gamews.plugins.live import LiveService, diff_views, view_of
 from gamews.rcon.link import LinkState
 from tests.fakes import FakeChild, FakeContext, FakeGameServer
@@ -97,7 +116,8 @@ class ChatTests(SynchronousTestCase):
                          ("chat", "Grism", "<b>gg</b>"))
         self.assertEqual((lines[2]["kind"], lines[2]["name"], lines[2]["text"]),
                          ("web", "Bob", "hi there"))
-        self.assertIsNone(line_of({"type": "damage"}))
+        x, y = Player("x", "1"), Player("y", "2")
+        self.assertIsNone(line_of(Envelope(1, "alpha", 0.0, Damage(x, y, "awp", 10))))
 
     def test_backlog_replayed_to_late_joiner(self) -> None:
         """A browser joining late gets hello, link, then the last N lines (oldest first)."""
@@ -279,13 +299,16 @@ class LiveTests(SynchronousTestCase):
 
     def test_view_and_diff(self) -> None:
         """diff_views reports changed keys, new and gone players, and new feed entries."""
-        old = view_of({"map": "a", "round": 1, "teams": {}, "seq": 0,
-                       "players": [{"id": "1", "name": "x"}, {"id": "2", "name": "y"}],
-                       "kill_feed": []}, 10)
-        new = view_of({"map": "a", "round": 2, "teams": {}, "seq": 0,
-                       "players": [{"id": "1", "name": "x", "kills": 1}],
-                       "kill_feed": [{"type": "kill", "seq": 5, "killer": {"name": "x"},
-                                      "victim": {"name": "y"}, "weapon": "awp"}]}, 10)
+        state = MatchState("a")
+        state.map, state.round = "a", 1
+        state.players = {"1": PlayerState("1", "x", None, None, False, 0.0),
+                         "2": PlayerState("2", "y", None, None, False, 0.0)}
+        old = view_of(state, 10)
+        state.round = 2
+        state.players = {"1": PlayerState("1", "x", None, None, False, 0.0, kills=1)}
+        state.kill_feed.append(Envelope(5, "a", 0.0, Kill(Player("x", "1"), Player("y", "2"),
+                                                          "awp")))
+        new = view_of(state, 10)
         changes = diff_views(old, new)
         self.assertEqual(set(changes), {"round", "players", "kill_feed"})
         self.assertIsNone(changes["players"]["2"])
@@ -394,10 +417,9 @@ class ConsoleTests(SynchronousTestCase):
         self.assertEqual([r["status"] for r in self.records()], ["error", "ok"])
 
     def test_missing_config_named(self) -> None:
-        """Without tokens_file the plugin refuses to build, naming the key."""
-        context = FakeContext("console", {}, {})
+        """Without tokens_file the plugin's settings are refused, naming the key."""
         with self.assertRaises(ConfigError) as raised:
-            ConsoleService(context)
+            ConsoleService(FakeContext("console", {}, {}))
         self.assertEqual(raised.exception.key, "plugin.console.tokens_file")
 
     def test_console_lines_readable(self) -> None:
@@ -417,3 +439,53 @@ class ConsoleTests(SynchronousTestCase):
         self.game.replies[0].callback("fine")
         self.assertNotIn("admin-tok", json.dumps(child.sent))
         self.assertNotIn("admin-tok", self.audit.read_text())
+
+
+class PluginImportsTests(SynchronousTestCase):
+    """The built-in plugins are built as a third-party plugin would be."""
+
+    def test_plugins_import_only_the_api(self) -> None:
+        """Plugin modules import from gamews only gamews.api and the plugins' own shared
+        modules (web, lines); no plugin imports another plugin."""
+        directory = Path(__file__).resolve().parents[1] / "gamews" / "plugins"
+        shared = {"gamews.api", "gamews.plugins.web", "gamews.plugins.lines"}
+        found: dict[str, set[str]] = {}
+        for path in sorted(directory.glob("*.py")):
+            tree = ast.parse(path.read_text())
+            found[path.stem] = {node.module for node in ast.walk(tree)
+                                if isinstance(node, ast.ImportFrom) and node.module
+                                and node.module.startswith("gamews")}
+        self.assertIn("console", found)
+        for module, imported in found.items():
+            self.assertLessEqual(imported, shared, module)
+        self.assertIn("gamews.plugins.lines", found["console"] & found["chat"])
+
+
+class LinesTests(SynchronousTestCase):
+    """The chat's lines and the console's text, from typed events."""
+
+    def test_sentences(self) -> None:
+        """Each event the chat shows becomes its sentence; the console shows the same text,
+        and the fields of any other event (a map still loading) without private ones."""
+        sarge = Player("Sarge", "bot:2", 2, "CT", bot=True)
+        events: list[tuple[Event, str | None, str]] = [
+            (Connected(sarge, "10.0.0.1:27005"), "Sarge joined the game",
+             "Sarge joined the game"),
+            (Disconnected(sarge, "Kicked"), "Sarge left the game (Kicked)",
+             "Sarge left the game (Kicked)"),
+            (RoundEnd("CT"), "Round over: CT win", "Round over: CT win"),
+            (MapChange("de_dust2", "loading"), None, "[map_change] map=de_dust2 phase=loading"),
+            (TeamScore("CT", 7), "Team CT scored 7", "Team CT scored 7"),
+            (MatchEnd(score="16:9"), "Match over (16:9)", "Match over (16:9)"),
+            (Chat(sarge, "gg", team=True), "gg", "Sarge: gg"),
+            (RconSeen("10.0.0.1:5", "status"), None, "rcon: status"),
+        ]
+        for i, (event, text, console) in enumerate(events, 1):
+            envelope = Envelope(i, "alpha", 100.0 + i, event)
+            line = line_of(envelope)
+            self.assertEqual(None if line is None else line["text"], text, event)
+            self.assertEqual(console_text(envelope), console)
+            self.assertNotIn("10.0.0.1", console_text(envelope))
+        chat = line_of(Envelope(7, "alpha", 107.0, events[6][0]))
+        self.assertEqual(chat, {"seq": 7, "time": 107.0, "kind": "chat", "name": "Sarge",
+                                "team": "CT", "text": "gg", "team_only": True, "dead": False})

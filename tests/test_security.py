@@ -403,9 +403,11 @@ class SpectatorDelayTests(SynchronousTestCase):
         self.context = FakeContext("live", {"delay": 30, "tokens_file": str(tokens)},
                                    {"alpha": self.game}, base_dir=directory)
         self.context.events.add_server("alpha")
-        self.services = [ChatService(self.context), LiveService(self.context)]
-        self.context.config = {"tokens_file": "tokens.txt", "audit_log": "audit.jsonl"}
-        self.services.append(ConsoleService(self.context))
+        on_chat = self.sibling("chat", {})
+        on_console = self.sibling("console", {"tokens_file": "tokens.txt",
+                                              "audit_log": "audit.jsonl"}, directory)
+        self.services = [ChatService(on_chat), LiveService(self.context),
+                         ConsoleService(on_console)]
         for service in self.services:
             service.startService()
         chat, live, console = self.context.listeners
@@ -414,6 +416,16 @@ class SpectatorDelayTests(SynchronousTestCase):
         self.console.receive({"type": "login", "token": "view-tok"})
         self.privileged = live.connect()
         self.privileged.receive({"type": "login", "token": "view-tok"})
+
+    def sibling(self, name: str, config: dict[str, Any], base_dir: Path | None = None
+                ) -> FakeContext:
+        """Another plugin's context on the same clock, buses and listener list."""
+        context = FakeContext(name, config, {"alpha": self.game}, base_dir)
+        context.reactor, context.events = self.context.reactor, self.context.events
+        context.public_events = self.context.public_events
+        context.spectator_delay = self.context.spectator_delay
+        context.listeners = self.context.listeners
+        return context
 
     def kills(self, child: FakeChild) -> int:
         text = json.dumps(child.sent)

@@ -14,8 +14,10 @@ from zope.interface.verify import verifyObject
 from gamews import api
 from gamews.api import IGamewsPlugin, IPluginContext
 from gamews.config import GamewsConfig, WebSocketLimits
+from gamews.errors import ConfigError
 from gamews.plugins.echo import EchoPlugin
-from gamews.service import GamewsService, PluginContext, available_plugins, select_plugins
+from gamews.service import GamewsService, PluginContext
+from gamews.settings import PluginSettings, Settings, available_plugins, select_plugins
 from tests.support import connect, port_of, real_reactor
 
 
@@ -24,6 +26,7 @@ class BrokenPlugin:
     """A plugin whose service fails to start (or to stop)."""
 
     description = "breaks"
+    settings_type = None
 
     def __init__(self, name: str, where: str) -> None:
         self.name = name
@@ -32,6 +35,8 @@ class BrokenPlugin:
     def make_service(self, context: IPluginContext) -> IService:
         if self.where == "make":
             raise RuntimeError("cannot build")
+        if self.where == "config":
+            raise ConfigError("size", "too big")
         where = self.where
 
         class Broken(Service):
@@ -57,8 +62,6 @@ class DiscoveryTests(SynchronousTestCase):
 
     def test_select_unknown(self) -> None:
         """Selecting a missing plugin names it."""
-        from gamews.errors import ConfigError
-
         with self.assertRaises(ConfigError) as raised:
             select_plugins(("echo", "chat9"), available_plugins())
         self.assertIn("chat9", str(raised.exception))
@@ -67,7 +70,7 @@ class DiscoveryTests(SynchronousTestCase):
         """gamews.api exports exactly what __all__ names, and the context provides its interface."""
         for name in api.__all__:
             self.assertTrue(hasattr(api, name), name)
-        context = PluginContext("x", GamewsService(GamewsConfig(), []).registry,
+        context = PluginContext("x", GamewsService(Settings()).registry,
                                 ("tcp:8080",), {})
         verifyObject(IPluginContext, context)
 
@@ -80,15 +83,16 @@ class ServiceTests(TestCase):
     def make(self, plugins: list[Any]) -> GamewsService:
         config = GamewsConfig(listen=("tcp:0:interface=127.0.0.1",),
                               websocket=WebSocketLimits(ping_interval=0))
-        service = GamewsService(config, plugins, reactor=real_reactor())
+        service = GamewsService(Settings(config, tuple(PluginSettings.of(p) for p in plugins)),
+                                reactor=real_reactor())
         service.startService()
         self.addCleanup(lambda: service.stopService() if service.running else None)
         return service
 
     def test_broken_plugins_isolated(self) -> Deferred[None]:
-        """Plugins failing to build, start or stop are logged; echo still works."""
-        service = self.make([BrokenPlugin("a", "make"), BrokenPlugin("b", "start"),
-                             BrokenPlugin("c", "stop"), EchoPlugin()])
+        """Plugins failing to start or stop are logged; echo still works."""
+        service = self.make([BrokenPlugin("b", "start"), BrokenPlugin("c", "stop"),
+                             EchoPlugin()])
 
         async def run() -> None:
             port = port_of(await service.registry.ports()[0].when_listening())
@@ -96,10 +100,23 @@ class ServiceTests(TestCase):
             client.send_text("alive")
             self.assertEqual(await client.wait_messages(1), ["alive"])
             await service.stopService()
-            self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 3)
+            self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
             self.assertEqual(service.registry.ports(), [])  # c's leaked /leak was closed too
 
         return ensureDeferred(run())
+
+    def test_plugin_failing_to_build_stops_startup(self) -> None:
+        """A plugin whose make_service raises is a ConfigError naming it, not an absence."""
+        with self.assertRaises(ConfigError) as raised:
+            self.make([EchoPlugin(), BrokenPlugin("a", "make")])
+        self.assertEqual(raised.exception.key, "plugin.a")
+        self.assertIn("RuntimeError: cannot build", str(raised.exception))
+
+    def test_plugin_config_error_named_in_full(self) -> None:
+        """A ConfigError a plugin raises on its own key while building names plugin.NAME.KEY."""
+        with self.assertRaises(ConfigError) as raised:
+            self.make([BrokenPlugin("a", "config")])
+        self.assertEqual(raised.exception.key, "plugin.a.size")
 
     def test_stop_sends_1001_first(self) -> Deferred[None]:
         """Stopping the service closes children with 1001 before plugins stop."""
@@ -122,7 +139,8 @@ class MemoryServiceTests(SynchronousTestCase):
         """Each --listen endpoint gets one port with the index page and echo."""
         reactor = MemoryReactorClock()
         config = GamewsConfig(listen=("tcp:8080:interface=127.0.0.1", "tcp:8081"))
-        service = GamewsService(config, [EchoPlugin()], reactor=reactor)
+        service = GamewsService(Settings(config, (PluginSettings.of(EchoPlugin()),)),
+                                reactor=reactor)
         service.startService()
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [8080, 8081])
         for port in service.registry.ports():

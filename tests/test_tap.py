@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
 import textwrap
@@ -35,6 +36,9 @@ class OptionsTests(SynchronousTestCase):
 
     def error_of(self, *argv: str) -> str:
         """Parse ``argv`` expecting failure; return what went to stderr."""
+        # garbage of earlier tests (a timed-out test's coroutine) reports to stderr when
+        # collected: collect it now, not while stderr is captured
+        gc.collect()
         err = io.StringIO()
         self.patch(sys, "stderr", err)
         with self.assertRaises(SystemExit) as raised:
@@ -228,6 +232,46 @@ class TwistdTests(TestCase):
             self.assertEqual(len(lines), 1, lines)
             self.assertIn("websocket.ping_timeout", lines[0])
             self.assertNotIn("Traceback", process.output.decode())
+
+        return ensureDeferred(run())
+
+
+    def test_bad_plugin_settings_one_line_exit_2(self) -> Deferred[None]:
+        """A bad value or unknown key in a plugin's table, and a plugin that raises while
+        building, each stop twistd with one line naming the key and exit status 2."""
+        root = Path(self.mktemp()).resolve()
+        (root / "twisted" / "plugins").mkdir(parents=True)
+        (root / "twisted" / "plugins" / "boom_gamews.py").write_text(textwrap.dedent('''
+            from zope.interface import implementer
+            from gamews.api import IGamewsPlugin
+
+            @implementer(IGamewsPlugin)
+            class Boom:
+                name = "boom"
+                description = "Fails to build."
+                settings_type = None
+                def make_service(self, context):
+                    raise RuntimeError("no room at the inn")
+
+            boom = Boom()
+        '''))
+        cases = [('[plugin.chat]\nrate = "fast"\n', "plugin.chat.rate"),
+                 ("[plugin.chat]\nrate = 0\n", "plugin.chat.rate"),
+                 ("[plugin.live]\nspeed = 2\n", "plugin.live.speed"),
+                 ('plugins = ["echo", "boom"]\n', "plugin.boom")]
+
+        async def run() -> None:
+            for i, (text, key) in enumerate(cases):
+                config = root / f"case{i}.toml"
+                config.write_text(text)
+                process = spawn_twistd(["-n", "gamews", "--listen",
+                                        f"tcp:{free_port()}:interface=127.0.0.1",
+                                        "--config", str(config)], pythonpath=[str(root)])
+                code, _ = await process.ended
+                lines = process.errors.decode().strip().splitlines()
+                self.assertEqual((code, len(lines)), (2, 1), (text, lines))
+                self.assertIn(f"{key}:", lines[0])
+                self.assertNotIn("Traceback", process.output.decode())
 
         return ensureDeferred(run())
 

@@ -28,6 +28,7 @@ from gamews.config import GamewsConfig, WebSocketLimits  # noqa: E402
 from gamews.events import Envelope, Unknown  # noqa: E402
 from gamews.fanout.config import FanoutConfig  # noqa: E402
 from gamews.service import GamewsService  # noqa: E402
+from gamews.settings import PluginSettings, Settings  # noqa: E402
 
 SERVER = "bench"
 
@@ -68,6 +69,7 @@ class FanoutBench(Service):
 class FanoutBenchPlugin:
     name = "bench"
     description = "Fan-out benchmark: 64 Hz events, broadcast to /broadcast"
+    settings_type = None
 
     def __init__(self, publish: bool) -> None:
         self.publish = publish
@@ -92,8 +94,8 @@ def main() -> None:
     if args.role != "single":
         fanout = FanoutConfig(args.role, args.redis, name=args.name,
                               servers=(SERVER,) if args.role == "edge" else ())
-    service = GamewsService(config, [FanoutBenchPlugin(args.role != "edge")], reactor=reactor,
-                            fanout=fanout)
+    plugin = PluginSettings.of(FanoutBenchPlugin(args.role != "edge"))
+    service = GamewsService(Settings(config, (plugin,), fanout=fanout), reactor=reactor)
     service.events.add_server(SERVER)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

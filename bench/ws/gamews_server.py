@@ -11,6 +11,7 @@ from twisted.internet import reactor  # noqa: E402
 
 from gamews.config import GamewsConfig, WebSocketLimits  # noqa: E402
 from gamews.service import GamewsService  # noqa: E402
+from gamews.settings import PluginSettings, Settings  # noqa: E402
 
 from .common import parse_port, raise_nofile  # noqa: E402
 from .plugin import BenchPlugin  # noqa: E402
@@ -22,7 +23,7 @@ def main(port: int) -> None:
         websocket=WebSocketLimits(max_connections=20000, max_connections_per_ip=20000,
                                   max_pending_per_ip=20000, ping_interval=0),
     )
-    service = GamewsService(config, [BenchPlugin()])
+    service = GamewsService(Settings(config, (PluginSettings.of(BenchPlugin()),)))
     service.startService()
     reactor.run()
 

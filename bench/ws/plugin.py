@@ -65,6 +65,7 @@ class BenchService(Service):
 class BenchPlugin:
     name = "bench"
     description = "Benchmark echo and 64 Hz broadcast"
+    settings_type = None
 
     def make_service(self, context: IPluginContext) -> IService:
         return BenchService(context)

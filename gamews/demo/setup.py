@@ -23,7 +23,7 @@ from gamews.demo.server import DemoGameService
 from gamews.rcon.server import GameServerConfig
 from gamews.secret import Secret
 
-__all__ = ["DEMO_SERVER", "DemoGame", "make_demo"]
+__all__ = ["DEMO_SERVER", "DemoGame", "demo_plugin_defaults", "make_demo"]
 
 DEMO_SERVER = "demo"
 # the name under which the log secret is handed over in-process (never in os.environ)
@@ -83,9 +83,15 @@ def make_demo(*, reactor: Any = None, seed: int | None = None) -> DemoGame:
     tokens_path = directory / "console-tokens.txt"
     tokens_path.touch(mode=0o600)
     tokens_path.write_text("".join(f"{role}: {token}\n" for role, token in tokens.items()))
-    defaults = {
-        "console": {"tokens_file": str(tokens_file), "audit_log": str(directory / "audit.jsonl")},
-        "live": {"tokens_file": str(tokens_file)},
-    }
     return DemoGame(service, game, table, {_LOG_SECRET_ENV: log_secret}, tokens_path,
-                    directory, defaults)
+                    directory, demo_plugin_defaults(directory))
+
+
+def demo_plugin_defaults(directory: Path) -> dict[str, dict[str, Any]]:
+    """The demo's keys in plugin tables (under the config's own), for a demo whose files
+    are in ``directory``: the console's and live view's tokens, the console's audit log."""
+    tokens_file = str(directory / "tokens.txt")
+    return {
+        "console": {"tokens_file": tokens_file, "audit_log": str(directory / "audit.jsonl")},
+        "live": {"tokens_file": tokens_file},
+    }

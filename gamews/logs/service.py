@@ -15,7 +15,9 @@ Keys read (others are ignored)::
     kill_feed_size = 20                    # match state backlogs
     chat_size = 50
 
-:func:`log_source_from_table` returns a service to parent under gamews's service. The
+:meth:`LogSourceConfig.from_table` checks the keys (while settings are parsed), and
+:func:`build_log_source` (or both at once, :func:`log_source_from_table`) returns a
+service to parent under gamews's service. The
 ``http:`` kind needs a ``mount`` callable (the shared-port registry's ``mount`` bound to
 gamews's web endpoint); its service mounts the resource when started and unmounts it when
 stopped.
@@ -25,8 +27,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -40,13 +43,15 @@ from gamews.logs.common import MAX_LINE, AllowedHosts, LogStats
 from gamews.logs.http import SourceHttpLogResource
 from gamews.logs.tail import FileTailer, FileTailService
 from gamews.logs.udp import SourceLogReceiver, UdpLogService
-from gamews.secret import secret_from_table
+from gamews.secret import Secret, secret_from_table
 
 __all__ = [
     "PARSERS",
     "HttpLogService",
     "LinePipeline",
+    "LogSourceConfig",
     "MountFunction",
+    "build_log_source",
     "log_source_from_table",
     "parse_any",
     "parse_log_spec",
@@ -174,6 +179,111 @@ def _host_of(rcon: object, key: str) -> str:
     return host
 
 
+@dataclass(frozen=True)
+class LogSourceConfig:
+    """One ``[[server]]`` table's log source, checked (built by :func:`build_log_source`)."""
+
+    name: str
+    """The server's name, which its events carry."""
+    kind: str
+    """``udp``, ``http`` or ``file``."""
+    parser: str
+    """The line format: a key of :data:`PARSERS`."""
+    sizes: Mapping[str, int]
+    """The match state's backlog sizes (``kill_feed_size``, ``chat_size``) given."""
+    port: int = 0
+    """``udp``: the port to listen on."""
+    interface: str = ""
+    """``udp``: the address to listen on."""
+    path: str = ""
+    """``http``: the path on gamews's web port."""
+    file: Path | None = None
+    """``file``: the log file."""
+    replay: bool | Literal["map"] = False
+    """``file``: read the lines already there (``True``), or those since the last map."""
+    interval: float = 0.1
+    """``file``: seconds between polls."""
+    secret: Secret | None = None
+    """``udp``/``http``: the log secret (``sv_logsecret``), if any."""
+    host: str = ""
+    """``udp``/``http``: the only host logs are accepted from."""
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], *, where: str = "server",
+                   base_dir: Path | None = None,
+                   environ: dict[str, str] | None = None) -> LogSourceConfig | None:
+        """Check one ``[[server]]`` table's log keys (``None`` if it has no ``log``);
+        ``where`` names the table in errors (``server[0]``); relative file paths are taken
+        from ``base_dir``. Raises :class:`~gamews.errors.ConfigError` naming the key."""
+        spec = table.get("log")
+        if spec is None:
+            return None
+        name = table.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}.name", "a [[server]] with a log needs a name")
+        if not isinstance(spec, str):
+            raise ConfigError(f"{where}.log", "expected a string")
+        kind, path, port, interface = parse_log_spec(spec, f"{where}.log")
+        kind_key = table.get("kind")
+        fmt = table.get("log_format", kind_key if kind_key in PARSERS else "auto")
+        if fmt not in PARSERS:
+            raise ConfigError(f"{where}.log_format", f"expected one of {', '.join(PARSERS)}")
+        sizes: dict[str, int] = {}
+        for key in ("kill_feed_size", "chat_size"):
+            if key in table:
+                value = table[key]
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ConfigError(f"{where}.{key}", "expected an integer, 0 or more")
+                sizes[key] = value
+        if kind == "file":
+            file_path = Path(path).expanduser()
+            if base_dir is not None and not file_path.is_absolute():
+                file_path = base_dir / file_path
+            replay = table.get("log_replay", False)
+            if not isinstance(replay, bool) and replay != "map":
+                raise ConfigError(f"{where}.log_replay", 'expected true, false or "map"')
+            interval = table.get("log_poll_interval", 0.1)
+            if (isinstance(interval, bool) or not isinstance(interval, int | float)
+                    or interval <= 0):
+                raise ConfigError(f"{where}.log_poll_interval", "expected seconds, more than 0")
+            return cls(name, kind, fmt, sizes, file=file_path, replay=replay,
+                       interval=float(interval))
+        secret = secret_from_table(dict(table), "log_secret", where=where, base_dir=base_dir,
+                                   required=False, environ=environ)
+        host = _host_of(table.get("rcon"), f"{where}.rcon")
+        return cls(name, kind, fmt, sizes, port=port, interface=interface, path=path,
+                   secret=secret, host=host)
+
+
+def build_log_source(config: LogSourceConfig, *, bus: EventBus, reactor: Any,
+                     mount: MountFunction | None = None) -> Service:
+    """The log-source service of ``config``; registers the server's match state on ``bus``.
+
+    ``reactor`` provides ``listenUDP``, ``resolve`` and the clock; the ``http`` kind needs
+    ``mount``.
+    """
+    bus.add_server(config.name, **config.sizes)
+    stats = LogStats()
+    sink = LinePipeline(bus, config.name, PARSERS[config.parser], stats=stats)
+    service: Service
+    if config.kind == "file":
+        assert config.file is not None
+        tailer = FileTailer(config.file, sink, replay=config.replay, stats=stats)
+        service = FileTailService(tailer, clock=reactor, interval=config.interval)
+    else:
+        allowed = AllowedHosts([config.host])
+        if config.kind == "udp":
+            receiver = SourceLogReceiver(sink, allowed=allowed, secret=config.secret,
+                                         stats=stats)
+            service = UdpLogService(reactor, config.port, receiver, interface=config.interface)
+        else:
+            resource = SourceHttpLogResource(sink, allowed=allowed, secret=config.secret,
+                                             stats=stats)
+            service = HttpLogService(config.path, resource, mount, reactor)
+    service.setName(f"log:{config.name}")  # type: ignore[no-untyped-call]
+    return service
+
+
 def log_source_from_table(
     table: Mapping[str, Any],
     *,
@@ -184,59 +294,8 @@ def log_source_from_table(
     environ: dict[str, str] | None = None,
     mount: MountFunction | None = None,
 ) -> Service | None:
-    """The log-source service for one ``[[server]]`` table, or ``None`` if it has no ``log``.
-
-    Registers the server's match state on ``bus``. ``reactor`` provides ``listenUDP``,
-    ``resolve`` and the clock; ``where`` names the table in errors (``server[0]``); relative
-    file paths are resolved against ``base_dir``. Raises
-    :class:`~gamews.errors.ConfigError` naming the key at fault.
-    """
-    spec = table.get("log")
-    if spec is None:
-        return None
-    name = table.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}.name", "a [[server]] with a log needs a name")
-    if not isinstance(spec, str):
-        raise ConfigError(f"{where}.log", "expected a string")
-    kind, path, port, interface = parse_log_spec(spec, f"{where}.log")
-
-    kind_key = table.get("kind")
-    fmt = table.get("log_format", kind_key if kind_key in PARSERS else "auto")
-    if fmt not in PARSERS:
-        raise ConfigError(f"{where}.log_format", f"expected one of {', '.join(PARSERS)}")
-    sizes: dict[str, int] = {}
-    for key in ("kill_feed_size", "chat_size"):
-        if key in table:
-            value = table[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{where}.{key}", "expected an integer, 0 or more")
-            sizes[key] = value
-    bus.add_server(name, **sizes)
-    stats = LogStats()
-    sink = LinePipeline(bus, name, PARSERS[fmt], stats=stats)
-
-    if kind == "file":
-        file_path = Path(path).expanduser()
-        if base_dir is not None and not file_path.is_absolute():
-            file_path = base_dir / file_path
-        replay = table.get("log_replay", False)
-        if not isinstance(replay, bool) and replay != "map":
-            raise ConfigError(f"{where}.log_replay", 'expected true, false or "map"')
-        interval = table.get("log_poll_interval", 0.1)
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
-            raise ConfigError(f"{where}.log_poll_interval", "expected seconds, more than 0")
-        tailer = FileTailer(file_path, sink, replay=replay, stats=stats)
-        service: Service = FileTailService(tailer, clock=reactor, interval=float(interval))
-    else:
-        secret = secret_from_table(dict(table), "log_secret", where=where, base_dir=base_dir,
-                                   required=False, environ=environ)
-        allowed = AllowedHosts([_host_of(table.get("rcon"), f"{where}.rcon")])
-        if kind == "udp":
-            receiver = SourceLogReceiver(sink, allowed=allowed, secret=secret, stats=stats)
-            service = UdpLogService(reactor, port, receiver, interface=interface)
-        else:
-            resource = SourceHttpLogResource(sink, allowed=allowed, secret=secret, stats=stats)
-            service = HttpLogService(path, resource, mount, reactor)
-    service.setName(f"log:{name}")
-    return service
+    """:meth:`LogSourceConfig.from_table` then :func:`build_log_source` (``None`` without
+    a ``log``)."""
+    config = LogSourceConfig.from_table(table, where=where, base_dir=base_dir, environ=environ)
+    return None if config is None else build_log_source(config, bus=bus, reactor=reactor,
+                                                        mount=mount)

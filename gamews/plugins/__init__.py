@@ -45,5 +45,10 @@ class BuiltinPlugin:
         description: str = self.plugin.description
         return description
 
+    @property
+    def settings_type(self) -> type | None:
+        settings_type: type | None = getattr(self.plugin, "settings_type", None)
+        return settings_type
+
     def make_service(self, context: IPluginContext) -> IService:
         return self.plugin.make_service(context)

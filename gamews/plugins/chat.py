@@ -16,8 +16,8 @@ Config::
 
 from __future__ import annotations
 
-import re
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from twisted.application.service import IService
@@ -25,6 +25,7 @@ from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from gamews.api import (
+    Envelope,
     IConnection,
     IGamewsPlugin,
     IPluginContext,
@@ -33,71 +34,27 @@ from gamews.api import (
     TokenBucket,
     clean_text,
     say,
+    setting,
 )
+from gamews.plugins.lines import WEB_PREFIX, line_of
 from gamews.plugins.web import FrameSchema, WebPluginService
 
-__all__ = ["ChatPlugin", "ChatService", "line_of"]
+__all__ = ["ChatPlugin", "ChatService", "ChatSettings"]
 
-WEB_PREFIX: Final = "(web) "
 MAX_NAME: Final = 24
 MAX_TEXT: Final = 120
-_WEB_LINE = re.compile(r"\(web\) (?P<name>[^:]{1,24}): (?P<text>.*)", re.DOTALL)
 
 
-def _name(player: Any) -> str:
-    return str(player.get("name") or "?") if isinstance(player, dict) else "?"
+@dataclass(frozen=True)
+class ChatSettings:
+    """The ``[plugin.chat]`` table."""
 
-
-def _team(player: Any) -> str | None:
-    team = player.get("team") if isinstance(player, dict) else None
-    return team if isinstance(team, str) else None
-
-
-def line_of(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The chat page's line for one event (JSON schema of :mod:`gamews.events`), or None."""
-    kind = event.get("type")
-    base = {"seq": event.get("seq"), "time": event.get("received")}
-    if kind == "chat":
-        player = event.get("player") or {}
-        text = str(event.get("text", ""))
-        if isinstance(player, dict) and player.get("id") == "console":
-            match = _WEB_LINE.fullmatch(text)
-            if match:
-                return {**base, "kind": "web", "source": "web", "name": match["name"],
-                        "text": match["text"], "team": None, "team_only": False, "dead": False}
-            return {**base, "kind": "chat", "name": "Console", "team": None, "text": text,
-                    "team_only": False, "dead": False}
-        return {**base, "kind": "chat", "name": _name(player), "team": _team(player),
-                "text": text, "team_only": bool(event.get("team")),
-                "dead": bool(event.get("dead"))}
-    sentence: str | None = None
-    if kind == "player_connected":
-        sentence = f"{_name(event.get('player'))} joined the game"
-        kind = "connected"
-    elif kind == "player_disconnected":
-        reason = event.get("reason")
-        sentence = f"{_name(event.get('player'))} left the game"
-        if reason:
-            sentence += f" ({reason})"
-        kind = "disconnected"
-    elif kind == "kill":
-        sentence = (f"{_name(event.get('killer'))} killed {_name(event.get('victim'))} with "
-                f"{event.get('weapon')}" + (" (headshot)" if event.get("headshot") else ""))
-    elif kind == "round_start":
-        sentence = "Round started"
-    elif kind == "round_end":
-        winner = event.get("winner")
-        sentence = "Round over" + (f": {winner} win" if winner else "")
-    elif kind == "map_change" and event.get("phase") != "loading":
-        sentence = f"Map changed to {event.get('map')}"
-    elif kind == "team_score":
-        sentence = f"Team {event.get('team')} scored {event.get('score')}"
-    elif kind == "match_end":
-        sentence = "Match over" + (f" ({event.get('score')})" if event.get("score") else "")
-    if sentence is None:
-        return None
-    return {**base, "kind": "event", "event": kind, "text": sentence, "name": None,
-            "team": None}
+    backlog: int = setting(50, at_least=0)
+    """Lines replayed to a browser that joins late."""
+    rate: float = setting(1.0, above=0)
+    """Lines per second per connection and per address..."""
+    burst: float = setting(3.0, at_least=1)
+    """...after a burst of this many."""
 
 
 @implementer(IRequestHandler)
@@ -111,10 +68,10 @@ class ChatService(WebPluginService):
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
-        config = context.config
-        self.backlog_size = int(config.get("backlog", 50))
-        self.rate = float(config.get("rate", 1.0))
-        self.burst = float(config.get("burst", 3))
+        settings: ChatSettings = context.settings
+        self.backlog_size = settings.backlog
+        self.rate = settings.rate
+        self.burst = settings.burst
         self.backlogs: dict[str, deque[dict[str, Any]]] = {}
         self.last_seq: dict[str, int] = {}
         self._per_child: dict[str, TokenBucket] = {}
@@ -135,7 +92,7 @@ class ChatService(WebPluginService):
         if state is None or state.seq == 0:
             return
         for envelope in sorted((*state.chat, *state.kill_feed), key=lambda e: e.seq):
-            line = line_of(envelope.to_json())
+            line = line_of(envelope)
             if line is not None:
                 backlog.append(line)
         self._seeded[server] = state.seq
@@ -155,15 +112,13 @@ class ChatService(WebPluginService):
     def gone(self, child: IConnection) -> None:
         self._per_child.pop(self.connection_key(child), None)
 
-    def event(self, envelope: Any) -> None:
+    def event(self, envelope: Envelope) -> None:
         if self._already_seeded(envelope.server, envelope.seq):
             return
-        event = envelope.to_json()
-        server = str(event.get("server"))
-        self.last_seq[server] = int(event.get("seq") or 0)
-        line = line_of(event)
+        self.last_seq[envelope.server] = envelope.seq
+        line = line_of(envelope)
         if line is not None:
-            self.post(server, line)
+            self.post(envelope.server, line)
 
     def post(self, server: str, line: dict[str, Any]) -> None:
         """Add a line to ``server``'s backlog and send it to its followers."""
@@ -239,6 +194,7 @@ class ChatPlugin:
 
     name = "chat"
     description = "Web chat: the game's chat and events live; browsers write to the game."
+    settings_type = ChatSettings
 
     def make_service(self, context: IPluginContext) -> IService:
         return ChatService(context)

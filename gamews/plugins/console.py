@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -41,24 +42,25 @@ from twisted.logger import LogLevel
 from zope.interface import implementer
 
 from gamews.api import (
-    ConfigError,
+    Envelope,
     IConnection,
     IGamewsPlugin,
     IPluginContext,
     IRequestHandler,
     LoginThrottle,
     Request,
+    ThrottleConfig,
     TokenBucket,
     TokenStore,
     User,
     redact_command,
-    throttle_config,
+    setting,
     truncate,
 )
-from gamews.plugins.chat import line_of
+from gamews.plugins.lines import console_text
 from gamews.plugins.web import FrameSchema, WebPluginService
 
-__all__ = ["AuditLog", "ConsolePlugin", "ConsoleService", "console_text"]
+__all__ = ["AuditLog", "ConsolePlugin", "ConsoleService", "ConsoleSettings"]
 
 MODERATOR_COMMANDS: Final = ("status", "say", "kick", "kickid", "clientkick", "changelevel",
                              "map")
@@ -104,21 +106,30 @@ class AuditLog:
             self.path.unlink()
 
 
-def _positive(config: Any, key: str, default: float, kind: type = float) -> Any:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0 or (
-            kind is int and not isinstance(value, int)):
-        raise ConfigError(f"plugin.console.{key}", "expected a positive "
-                                                   f"{'integer' if kind is int else 'number'}")
-    return kind(value)
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The ``[plugin.console]`` table."""
 
-
-def _path(config: Any, key: str, base: Path | None) -> Path:
-    raw = config.get(key)
-    if not isinstance(raw, str) or not raw:
-        raise ConfigError(f"plugin.console.{key}", "required: a file path")
-    path = Path(raw).expanduser()
-    return path if path.is_absolute() or base is None else base / path
+    tokens_file: Path
+    """``USER:ROLE:sha256:HEX`` lines (:mod:`gamews.auth`)."""
+    audit_log: Path
+    """The append-only JSON lines audit log."""
+    moderator_commands: tuple[str, ...] = MODERATOR_COMMANDS
+    """The commands a moderator may run (an admin may run any)."""
+    rate: float = setting(2.0, above=0)
+    """Commands per second per user..."""
+    burst: float = setting(5.0, at_least=1)
+    """...after a burst of this many (refused requests count too)."""
+    audit_max_bytes: int = setting(10 * 1024 * 1024, above=0)
+    """The audit log is rotated past this size..."""
+    audit_keep: int = setting(5, at_least=0)
+    """...keeping this many old files (``audit.jsonl.1`` ...)."""
+    login_timeout: float = setting(10.0, above=0)
+    """Seconds a browser has to send its login frame."""
+    lockout_after: int = setting(10, at_least=1)
+    """Failed logins from one address before a lockout..."""
+    lockout: float = setting(900.0, at_least=0)
+    """...of this many seconds (delays of 1, 2, 4 ... s before it)."""
 
 
 @implementer(IRequestHandler)
@@ -132,23 +143,18 @@ class ConsoleService(WebPluginService):
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
-        config = context.config
-        base_dir = context.base_dir
-        self.tokens = TokenStore.load(_path(config, "tokens_file", base_dir),
-                                      key="plugin.console.tokens_file")
-        keep = config.get("audit_keep", 5)
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-            raise ConfigError("plugin.console.audit_keep", "expected an integer of 0 or more")
-        self.audit = AuditLog(_path(config, "audit_log", base_dir),
-                              max_bytes=_positive(config, "audit_max_bytes", 10 * 1024 * 1024,
-                                                  int), keep=keep)
-        self.login_timeout = _positive(config, "login_timeout", 10.0)
-        self.throttle = LoginThrottle(self.clock, throttle_config(config, "plugin.console"))
+        settings: ConsoleSettings = context.settings
+        self.tokens = TokenStore.load(settings.tokens_file, key="plugin.console.tokens_file")
+        self.audit = AuditLog(settings.audit_log, max_bytes=settings.audit_max_bytes,
+                              keep=settings.audit_keep)
+        self.moderator_commands = settings.moderator_commands
+        self.rate = settings.rate
+        self.burst = settings.burst
+        self.login_timeout = settings.login_timeout
+        self.throttle = LoginThrottle(self.clock, ThrottleConfig(settings.lockout_after,
+                                                                 settings.lockout))
         self._deadlines: dict[int, IDelayedCall] = {}
         self._limited: dict[str, int] = {}
-        self.moderator_commands = tuple(config.get("moderator_commands", MODERATOR_COMMANDS))
-        self.rate = float(config.get("rate", 2.0))
-        self.burst = float(config.get("burst", 5))
         self.users: dict[int, User] = {}
         self._buckets: dict[str, TokenBucket] = {}
 
@@ -301,33 +307,10 @@ class ConsoleService(WebPluginService):
 
     # -- the game's output -------------------------------------------------------
 
-    def event(self, envelope: Any) -> None:
+    def event(self, envelope: Envelope) -> None:
         self.broadcast(envelope.server, {"type": "console", "server": envelope.server,
                                          "time": envelope.received, "seq": envelope.seq,
-                                         "line": console_text(envelope.to_json())})
-
-
-_SKIP: Final = frozenset({"type", "server", "seq", "received", "log_time", "game_clock"})
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, dict) and "name" in value:
-        return str(value["name"])
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
-
-
-def console_text(event: dict[str, Any]) -> str:
-    """One readable console line for an event (JSON schema of :mod:`gamews.events`)."""
-    line = line_of(event)
-    if line is not None:
-        return f"{line['name']}: {line['text']}" if line.get("name") else str(line["text"])
-    if event.get("type") == "unknown":
-        return str(event.get("raw", ""))
-    if event.get("type") == "rcon":
-        return f"rcon: {event.get('command')}"
-    fields = " ".join(f"{k}={_value(v)}" for k, v in event.items()
-                      if k not in _SKIP and v not in (None, [], {}, ""))
-    return f"[{event.get('type')}] {fields}".rstrip()
+                                         "line": console_text(envelope)})
 
 
 @implementer(IGamewsPlugin)
@@ -336,6 +319,7 @@ class ConsolePlugin:
 
     name = "console"
     description = "Admin console: log in with a token, watch the game, run RCON commands."
+    settings_type = ConsoleSettings
 
     def make_service(self, context: IPluginContext) -> IService:
         return ConsoleService(context)

@@ -14,13 +14,27 @@ Config (optional)::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, DeferredList
 from zope.interface import implementer
 
-from gamews.api import IConnection, IGamewsPlugin, IListener, IPluginContext
+from gamews.api import ConfigError, IConnection, IGamewsPlugin, IListener, IPluginContext
 
-__all__ = ["EchoPlugin", "EchoService"]
+__all__ = ["EchoPlugin", "EchoService", "EchoSettings"]
+
+
+@dataclass(frozen=True)
+class EchoSettings:
+    """The ``[plugin.echo]`` table."""
+
+    path: str = "/echo"
+    """The URL path to echo on."""
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ConfigError("path", "expected a URL path such as /echo")
 
 
 class EchoService(Service):
@@ -28,7 +42,8 @@ class EchoService(Service):
 
     def __init__(self, context: IPluginContext) -> None:
         self.context = context
-        self.path = str(context.config.get("path", "/echo"))
+        settings: EchoSettings = context.settings
+        self.path = settings.path
         self.listeners: list[IListener] = []
 
     def startService(self) -> None:
@@ -61,6 +76,7 @@ class EchoPlugin:
 
     name = "echo"
     description = "Sends every message back to its sender (the smallest plugin)."
+    settings_type = EchoSettings
 
     def make_service(self, context: IPluginContext) -> IService:
         return EchoService(context)

@@ -23,6 +23,7 @@ Config::
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,54 +35,62 @@ from zope.interface import implementer
 
 from gamews.api import (
     ChannelKind,
+    Envelope,
     IConnection,
     IGamewsPlugin,
     IPluginContext,
+    Kill,
     LoginThrottle,
+    MatchState,
+    Player,
+    Suicide,
+    ThrottleConfig,
     TokenBucket,
     TokenStore,
-    throttle_config,
+    WorldKill,
+    setting,
 )
 from gamews.plugins.web import FrameSchema, WebPluginService
 
-__all__ = ["LivePlugin", "LiveService", "diff_views", "view_of"]
+__all__ = ["LivePlugin", "LiveService", "LiveSettings", "diff_views", "view_of"]
 
-_FEED_TYPES = ("kill", "suicide", "world_kill")
 RESYNC_BURST = 3
 RESYNC_INTERVAL = 5.0
 """A spectator may ask for ``RESYNC_BURST`` snapshots at once, then one per
 ``RESYNC_INTERVAL`` seconds (each is a whole snapshot); more get ``error``."""
 
 
-def view_of(snapshot: dict[str, Any], kill_feed: int) -> dict[str, Any]:
-    """The live page's state from a match state snapshot (``MatchState.snapshot()``)."""
+def view_of(state: MatchState, kill_feed: int) -> dict[str, Any]:
+    """The live page's state from a game server's match state."""
     players = {}
-    for p in snapshot.get("players", []):
-        players[str(p["id"])] = {
-            "id": str(p["id"]), "name": p.get("name"), "team": p.get("team"),
-            "kills": p.get("kills", 0), "deaths": p.get("deaths", 0),
-            "score": p.get("score") if p.get("score") is not None else p.get("kills", 0),
-            "ping": p.get("ping"), "connected": p.get("connected_at"), "bot": p.get("bot"),
+    for p in state.players.values():
+        players[p.key] = {
+            "id": p.key, "name": p.name, "team": p.team, "kills": p.kills,
+            "deaths": p.deaths, "score": p.score if p.score is not None else p.kills,
+            "ping": None, "connected": p.connected_at, "bot": p.bot,
         }
-    feed = [entry for entry in (_feed_entry(e) for e in snapshot.get("kill_feed", []))
-            if entry is not None]
-    return {"map": snapshot.get("map"), "round": snapshot.get("round", 0),
-            "teams": dict(snapshot.get("teams", {})), "players": players,
-            "kill_feed": feed[-kill_feed:] if kill_feed else []}
+    feed = [entry for entry in (_feed_entry(e) for e in state.kill_feed) if entry is not None]
+    return {"map": state.map, "round": state.round, "teams": dict(state.teams),
+            "players": players, "kill_feed": feed[-kill_feed:] if kill_feed else []}
 
 
-def _feed_entry(event: dict[str, Any]) -> dict[str, Any] | None:
-    kind = event.get("type")
-    if kind not in _FEED_TYPES:
+def _feed_entry(envelope: Envelope) -> dict[str, Any] | None:
+    """A kill feed entry, for a kill, a suicide or a death by the world."""
+    event = envelope.event
+    killer: Player | None = None
+    if isinstance(event, Kill):
+        killer, victim, weapon = event.killer, event.victim, event.weapon or None
+    elif isinstance(event, Suicide):
+        victim, weapon = event.player, event.weapon or None
+    elif isinstance(event, WorldKill):
+        victim, weapon = event.victim, event.cause
+    else:
         return None
-    killer = event.get("killer") or event.get("player") or {}
-    victim = event.get("victim") or event.get("player") or {}
-    return {"seq": event.get("seq"), "time": event.get("received"),
-            "killer": killer.get("name") if kind == "kill" else None,
-            "killer_team": killer.get("team") if kind == "kill" else None,
-            "victim": victim.get("name"), "victim_team": victim.get("team"),
-            "weapon": event.get("weapon") or event.get("cause"),
-            "headshot": bool(event.get("headshot"))}
+    return {"seq": envelope.seq, "time": envelope.received,
+            "killer": killer.name if killer is not None else None,
+            "killer_team": killer.team if killer is not None else None,
+            "victim": victim.name, "victim_team": victim.team, "weapon": weapon,
+            "headshot": isinstance(event, Kill) and event.headshot}
 
 
 def diff_views(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +115,20 @@ def diff_views(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def _resolve(path: str, base: Path | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or base is None else base / p
+@dataclass(frozen=True)
+class LiveSettings:
+    """The ``[plugin.live]`` table."""
+
+    delay: float = setting(0.0, at_least=0)
+    """The older spelling of ``[spectator] delay`` (every public view lags by it)."""
+    kill_feed: int = setting(10, at_least=0)
+    """Kill feed entries kept."""
+    tokens_file: Path | None = None
+    """Console tokens whose holders see the game live (:mod:`gamews.auth`)."""
+    lockout_after: int = setting(10, at_least=1)
+    """Failed logins from one address before a lockout..."""
+    lockout: float = setting(900.0, at_least=0)
+    """...of this many seconds (delays of 1, 2, 4 ... s before it)."""
 
 
 def _public(server: str) -> str:
@@ -138,16 +158,18 @@ class LiveService(WebPluginService):
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
-        self.delay = float(context.spectator_delay)
-        self.kill_feed = int(context.config.get("kill_feed", 10))
+        settings: LiveSettings = context.settings
+        # one delay for every public view (``[spectator] delay``; this table's ``delay`` is
+        # its older spelling, folded into it by the config)
+        self.delay = context.spectator_delay
+        self.kill_feed = settings.kill_feed
         self.feeds: dict[str, _Feed] = {}
         self.privileged: set[int] = set()
-        self.throttle = LoginThrottle(self.clock, throttle_config(context.config, "plugin.live"))
+        self.throttle = LoginThrottle(self.clock, ThrottleConfig(settings.lockout_after,
+                                                                 settings.lockout))
         self._resyncs: dict[int, TokenBucket] = {}
-        tokens_file = context.config.get("tokens_file")
-        self.tokens = (TokenStore.load(_resolve(str(tokens_file), context.base_dir),
-                                       key="plugin.live.tokens_file")
-                       if tokens_file else None)
+        self.tokens = (TokenStore.load(settings.tokens_file, key="plugin.live.tokens_file")
+                       if settings.tokens_file is not None else None)
 
     def startService(self) -> None:
         super().startService()
@@ -164,8 +186,8 @@ class LiveService(WebPluginService):
 
     def _fresh(self, server: str) -> _Feed:
         """Take ``server``'s view afresh from its match state (the public view keeps its lag)."""
-        snapshot = self.context.events.add_server(server).snapshot()
-        view, seq = view_of(snapshot, self.kill_feed), int(snapshot["seq"])
+        state = self.context.events.add_server(server)
+        view, seq = view_of(state, self.kill_feed), state.seq
         feed = self.feeds.get(server)
         if feed is None or self.delay <= 0:
             feed = self.feeds[server] = _Feed(view, seq)
@@ -244,20 +266,19 @@ class LiveService(WebPluginService):
             self.subscribe(child, server)
             self.joined(child, server)
 
-    def event(self, envelope: Any) -> None:
+    def event(self, envelope: Envelope) -> None:
         server = envelope.server
         feed = self.feeds.get(server)
         state = self.context.events.state(server)
         if feed is None or state is None:
             return
-        snapshot = state.snapshot()
-        if snapshot["seq"] != envelope.seq or envelope.seq != feed.seq + 1:
+        if state.seq != envelope.seq or envelope.seq != feed.seq + 1:
             # the bus delivered late or we missed events: start this server afresh
             self._fresh(server)
             for _, child in self.followers(server):
                 self.joined(child, server)
             return
-        view = view_of(snapshot, self.kill_feed)
+        view = view_of(state, self.kill_feed)
         frame = {"type": "delta", "server": server, "seq": envelope.seq,
                  "changes": diff_views(feed.view, view)}
         feed.view, feed.seq = view, envelope.seq
@@ -289,6 +310,7 @@ class LivePlugin:
 
     name = "live"
     description = "Live match view: map, scores, scoreboard and kill feed as they happen."
+    settings_type = LiveSettings
 
     def make_service(self, context: IPluginContext) -> IService:
         return LiveService(context)

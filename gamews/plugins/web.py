@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from gamews.api import (
     ChannelKind,
+    Envelope,
     IChannel,
     IConnection,
     IListener,
@@ -299,7 +300,7 @@ class WebPluginService(Service):
     def link_changed(self, server: str, state: Any) -> None:
         self.broadcast(server, self.link_frame(server, state))
 
-    def event(self, envelope: Any) -> None:
+    def event(self, envelope: Envelope) -> None:
         """An event from the bus (override)."""
 
     # -- users' requests ---------------------------------------------------------
