@@ -37,7 +37,7 @@ from gamews.pages import static_files
 from gamews.rcon.server import GameServer, IGameServer
 from gamews.registry import Listener, Mount, Registry
 from gamews.settings import PluginSettings, ServerSettings, Settings
-from gamews.spectator import PublicEvents, SpectatorConfig
+from gamews.spectator import PublicEvents
 from gamews.websocket import tune_autobahn
 
 __all__ = ["GamewsService", "PluginContext"]
@@ -164,8 +164,7 @@ class GamewsService(MultiService):
                                  shutdown_timeout=config.shutdown_timeout)
         reactor = self.registry.reactor
         self.events = EventBus(reactor)
-        self.public_events = PublicEvents(self.events, SpectatorConfig.from_tables(
-            config.spectator, config.plugin_config.get("live")))
+        self.public_events = PublicEvents(self.events, settings.spectator)
         """The events as every public view shows them (:mod:`gamews.spectator`)."""
         self.servers: dict[str, IGameServer] = {}
         self.log_sources: dict[str, Service] = {}

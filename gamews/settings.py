@@ -29,6 +29,7 @@ from gamews.manhole import ManholeConfig
 from gamews.metrics import MetricsConfig
 from gamews.plugin_settings import plugin_settings
 from gamews.rcon.server import GameServerConfig
+from gamews.spectator import SpectatorConfig
 
 __all__ = [
     "CommandLine",
@@ -120,6 +121,8 @@ class Settings:
     manhole: ManholeConfig | None = None
     metrics: MetricsConfig | None = None
     fanout: FanoutConfig | None = None
+    spectator: SpectatorConfig = field(default_factory=SpectatorConfig)
+    """What the public views show, and how late (``[spectator]``)."""
 
 
 def available_plugins() -> dict[str, IGamewsPlugin]:
@@ -196,7 +199,8 @@ def parse_settings(data: Mapping[str, Any], cli: CommandLine = CommandLine(), *,
         if cli.metrics is not None:
             table["listen"] = cli.metrics
         metrics = MetricsConfig.from_table(table)
-    return Settings(config, chosen, tuple(servers), demo, manhole, metrics, fanout)
+    spectator = SpectatorConfig.from_tables(config.spectator, config.plugin_config.get("live"))
+    return Settings(config, chosen, tuple(servers), demo, manhole, metrics, fanout, spectator)
 
 
 def settings_from_text(cli: CommandLine, text: str | None, *,

@@ -576,3 +576,22 @@ class ManholeGuessingTests(SynchronousTestCase):
         running[0].callback(None)
         self.assertEqual(len(running), MAX_VERIFYING + 1)
         self.successResultOf(results[0])
+
+
+class SpectatorSettingsTests(SynchronousTestCase):
+    """A bad ``[spectator]`` table is a one-line error at parse time."""
+
+    def test_parsed_with_the_rest(self) -> None:
+        """[spectator] is checked with the other settings; [plugin.live] delay folds in."""
+        from gamews.errors import ConfigError
+        from gamews.settings import available_plugins, parse_settings
+
+        plugins = available_plugins()
+        settings = parse_settings({"spectator": {"delay": 12, "team_chat": "delayed"}},
+                                  plugins=plugins)
+        self.assertEqual(settings.spectator, SpectatorConfig(12.0, "delayed"))
+        old = parse_settings({"plugin": {"live": {"delay": 5}}}, plugins=plugins)
+        self.assertEqual(old.spectator.delay, 5.0)
+        with self.assertRaises(ConfigError) as caught:
+            parse_settings({"spectator": {"delay": "soon"}}, plugins=plugins)
+        self.assertEqual(caught.exception.key, "spectator.delay")
