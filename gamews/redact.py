@@ -155,13 +155,40 @@ def truncate(text: str, limit: int) -> str:
     return f"{text[:limit]}… [{len(text) - limit} more characters cut]"
 
 
-def _clean(value: Any, *, addresses: bool) -> Any:
-    if isinstance(value, str):
-        value = redact_command(value)
-        return mask_addresses(value) if addresses else value
-    if isinstance(value, tuple):
-        return tuple(_clean(v, addresses=addresses) for v in value)
-    return value
+_SUSPECT = re.compile(r"pass|secret|token|key|steamaccount|logaddress|rcon\s|"
+                      r"\d\.\d{1,3}\.\d{1,3}\.\d|:[0-9a-f]{0,4}:", re.IGNORECASE)
+"""What any text :func:`redact_command` or :func:`mask_addresses` would change contains
+(most event text, names and weapons, does not: it is passed over at once)."""
+
+_TEXT, _CONSOLE_CHAT, _CVAR_VALUE, _PAIRS = range(4)
+_PLANS: dict[type, tuple[tuple[str, int], ...]] = {}
+
+
+def _plan(cls: type) -> tuple[tuple[str, int], ...]:
+    """The text fields of an event class worth looking at, and how (made once a class)."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        private: frozenset[str] = getattr(cls, "private", frozenset())
+        kind = getattr(cls, "type", "")
+        steps = []
+        for field in dataclasses.fields(cls):
+            annotation = str(field.type)
+            if field.name in private or field.name in ("log_time", "game_clock"):
+                continue
+            if kind == "chat" and field.name == "text":
+                steps.append((field.name, _CONSOLE_CHAT))
+            elif kind == "server_cvar" and field.name == "value":
+                steps.append((field.name, _CVAR_VALUE))
+            elif annotation == "Properties":
+                steps.append((field.name, _PAIRS))
+            elif annotation.replace(" ", "") in ("str", "str|None"):
+                steps.append((field.name, _TEXT))
+        plan = _PLANS[cls] = tuple(steps)
+    return plan
+
+
+def _text(value: str) -> str:
+    return mask_addresses(redact_command(value)) if _SUSPECT.search(value) else value
 
 
 def redact_event(event: Any) -> Any:
@@ -170,26 +197,22 @@ def redact_event(event: Any) -> Any:
     tools) and in what players write (chat text, names). Returns ``event`` itself when
     nothing changes."""
     changes: dict[str, Any] = {}
-    private: frozenset[str] = getattr(type(event), "private", frozenset())
-    kind = getattr(type(event), "type", "")
-    for field in dataclasses.fields(event):
-        name = field.name
-        if name in private or name in ("log_time", "game_clock"):
-            continue
+    for name, how in _plan(type(event)):
         value = getattr(event, name)
-        if kind == "chat" and name == "text":
+        if how == _TEXT:
+            cleaned = _text(value) if value else value
+        elif how == _PAIRS:
+            # name/value pairs: a value named like a secret goes whole
+            cleaned = tuple((k, REDACTED if v and is_sensitive_name(k) else _text(v))
+                            for k, v in value) if any(
+                _SUSPECT.search(k) or _SUSPECT.search(v) for k, v in value) else value
+        elif how == _CVAR_VALUE:
+            cleaned = REDACTED if value and is_sensitive_name(getattr(event, "name", "")) else (
+                _text(value))
+        else:  # chat: only the console's (an admin's command line) is redacted
             speaker = getattr(event, "player", None)
-            if getattr(speaker, "key", None) == "console":
-                cleaned = redact_command(value)
-            else:
-                continue
-        elif kind == "server_cvar" and name == "value":
-            cleaned = REDACTED if is_sensitive_name(getattr(event, "name", "")) else (
-                mask_addresses(value))
-        elif isinstance(value, str | tuple):
-            cleaned = _clean(value, addresses=True)
-        else:
-            continue
+            cleaned = (redact_command(value) if getattr(speaker, "key", None) == "console"
+                       else value)
         if cleaned != value:
             changes[name] = cleaned
     return dataclasses.replace(event, **changes) if changes else event
