@@ -3,26 +3,46 @@
 The contract is the one of the SourceMod WebSocket plugin gamews descends from,
 in Pythonic form:
 
-=====================================  =========================================
-seed native                            gamews
-=====================================  =========================================
-``Websocket_Open(ip, port, inc, err,   ``context.open(path, incoming=, error=,
-close)``                               closed=)`` or ``registry.open(endpoint,
-                                       path, ...)`` → :class:`IListener`
-incoming child callback                ``incoming(child: IConnection)``
-``Websocket_HookChild(child, recv,     ``child.hook(on_message=, on_disconnect=,
-disc, err)``                           on_error=, on_open=)``
-``Websocket_Send(child, type, data)``  ``child.send_text(str)`` /
-                                       ``child.send_binary(bytes)``
-``Websocket_GetReadyState(child)``     ``child.ready_state`` (:class:`ReadyState`)
-``Websocket_UnhookChild(child)``       ``child.unhook()``
-``Websocket_Close(listener)``           ``listener.close()`` → ``Deferred``
-=====================================  =========================================
+- ``Websocket_Open(ip, port, inc, err, close)``: ``context.open(path, incoming=,
+  error=, closed=)`` or ``registry.open(endpoint, path, ...)``, giving an
+  :class:`IListener`
+- the incoming child callback: ``incoming(child: IConnection)``
+- ``Websocket_HookChild(child, recv, disc, err)``: ``child.hook(on_message=,
+  on_disconnect=, on_error=, on_open=)``
+- ``Websocket_Send(child, type, data)``: ``child.send_text(str)`` or
+  ``child.send_binary(bytes)``
+- ``Websocket_GetReadyState(child)``: ``child.ready_state`` (:class:`ReadyState`)
+- ``Websocket_UnhookChild(child)``: ``child.unhook()``
+- ``Websocket_Close(listener)``: ``listener.close()``, giving a ``Deferred``
 
-Plugins provide :class:`IGamewsPlugin` and are found with Twisted's plugin
-system (a module in a ``twisted/plugins/`` directory on ``sys.path``). Game events
-reach them as the dataclasses of :mod:`gamews.events` (:class:`Envelope` around an
-:class:`Event` subclass such as :class:`Chat` or :class:`Kill`), re-exported here.
+Besides the WebSocket contract, it exports what a plugin reads and drives: the game
+servers (:class:`IGameServer`, :class:`LinkState`), the event bus (:class:`EventBus`,
+:class:`Subscription`), the typed events (:class:`Event` and one dataclass per type, such
+as :class:`Kill` or :class:`Custom`; :data:`EVENT_TYPES` maps each ``type`` to its class)
+in their :class:`Envelope`, and the per-server :class:`MatchState`.
+
+Event subscribers
+=================
+
+``context.events.subscribe(callback, server=None)`` calls ``callback(envelope)`` with
+every following :class:`Envelope`, in ``seq`` order. The rules a subscriber lives by:
+
+- A callback that raises, or returns a Deferred that fails, is logged with its
+  traceback; after ``max_failures`` (3) failures **in a row** the subscription is
+  cancelled (logged as an error): a plugin that always fails stops being called rather
+  than flooding the log. One success resets the count.
+- A callback may return a Deferred: the subscriber is busy until it fires and its
+  events wait in a bounded queue (``queue_size``, 1000 by default); when the queue is
+  full the oldest waiting event is dropped and counted in ``Subscription.dropped``, so
+  the subscriber sees a gap in ``seq`` (and may take a fresh snapshot).
+- Other subscribers and the log stream are never held up by one subscriber.
+
+Plugins provide :class:`IGamewsPlugin` and are found through Twisted's plugin system (a
+module in a ``twisted/plugins/`` directory on ``sys.path``) or through the
+``gamews.plugins`` entry-point group (see :mod:`gamews.discovery`). A plugin declares
+its settings (``settings_type``, a frozen dataclass; :func:`setting` for bounds): gamews
+checks its ``[plugin.NAME]`` table before anything starts, and errors name
+``plugin.NAME.KEY`` by themselves.
 """
 
 from __future__ import annotations
@@ -35,12 +55,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
 
-from gamews.auth import TokenStore, User
+from gamews.auth import TokenProof, TokenStore, User
 from gamews.errors import ConfigError, EndpointConflictError
 from gamews.events import (
+    EVENT_TYPES,
     Assist,
     Chat,
     Connected,
+    Custom,
     Damage,
     Disconnected,
     Entered,
@@ -60,10 +82,14 @@ from gamews.events import (
     PlayerScore,
     PlayerState,
     PlayerTriggered,
+    PointCaptured,
     RconSeen,
     RoundEnd,
     RoundStart,
     ServerCvar,
+    ServerStatus,
+    StatusPlayer,
+    Subscriber,
     Subscription,
     Suicide,
     TeamChange,
@@ -75,10 +101,13 @@ from gamews.events import (
     WorldTriggered,
     event_fields,
 )
+from gamews.logs.bridge import valid_channel
 from gamews.plugin_settings import setting, settings_from_table
 from gamews.quietlog import RepeatLimiter
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
+from gamews.rcon.link import LinkState
+from gamews.rcon.server import IGameServer
 from gamews.redact import redact_command, truncate
 from gamews.throttle import LoginThrottle, ThrottleConfig
 
@@ -92,6 +121,7 @@ if TYPE_CHECKING:
     from twisted.web.resource import IResource
 
 __all__ = [
+    "EVENT_TYPES",
     "Assist",
     "ChannelKind",
     "Chat",
@@ -99,6 +129,7 @@ __all__ = [
     "ConfigError",
     "Connected",
     "ConnectionRequest",
+    "Custom",
     "Damage",
     "DisconnectCallback",
     "Disconnected",
@@ -112,6 +143,7 @@ __all__ = [
     "IChannel",
     "IChildHandler",
     "IConnection",
+    "IGameServer",
     "IGamewsPlugin",
     "IListener",
     "IListenerHandler",
@@ -122,6 +154,7 @@ __all__ = [
     "IncomingCallback",
     "ItemPickup",
     "Kill",
+    "LinkState",
     "LoginThrottle",
     "MapChange",
     "MatchEnd",
@@ -134,6 +167,7 @@ __all__ = [
     "PlayerScore",
     "PlayerState",
     "PlayerTriggered",
+    "PointCaptured",
     "RconSeen",
     "ReadyState",
     "RepeatLimiter",
@@ -141,6 +175,9 @@ __all__ = [
     "RoundEnd",
     "RoundStart",
     "ServerCvar",
+    "ServerStatus",
+    "StatusPlayer",
+    "Subscriber",
     "Subscription",
     "Suicide",
     "TeamChange",
@@ -149,6 +186,7 @@ __all__ = [
     "TeamTriggered",
     "ThrottleConfig",
     "TokenBucket",
+    "TokenProof",
     "TokenStore",
     "Unknown",
     "User",
@@ -166,6 +204,7 @@ __all__ = [
     "setting",
     "settings_from_table",
     "truncate",
+    "valid_channel",
 ]
 
 
@@ -414,11 +453,12 @@ class IPluginContext(Interface):
         "The plugin's checked settings: an instance of its ``settings_type`` (``None`` "
         "for a plugin without one).")
     reactor: Any = Attribute("The reactor (or a test's fake) to use for time and I/O.")
-    servers: Mapping[str, Any] = Attribute(
-        "The configured game servers by name (``gamews.rcon.server.IGameServer``).")
+    servers: Mapping[str, IGameServer] = Attribute(
+        "The configured game servers by name (:class:`IGameServer`).")
     events: EventBus = Attribute(
-        "The event bus (:class:`EventBus`): game events (:class:`Envelope`) and match "
-        "states (:class:`MatchState`), live (for token holders only).")
+        "The event bus (:class:`EventBus`): typed game events in envelopes, match states, "
+        "live (for token holders only). See the module docstring for the rules "
+        "subscribers live by.")
     public_events: EventBus = Attribute(
         "The public view of the event bus (``gamews.spectator.PublicEvents``, an "
         ":class:`EventBus`): the same events and states ``spectator_delay`` seconds late, "
@@ -438,15 +478,19 @@ class IPluginContext(Interface):
         closed: Callable[[IListener], object] | None = None,
         handler: IListenerHandler | None = None,
     ) -> IListener:
-        """Listen for WebSocket children on ``path`` of ``endpoint``.
+        """Listen for WebSocket children on ``path`` of every web endpoint.
 
-        ``endpoint`` defaults to the first of :attr:`endpoints`. Give callbacks
-        or a ``handler`` object. Raises ``ValueError`` for a bad endpoint and
-        :class:`EndpointConflictError` for options that clash with an open port.
+        Without ``endpoint`` the path is served on each of :attr:`endpoints` (every
+        ``--listen``) and the listener returned covers them all (its ``broadcast``,
+        ``channel`` and ``connections`` span every port); with ``endpoint``, on that one
+        only. Give callbacks or a ``handler`` object. Raises ``ValueError`` for a bad
+        endpoint and :class:`EndpointConflictError` for options that clash with an open
+        port.
         """
 
     def mount(path: str, resource: IResource, *, endpoint: str | None = None) -> IMount:
-        """Serve a plain HTTP ``resource`` at ``path`` on the shared port.
+        """Serve a plain HTTP ``resource`` at ``path`` of every web endpoint (or of
+        ``endpoint`` only, when given), on the ports the WebSocket paths share.
 
         A ``path`` ending in ``/`` also serves everything below it.
         """
@@ -455,7 +499,7 @@ class IPluginContext(Interface):
 @dataclass(frozen=True)
 class Request:
     """A browser user's request to a plugin (a chat line, a console command), as the
-    instance holding the game link applies it (docs: README "Many instances")."""
+    instance holding the game link applies it (docs/operator.md, "Many instances")."""
 
     body: Mapping[str, Any]
     """The plugin's own fields (``{"name", "text"}`` for chat, ``{"command"}`` for console)."""
@@ -464,16 +508,22 @@ class Request:
     connection: str
     """The browser connection, unique over every instance (per-connection rate limits)."""
     user: User | None = None
-    """Who logged in, where the plugin has logins."""
+    """Who logged in, where the plugin has logins (only local: a forwarded request has none;
+    its user is the one :attr:`proof` names, in the origin's own token store)."""
     via: str | None = None
     """The gamews instance (an edge) that forwarded the request; ``None`` when local."""
+    proof: TokenProof | None = None
+    """On the origin, for a forwarded request whose user had logged in on the edge: the proof
+    of their token, to check with :meth:`TokenStore.verify` (the role comes from there)."""
 
 
 class IRequestHandler(Interface):
     """A plugin service that applies its users' requests where the game link is.
 
     An origin (``[fanout] role = "origin"``) hands it the requests edges forward, with
-    the same checks and rate limits as for its own browsers.
+    the same checks and rate limits as for its own browsers. A forwarded request
+    (``via`` set) carries no user: a plugin with logins finds it with
+    ``tokens.verify(request.proof)`` in its own token store.
     """
 
     def apply(server: str, request: Request) -> Deferred[dict[str, Any]]:
@@ -486,14 +536,21 @@ class IRequestForwarder(Interface):
 
     def forward(plugin: str, server: str, request: Request) -> Deferred[dict[str, Any]]:
         """Send ``request`` to ``plugin`` on the origin; fire with its reply, or fail
-        (origin silent, Redis down) with an exception whose message says why."""
+        (origin silent, Redis down, too many requests waiting) with an exception whose
+        message says why.
+
+        Only the body, the address and connection and, when ``request.user`` came from a
+        :class:`TokenStore` login, a proof of that user's token go: never a user or role,
+        which the origin takes from its own token store."""
 
 
-class IGamewsPlugin(IPlugin):
-    """A gamews plugin, found with ``twisted.plugin.getPlugins(IGamewsPlugin)``.
+class IGamewsPlugin(IPlugin, Interface):  # Interface too: pydoctor sees an interface
+    """A gamews plugin, found by its name (:mod:`gamews.discovery`).
 
-    Ship an instance in a module under ``twisted/plugins/`` of your package;
-    enable it by name in the config's ``plugins`` list.
+    Ship an instance in a module under ``twisted/plugins/`` of your package, and name it
+    (or its class) in the package's ``gamews.plugins`` entry-point group (editable
+    installs are found only that way); enable it by name in the config's ``plugins``
+    list. ``python -m gamews new-plugin NAME`` writes such a package.
     """
 
     name: str = Attribute("A short unique name, such as ``echo``.")

@@ -6,6 +6,10 @@ where ``HEX`` is the SHA-256 of the token. Tokens are long random strings made b
 the user) and the line to add to the file; the file itself holds no usable secret.
 A plain hash suffices because tokens carry 256 bits of randomness (unlike passwords,
 they cannot be guessed from a dictionary). Roles: ``viewer``, ``moderator``, ``admin``.
+
+A fan-out edge forwards its users' requests to the origin with a :class:`TokenProof`, not a
+claimed role: an HMAC of the request keyed by the token's stored form, which the origin
+checks against its own file (:meth:`TokenStore.verify`), so the role is decided there.
 """
 
 from __future__ import annotations
@@ -14,13 +18,13 @@ import hashlib
 import hmac
 import secrets
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from gamews.errors import ConfigError
 
-__all__ = ["ROLES", "TokenStore", "User", "hash_token", "new_token"]
+__all__ = ["ROLES", "TokenProof", "TokenStore", "User", "hash_token", "new_token", "prove"]
 
 ROLES: Final = ("viewer", "moderator", "admin")
 
@@ -31,11 +35,28 @@ class User:
 
     name: str
     role: str
+    credential: str = field(default="", repr=False, compare=False)
+    """The stored form of the token that logged in (set by :meth:`TokenStore.check`; empty
+    otherwise): what an edge proves the token with (:func:`prove`). Never sent anywhere."""
+
+
+@dataclass(frozen=True)
+class TokenProof:
+    """That whoever sent ``message`` held a token: ``mac`` is :func:`prove` of it."""
+
+    message: bytes
+    mac: str
 
 
 def hash_token(token: str) -> str:
     """The stored form of ``token``: ``sha256:HEX``."""
     return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def prove(credential: str, message: bytes) -> str:
+    """The proof (hex HMAC-SHA256 of ``message`` keyed by ``credential``, a token's stored
+    form) that the sender of ``message`` holds that token."""
+    return hmac.new(credential.encode(), message, hashlib.sha256).hexdigest()
 
 
 def new_token() -> str:
@@ -76,6 +97,18 @@ class TokenStore:
         found: User | None = None
         for user, stored in self._entries:
             if hmac.compare_digest(digest, stored.encode()) and found is None:
+                found = User(user.name, user.role, stored)
+        return found
+
+    def verify(self, proof: TokenProof | None) -> User | None:
+        """The user whose token made ``proof`` (:func:`prove`), or None; every entry is
+        tried, in constant time."""
+        if proof is None:
+            return None
+        given = proof.mac.encode("utf-8", "surrogatepass")
+        found: User | None = None
+        for user, stored in self._entries:
+            if hmac.compare_digest(given, prove(stored, proof.message).encode()) and found is None:
                 found = user
         return found
 

@@ -1,6 +1,6 @@
 """The gamews configuration: a TOML file parsed into validated, frozen objects.
 
-Every error is a :class:`~gamews.errors.ConfigError` naming the key at fault,
+Every error is a :class:`gamews.errors.ConfigError` naming the key at fault,
 so ``twistd gamews`` can print one line and exit.
 """
 
@@ -134,11 +134,12 @@ class GamewsConfig:
 
     def plugin_names(self, *, demo: bool) -> tuple[str, ...]:
         """The plugins to run: the configured list, or by default ``echo``, ``chat``,
-        ``live``, and ``console`` when it has a ``[plugin.console]`` table or the demo runs."""
+        ``live``, ``overlay``, and ``console`` when it has a ``[plugin.console]`` table or the
+        demo runs."""
         if self.plugins is not None:
             return self.plugins
         console = ("console",) if demo or "console" in self.plugin_config else ()
-        return ("echo", "chat", "live", *console)
+        return ("echo", "chat", "live", "overlay", *console)
 
     def runs_demo(self) -> bool:
         """Whether the demo game runs: as configured, or when no game server is."""

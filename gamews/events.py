@@ -33,12 +33,13 @@ Common keys, present in every object:
 ``game_clock``
     the line's own game-clock stamp in seconds since map start (Quake 3 ``M:SS``), or ``null``.
 
-Fields marked *private* (IP addresses) are only in the form asked for with
-``to_json(private=True)``, for admin tools; the default form, for browsers, leaves them out.
+No event carries an IP address (players' or admins'): parsers drop them, so nothing
+that reaches a plugin or a browser can leak one.
 
 A *player* is an object ``{"name", "id", "slot", "team", "bot"}``: ``id`` is a stable
-identity (Source: the Steam ID normalised to ``[U:1:N]``, ``bot:USERID`` for bots,
-``console`` for the server console, ``uid:USERID`` when the Steam ID is pending or LAN;
+identity (Source: the Steam ID normalised to ``[U:1:N]`` while no other connected player
+holds it, else ``uid:USERID``, see :class:`MatchState`; ``bot:USERID`` for bots,
+``console`` for the server console, ``uid:USERID`` when the Steam ID is pending, LAN or 0;
 Quake 3: ``client:N``, the client number, valid within a map), ``slot`` the user id (Source)
 or client number (Quake 3), ``team`` the team as the game names it (``CT``, ``TERRORIST``,
 ``Red``, ``Unassigned``; Quake 3 ``free``, ``red``, ``blue``, ``spectator``) or ``null``
@@ -49,7 +50,7 @@ object maps names to strings.
 type                     fields
 =======================  ===============================================================
 ``unknown``              ``raw``: the line (any line no other type fits)
-``player_connected``     ``player``, ``address`` (``ip:port`` or ``null``; private)
+``player_connected``     ``player``
 ``player_entered``       ``player``
 ``player_disconnected``  ``player``, ``reason`` (or ``null``)
 ``player_info``          ``player`` (name and team as now set), ``info`` (properties);
@@ -62,18 +63,22 @@ type                     fields
                          ``target`` (a player for private messages, or ``null``)
 ``kill``                 ``killer``, ``victim``, ``weapon``, ``headshot`` (bool), ``flags``
                          (list of strings: ``headshot``, ``penetrated``, ``noscope``...),
-                         ``killer_pos``, ``victim_pos``, ``properties``
-``suicide``              ``player``, ``weapon``, ``position``
-``world_kill``           ``victim``, ``cause`` (``MOD_FALLING``, ``world``...)
+                         ``killer_pos``, ``victim_pos``, ``properties``,
+                         ``weapon_name`` (readable name, or ``null``: show ``weapon``)
+``suicide``              ``player``, ``weapon``, ``position``, ``weapon_name``
+``world_kill``           ``victim``, ``cause`` (``MOD_FALLING``, ``bomb``...),
+                         ``cause_name`` (``falling``, or ``null``)
 ``damage``               ``attacker``, ``victim``, ``weapon``, ``damage``,
                          ``damage_armor``, ``health``, ``armor``, ``hitgroup``,
                          ``attacker_pos``, ``victim_pos``
 ``assist``               ``assister``, ``victim``, ``flash`` (bool)
 ``player_score``         ``player``, ``score``, ``ping`` (or ``null``), ``final`` (bool)
-``item``                 ``player``, ``item``
+``item``                 ``player``, ``item``, ``properties`` (TF2 ``healing``)
 ``player_triggered``     ``player``, ``action``, ``target`` (or ``null``), ``properties``
 ``team_triggered``       ``team``, ``action``, ``properties``
 ``world_triggered``      ``action``, ``properties``
+``point_captured``       ``team``, ``point`` (or ``null``), ``cappers`` (players),
+                         ``properties``
 ``team_score``           ``team``, ``score``, ``players`` (or ``null``)
 ``team_scores``          ``scores`` (object: team name to score)
 ``round_start``          (nothing more)
@@ -83,13 +88,20 @@ type                     fields
 ``map_change``           ``map``, ``phase`` (``loading`` or ``started``), ``settings``
 ``game_shutdown``        (nothing more)
 ``server_cvar``          ``name``, ``value``
-``rcon``                 ``address`` (private), ``command``, ``ok`` (bool)
+``rcon``                 ``command``, ``ok`` (bool)
+``server_status``        ``map``, ``hostname`` (either may be ``null``), ``players`` (player
+                         objects with ``ping``, ``score``, ``connected``, ``state``),
+                         ``asked_seq``: the game server's answer to a status query,
+                         merged into the match state (:class:`MatchState`)
+``custom``               ``channel``, ``data`` (a JSON object): a ``gamews CHANNEL JSON``
+                         line from a game-side plugin (:mod:`gamews.logs.bridge`)
 =======================  ===============================================================
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
@@ -107,6 +119,7 @@ __all__ = [
     "Assist",
     "Chat",
     "Connected",
+    "Custom",
     "Damage",
     "Disconnected",
     "Entered",
@@ -125,12 +138,15 @@ __all__ = [
     "PlayerInfo",
     "PlayerScore",
     "PlayerTriggered",
+    "PointCaptured",
     "Position",
     "Properties",
     "RconSeen",
     "RoundEnd",
     "RoundStart",
     "ServerCvar",
+    "ServerStatus",
+    "StatusPlayer",
     "Subscription",
     "Suicide",
     "TeamChange",
@@ -141,6 +157,7 @@ __all__ = [
     "WorldKill",
     "WorldTriggered",
     "envelope_from_json",
+    "player_fields",
 ]
 
 Position = tuple[float, float, float]
@@ -178,8 +195,6 @@ class Event:
     """Base of all events: the line's own time stamps (either may be ``None``)."""
 
     type: ClassVar[str] = "event"
-    private: ClassVar[frozenset[str]] = frozenset()
-    """Fields left out of the JSON form by default (IP addresses)."""
     log_time: str | None = None
     """The line's wall-clock stamp, ISO 8601 without zone (Source)."""
     game_clock: int | None = None
@@ -196,12 +211,11 @@ class Unknown(Event):
 
 @dataclass(frozen=True, slots=True)
 class Connected(Event):
-    """A player connected (``address`` is ``ip:port`` when the log gives it)."""
+    """A player connected (the address the log gives is never kept: it must not reach a
+    browser, and gamews has no use for it)."""
 
     type: ClassVar[str] = "player_connected"
-    private: ClassVar[frozenset[str]] = frozenset({"address"})
     player: Player
-    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +288,9 @@ class Kill(Event):
     killer_pos: Position | None = None
     victim_pos: Position | None = None
     properties: Properties = ()
+    weapon_name: str | None = None
+    """The weapon as people call it (Quake 3: ``rocket launcher (splash)`` for
+    ``MOD_ROCKET_SPLASH``), when the parser knows; ``weapon`` keeps the raw name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,15 +301,19 @@ class Suicide(Event):
     player: Player
     weapon: str
     position: Position | None = None
+    weapon_name: str | None = None
+    """As :attr:`Kill.weapon_name`."""
 
 
 @dataclass(frozen=True, slots=True)
 class WorldKill(Event):
-    """The world killed ``victim`` (falling, lava, a trigger...)."""
+    """The world killed ``victim`` (falling, lava, a trigger, the bomb...)."""
 
     type: ClassVar[str] = "world_kill"
     victim: Player
     cause: str
+    cause_name: str | None = None
+    """The cause as people call it (``falling`` for ``MOD_FALLING``), when known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,11 +356,13 @@ class PlayerScore(Event):
 
 @dataclass(frozen=True, slots=True)
 class ItemPickup(Event):
-    """A player picked up an item (Quake 3 ``Item``)."""
+    """A player picked up an item (Quake 3 ``Item``, TF2 ``picked up item``), with the
+    line's properties (TF2 ``healing``)."""
 
     type: ClassVar[str] = "item"
     player: Player
     item: str
+    properties: Properties = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +396,18 @@ class WorldTriggered(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PointCaptured(Event):
+    """``team`` captured control point ``point`` (TF2 ``pointcaptured``); ``cappers`` are the
+    players the line names, ``properties`` the rest (``cp``, ``numcappers``...)."""
+
+    type: ClassVar[str] = "point_captured"
+    team: str
+    point: str | None
+    cappers: tuple[Player, ...] = ()
+    properties: Properties = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TeamScore(Event):
     """A team's score (``players``: how many it has, when the log says)."""
 
@@ -384,7 +419,7 @@ class TeamScore(Event):
 
 @dataclass(frozen=True, slots=True)
 class TeamScores(Event):
-    """Several teams' scores on one line (Quake 3 ``red:8  blue:5``)."""
+    """Several teams' scores on one line (Quake 3 ``red:8 blue:5``)."""
 
     type: ClassVar[str] = "team_scores"
     scores: tuple[tuple[str, int], ...]
@@ -452,13 +487,71 @@ class ServerCvar(Event):
 
 @dataclass(frozen=True, slots=True)
 class RconSeen(Event):
-    """The game server logged an rcon command (``ok`` false for a bad password)."""
+    """The game server logged an rcon command (``ok`` false for a bad password).
+
+    ``command`` is the command as run (empty for a rejected one, which may hold a mistyped
+    password); the sender's address is never kept.
+    """
 
     type: ClassVar[str] = "rcon"
-    private: ClassVar[frozenset[str]] = frozenset({"address"})
-    address: str | None
     command: str
     ok: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Custom(Event):
+    """A line ``gamews CHANNEL JSON`` written by a plugin inside the game server (the
+    bridge, :mod:`gamews.logs.bridge`): ``data`` is its JSON object, checked and bounded."""
+
+    type: ClassVar[str] = "custom"
+    channel: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPlayer:
+    """One player as the game server's status query lists them (never their address).
+
+    ``player.key`` follows the log's identity rules where the status gives a Steam ID (Source)
+    and is ``name:NAME`` where it gives only a name (Quake 3 ``getstatus``, CS2); ``ping`` in
+    ms; ``score`` (Quake 3); ``connected`` seconds on the server; ``state`` (``active``,
+    ``spawning``...); each ``None`` when the status does not say.
+    """
+
+    player: Player
+    ping: int | None = None
+    score: int | None = None
+    connected: int | None = None
+    state: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The player's JSON object with ``ping``, ``score``, ``connected`` and ``state``."""
+        return {**self.player.to_json(), "ping": self.ping, "score": self.score,
+                "connected": self.connected, "state": self.state}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> StatusPlayer:
+        """The inverse of :meth:`to_json`."""
+        player = _player_from_json(dict(value))
+        assert player is not None
+        return cls(player, value.get("ping"), value.get("score"), value.get("connected"),
+                   value.get("state"))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatus(Event):
+    """What the game server answered to a status query (Source ``status``, Quake 3
+    ``getstatus``): merged into the match state by the rules of :class:`MatchState`.
+
+    ``asked_seq`` is the server's last event ``seq`` when the query was sent: log events
+    after it are newer than the answer and win over it.
+    """
+
+    type: ClassVar[str] = "server_status"
+    map: str | None
+    hostname: str | None
+    players: tuple[StatusPlayer, ...]
+    asked_seq: int = 0
 
 
 EVENT_TYPES: Final[Mapping[str, type[Event]]] = {
@@ -467,7 +560,8 @@ EVENT_TYPES: Final[Mapping[str, type[Event]]] = {
         Unknown, Connected, Entered, Disconnected, PlayerInfo, TeamChange, NameChange, Chat,
         Kill, Suicide, WorldKill, Damage, Assist, PlayerScore, ItemPickup, PlayerTriggered,
         TeamTriggered, WorldTriggered, TeamScore, TeamScores, RoundStart, RoundEnd,
-        MatchStart, MatchEnd, MapChange, GameShutdown, ServerCvar, RconSeen,
+        MatchStart, MatchEnd, MapChange, GameShutdown, ServerCvar, RconSeen, PointCaptured,
+        ServerStatus, Custom,
     )
 }
 """Every event class by its ``type``."""
@@ -499,33 +593,30 @@ def _object_fields(cls: type[Event]) -> frozenset[str]:
 _PLAYER_FIELDS: dict[type[Event], tuple[str, ...]] = {}
 
 
-def _player_fields(cls: type[Event]) -> tuple[str, ...]:
+def player_fields(cls: type[Event]) -> tuple[str, ...]:
+    """Fields holding one player (or ``None``)."""
     names = _PLAYER_FIELDS.get(cls)
     if names is None:
-        names = tuple(f.name for f in fields(cls) if "Player" in str(f.type))
+        names = tuple(f.name for f in fields(cls) if str(f.type) in ("Player", "Player | None"))
         _PLAYER_FIELDS[cls] = names
     return names
 
 
 def _json_value(value: object) -> Any:
-    if isinstance(value, Player):
+    if isinstance(value, Player | StatusPlayer):
         return value.to_json()
     if isinstance(value, tuple):
         return [_json_value(v) for v in value]
     return value
 
 
-def event_fields(event: Event, *, private: bool = False) -> dict[str, Any]:
-    """The event's own fields as JSON values (without the envelope's keys).
-
-    Fields in the class's ``private`` set (IP addresses) are left out unless ``private``.
-    """
+def event_fields(event: Event) -> dict[str, Any]:
+    """The event's own fields as JSON values (without the envelope's keys)."""
     cls = type(event)
-    hidden = () if private else cls.private
     objects = _object_fields(cls)
     return {name: ({k: _json_value(v) for k, v in getattr(event, name)} if name in objects
                    else _json_value(getattr(event, name)))
-            for name in _field_names(cls) if name not in hidden}
+            for name in _field_names(cls)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,21 +628,16 @@ class Envelope:
     received: float
     event: Event
 
-    def to_json(self, *, private: bool = False) -> dict[str, Any]:
-        """The JSON object of the schema in the module docstring.
-
-        IP addresses (``player_connected``'s and ``rcon``'s ``address``) are included only
-        with ``private=True``: the default form is the one for browsers.
-        """
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the schema in the module docstring."""
         out: dict[str, Any] = {"type": self.event.type, "server": self.server, "seq": self.seq,
                                "received": self.received}
-        out.update(event_fields(self.event, private=private))
+        out.update(event_fields(self.event))
         return out
 
-    def to_json_text(self, *, private: bool = False) -> str:
+    def to_json_text(self) -> str:
         """:meth:`to_json` as compact JSON text (non-ASCII kept as is)."""
-        return json.dumps(self.to_json(private=private), ensure_ascii=False,
-                          separators=(",", ":"))
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
 
 
 def _player_from_json(value: Any) -> Player | None:
@@ -561,30 +647,37 @@ def _player_from_json(value: Any) -> Player | None:
                   value.get("team"), bool(value.get("bot", False)))
 
 
-def envelope_from_json(obj: Mapping[str, Any]) -> Envelope:
-    """The inverse of :meth:`Envelope.to_json` (the form without private fields).
+def _field_from_json(kind: str, value: Any) -> Any:
+    if kind in ("Player", "Player | None"):
+        return _player_from_json(value)
+    if kind == "tuple[Player, ...]":
+        return tuple(p for p in map(_player_from_json, value or ()) if p is not None)
+    if kind == "tuple[StatusPlayer, ...]":
+        return tuple(StatusPlayer.from_json(v) for v in value or () if isinstance(v, dict))
+    if isinstance(value, list):
+        return tuple(value)
+    return value
 
-    Fields left out of that form (IP addresses) come back as ``None``; a player's Steam ID
-    is not in the JSON and comes back as ``None``. Raises ``ValueError`` for an unknown
-    ``type`` or a malformed object.
+
+def envelope_from_json(obj: Mapping[str, Any]) -> Envelope:
+    """The inverse of :meth:`Envelope.to_json`.
+
+    A player's Steam ID is not in the JSON and comes back as ``None``. Raises
+    ``ValueError`` for an unknown ``type`` or a malformed object.
     """
     cls = EVENT_TYPES.get(str(obj.get("type")))
     if cls is None:
         raise ValueError(f"unknown event type {obj.get('type')!r}")
-    players, objects = _player_fields(cls), _object_fields(cls)
+    objects = _object_fields(cls)
     kwargs: dict[str, Any] = {}
     for f in fields(cls):
         if f.name not in obj:
-            if f.name in cls.private:
-                kwargs[f.name] = None
             continue
         value = obj[f.name]
-        if f.name in players:
-            value = _player_from_json(value)
-        elif f.name in objects:
+        if f.name in objects:
             value = tuple((str(k), v) for k, v in (value or {}).items())
-        elif isinstance(value, list):
-            value = tuple(value)
+        else:
+            value = _field_from_json(str(f.type), value)
         kwargs[f.name] = value
     try:
         event = cls(**kwargs)
@@ -609,15 +702,31 @@ class PlayerState:
     kills: int = 0
     deaths: int = 0
     score: int | None = None
+    ping: int | None = None
+    steam_id: str | None = None
+    added_seq: int = 0
+    """The ``seq`` of the event that added the player (for the status merge rules)."""
 
     def to_json(self) -> dict[str, Any]:
         """The player's snapshot object."""
         return {"id": self.key, "name": self.name, "slot": self.slot, "team": self.team,
                 "bot": self.bot, "connected_at": self.connected_at, "kills": self.kills,
-                "deaths": self.deaths, "score": self.score}
+                "deaths": self.deaths, "score": self.score, "ping": self.ping}
 
 
 _CS_SCORE_TEAMS: Final = {"CT": "CT", "T": "TERRORIST"}
+_TEAM_WINS: Final = {"SFUI_Notice_CTs_Win": "CT", "SFUI_Notice_Terrorists_Win": "TERRORIST",
+                     "SFUI_Notice_Target_Bombed": "TERRORIST",
+                     "SFUI_Notice_Bomb_Defused": "CT", "SFUI_Notice_Target_Saved": "CT",
+                     "SFUI_Notice_Hostages_Rescued": "CT", "CTs_Win": "CT",
+                     "Terrorists_Win": "TERRORIST", "Target_Bombed": "TERRORIST",
+                     "Bomb_Defused": "CT", "Target_Saved": "CT", "All_Hostages_Rescued": "CT"}
+"""CS team triggers that name a round's winner (CS:GO/CS2 ``SFUI_Notice_*``, CS 1.6)."""
+
+
+def _plain(name: str) -> str:
+    """A Quake 3 name without ``^N`` colour codes (how ``getstatus`` and the log compare)."""
+    return re.sub(r"\^[0-9A-Za-z]", "", name)
 
 
 class MatchState:
@@ -627,6 +736,23 @@ class MatchState:
     JSON object with the ``seq`` of the last event applied, so a subscriber that takes a
     snapshot and subscribes in the same call (:meth:`EventBus.subscribe_with_snapshot`)
     gets every following event exactly once.
+
+    Identity (Source): a player is known by the Steam ID only while no other connected
+    player (another user id) holds the same one; a second holder (old servers give every
+    bot ``STEAM_0:0:12345``) is known by its user id (``uid:N``) while it is connected.
+
+    Merge rules, status query versus log (a :class:`ServerStatus` event):
+
+    * The log is authoritative for kills, deaths, scores, chat, teams and names of the
+      players it announced; a status never changes them (it fills a score still unknown).
+    * The status is authoritative for who is connected and for pings: a listed player the
+      state lacks is added (``name:NAME`` when the status gives no identity, replaced by
+      the real identity as soon as a log line names the player); a player the state holds
+      but the status does not list is removed, unless a log event added them after the
+      query was sent (``asked_seq``); every listed player's ping is set.
+    * The map: the status's map is taken unless a log event changed the map after the
+      query was sent. The host name is the status's.
+    * Players are matched by user id (Source) or by name without colour codes (Quake 3).
     """
 
     def __init__(self, server: str, *, kill_feed_size: int = 20, chat_size: int = 50) -> None:
@@ -635,16 +761,23 @@ class MatchState:
             raise ValueError("backlog sizes must be 0 or more")
         self.server = server
         self.seq = 0
+        self.run = 0
+        """Which numbering ``seq`` belongs to: changes when the numbering starts again (a new
+        run of the instance holding the game link). Compare for equality only."""
         self.map: str | None = None
+        self.map_seq = 0
+        """The ``seq`` of the last log event that set the map."""
+        self.hostname: str | None = None
         self.round = 0
         self.teams: dict[str, int] = {}
         self.players: dict[str, PlayerState] = {}
         self.kill_feed: deque[Envelope] = deque(maxlen=kill_feed_size)
         self.chat: deque[Envelope] = deque(maxlen=chat_size)
         self.game_clock: int | None = None
+        self._round_winner: str | None = None
 
     def _touch(self, player: Player, now: float) -> PlayerState | None:
-        """Find (or, for a Source player seen mid-game, add) ``player``; update name/team."""
+        """Find (or, for a player seen mid-game, add) ``player``; update name/team."""
         if player.key == "world":
             return None
         if player.key.startswith("name:"):
@@ -652,7 +785,13 @@ class MatchState:
         state = self.players.get(player.key)
         if state is None:
             state = PlayerState(player.key, player.name, player.slot, player.team, player.bot,
-                                now)
+                                now, steam_id=player.steam_id, added_seq=self.seq)
+            placeholder = self._placeholder(player.name)
+            if placeholder is not None:
+                # a player known only from a status answer: the log now names them
+                del self.players[placeholder.key]
+                state.connected_at, state.ping = placeholder.connected_at, placeholder.ping
+                state.score, state.added_seq = placeholder.score, placeholder.added_seq
             self.players[player.key] = state
             return state
         if player.name:
@@ -661,12 +800,34 @@ class MatchState:
             state.team = player.team
         return state
 
+    def _placeholder(self, name: str) -> PlayerState | None:
+        if not name:
+            return None
+        return self.players.get(f"name:{_plain(name)}")
+
+    def _identity(self, p: Player) -> Player:
+        """``p`` with the key the identity rules give it (see the class docstring)."""
+        if p.steam_id is None or p.slot is None:
+            return p
+        alias = self.players.get(f"uid:{p.slot}")
+        if alias is not None and alias.steam_id == p.steam_id:
+            return replace(p, key=alias.key)
+        own = self.players.get(p.key)
+        if own is not None and own.slot == p.slot:
+            return p
+        if own is not None or any(q.steam_id == p.steam_id and q.slot != p.slot
+                                  for q in self.players.values()):
+            return replace(p, key=f"uid:{p.slot}")
+        return p
+
     def resolve(self, event: Event) -> Event:
         """Fill in what a line leaves out from what the state knows.
 
         Quake 3 chat lines name the player but not the client number (``name:NAME`` keys)
         and most Quake 3 lines give the number but not the name or team; the event is
-        returned with those players completed (unchanged when nothing is known).
+        returned with those players completed (unchanged when nothing is known). Source
+        players get the key of the identity rules (class docstring); a CS round end
+        without a winner gets the one its team trigger named.
 
         A Quake 3 :class:`PlayerInfo` of a known player that changes only the team becomes a
         :class:`TeamChange`, one that changes only the name a :class:`NameChange`, so that
@@ -684,11 +845,14 @@ class MatchState:
                     return NameChange(old, p.name, log_time=event.log_time,
                                       game_clock=event.game_clock)
             return event
+        if isinstance(event, RoundEnd) and event.winner is None and self._round_winner:
+            return replace(event, winner=self._round_winner)
         changes: dict[str, Any] = {}
-        for name in _player_fields(type(event)):
-            value = getattr(event, name)
-            if not isinstance(value, Player):
+        for name in player_fields(type(event)):
+            original = getattr(event, name)
+            if not isinstance(original, Player):
                 continue
+            value = self._identity(original)
             if value.key.startswith("name:"):
                 known = self._by_name(value.name)
             else:
@@ -701,6 +865,8 @@ class MatchState:
                 changes[name] = Player(value.name or known.name, known.key, known.slot,
                                        value.team if value.team is not None else known.team,
                                        known.bot, value.steam_id)
+            elif value is not original:
+                changes[name] = value
         return replace(event, **changes) if changes else event
 
     def _by_name(self, name: str) -> PlayerState | None:
@@ -712,9 +878,14 @@ class MatchState:
     def _reset_stats(self) -> None:
         self.round = 0
         self.teams.clear()
+        self._round_winner = None
         for p in self.players.values():
             p.kills = p.deaths = 0
             p.score = None
+
+    def _set_map(self, name: str) -> None:
+        self.map = name
+        self.map_seq = self.seq
 
     def apply(self, envelope: Envelope) -> None:
         """Update the state from one published event."""
@@ -745,7 +916,7 @@ class MatchState:
                 self._touch(event.player, now)
             self.chat.append(envelope)
         elif isinstance(event, Connected | Entered | PlayerInfo | Damage | Assist | ItemPickup):
-            for value in (getattr(event, n) for n in _player_fields(type(event))):
+            for value in (getattr(event, n) for n in player_fields(type(event))):
                 if isinstance(value, Player) and value.key != "console":
                     self._touch(value, now)
         elif isinstance(event, Disconnected):
@@ -767,27 +938,73 @@ class MatchState:
         elif isinstance(event, TeamScores):
             self.teams.update(dict(event.scores))
         elif isinstance(event, TeamTriggered):
+            if event.action in _TEAM_WINS:
+                self._round_winner = event.team
             for k, v in event.properties:
                 if k in _CS_SCORE_TEAMS and v.lstrip("-").isdigit():
                     self.teams[_CS_SCORE_TEAMS[k]] = int(v)
         elif isinstance(event, RoundStart):
             self.round += 1
+            self._round_winner = None
         elif isinstance(event, MatchStart):
             if event.map:
-                self.map = event.map
+                self._set_map(event.map)
             self._reset_stats()
         elif isinstance(event, MapChange):
-            self.map = event.map
+            self._set_map(event.map)
             if event.phase == "started":
                 self._reset_stats()
         elif isinstance(event, GameShutdown):
             self.players.clear()
+        elif isinstance(event, ServerStatus):
+            self._reconcile(event, now)
+
+    def _reconcile(self, status: ServerStatus, now: float) -> None:
+        """Merge a status answer (the rules in the class docstring)."""
+        if status.map and self.map_seq <= status.asked_seq:
+            self.map = status.map
+        if status.hostname:
+            self.hostname = status.hostname
+        matched: set[str] = set()
+        for listed in status.players:
+            state = self._match(listed.player, matched)
+            if state is None:
+                p = listed.player
+                key = self._identity(p).key if not p.key.startswith("name:") else (
+                    f"name:{_plain(p.name)}")
+                state = PlayerState(key, p.name, p.slot, p.team, p.bot, now, steam_id=p.steam_id,
+                                    added_seq=self.seq)
+                if listed.connected is not None:
+                    state.connected_at = now - listed.connected
+                self.players[key] = state
+            matched.add(state.key)
+            state.ping = listed.ping
+            if state.score is None:
+                state.score = listed.score
+        for key, held in list(self.players.items()):
+            if key not in matched and held.added_seq <= status.asked_seq:
+                del self.players[key]
+
+    def _match(self, listed: Player, matched: set[str]) -> PlayerState | None:
+        """The state's player that a status line lists, not yet matched, or ``None``."""
+        free = [p for p in self.players.values() if p.key not in matched]
+        if listed.key.startswith("name:"):
+            plain = _plain(listed.name)
+            return next((p for p in free if _plain(p.name) == plain), None)
+        if listed.slot is not None:
+            found = next((p for p in free if p.slot == listed.slot), None)
+            if found is not None:
+                return found
+        return next((p for p in free if p.key == listed.key), None)
 
     def restore(self, snapshot: Mapping[str, Any]) -> None:
         """Replace the whole state with a :meth:`snapshot` taken elsewhere (another instance
         of gamews), so that applying the events that follow it gives the same state."""
         self.seq = int(snapshot.get("seq", 0))
+        self.run = int(snapshot.get("run", self.run))
         self.map = snapshot.get("map")
+        self.map_seq = self.seq
+        self.hostname = snapshot.get("hostname")
         self.round = int(snapshot.get("round", 0))
         self.game_clock = snapshot.get("game_clock")
         self.teams = {str(k): int(v) for k, v in dict(snapshot.get("teams", {})).items()}
@@ -795,7 +1012,8 @@ class MatchState:
         for p in snapshot.get("players", []):
             state = PlayerState(str(p["id"]), str(p["name"]), p.get("slot"), p.get("team"),
                                 bool(p.get("bot")), float(p.get("connected_at", 0.0)),
-                                int(p.get("kills", 0)), int(p.get("deaths", 0)), p.get("score"))
+                                int(p.get("kills", 0)), int(p.get("deaths", 0)), p.get("score"),
+                                p.get("ping"), added_seq=self.seq)
             self.players[state.key] = state
         self.kill_feed.clear()
         self.kill_feed.extend(envelope_from_json(e) for e in snapshot.get("kill_feed", []))
@@ -805,8 +1023,9 @@ class MatchState:
     def snapshot(self) -> dict[str, Any]:
         """A JSON object of the whole state, with ``seq`` of the last event applied."""
         return {
-            "type": "snapshot", "server": self.server, "seq": self.seq, "map": self.map,
-            "round": self.round, "game_clock": self.game_clock, "teams": dict(self.teams),
+            "type": "snapshot", "server": self.server, "seq": self.seq, "run": self.run,
+            "map": self.map, "hostname": self.hostname, "round": self.round,
+            "game_clock": self.game_clock, "teams": dict(self.teams),
             "players": [p.to_json() for p in self.players.values()],
             "kill_feed": [e.to_json() for e in self.kill_feed],
             "chat": [e.to_json() for e in self.chat],
@@ -952,6 +1171,8 @@ class EventBus:
         self.batch = batch
         self.kill_feed_size = kill_feed_size
         self.chat_size = chat_size
+        self.run = int(clock.seconds() * 1000)
+        """The run number of the states made here (this process's start, in ms)."""
         self._states: dict[str, MatchState] = {}
         self._seq: dict[str, int] = {}
         self._all: list[Subscription] = []
@@ -975,6 +1196,7 @@ class EventBus:
                 chat_size=self.chat_size if chat_size is None else chat_size,
             )
             state.seq = self._seq.get(server, 0)
+            state.run = self.run
             self._states[server] = state
         return state
 

@@ -7,12 +7,12 @@ Two ways to switch them on:
 * ``twistd --logger gamews.logjson.observer -n gamews`` (stdout, or the file named by the
   ``GAMEWS_LOG_FILE`` environment variable), which also works for a ``.tac`` file.
 
-Each line is Twisted's :func:`~twisted.logger.eventAsJSON` form (``log_namespace``,
+Each line is Twisted's ``twisted.logger.eventAsJSON`` form (``log_namespace``,
 ``log_level`` as ``{"name": "info", ...}``, ``log_time``, ``log_format`` and the event's
 own fields; ``log_logger`` left out) plus ``log_text``, the message as the text log
 would show it (with the traceback of a failure). Lines are separated by ``\\n`` only (no
 RFC 7464 record separator), as Filebeat, Vector, Fluent Bit or ``jq`` expect. gamews
-never puts secrets in log events (:class:`~gamews.secret.Secret` shows as ``<redacted>``).
+never puts secrets in log events (:class:`gamews.secret.Secret` shows as ``<redacted>``).
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from twisted.web.server import GzipEncoderFactory, Request
 from gamews.config import WebSocketLimits
 from gamews.endpoints import Listening, is_loopback_endpoint, normalize_endpoint
 from gamews.errors import ConfigError
+from gamews.fanout.link import FanoutStats
 from gamews.guard import GuardedSite
 from gamews.logs.service import HttpLogService
 from gamews.logs.tail import FileTailService
@@ -115,12 +116,13 @@ class GamewsCollector:
     """A prometheus_client collector reading gamews's own counters when scraped."""
 
     def __init__(self, registry: Registry, servers: Mapping[str, GameServer],
-                 log_sources: Mapping[str, object]) -> None:
-        """Read ``registry``'s connections and counters, ``servers``' links and the
-        counters of ``log_sources`` (by game server name)."""
+                 log_sources: Mapping[str, object], fanout: FanoutStats | None = None) -> None:
+        """Read ``registry``'s connections and counters, ``servers``' links, the
+        counters of ``log_sources`` (by game server name) and the fan-out's, if any."""
         self.registry = registry
         self.servers = servers
         self.log_sources = log_sources
+        self.fanout = fanout
 
     def describe(self) -> Iterable[Metric]:
         """Nothing up front: the families are built afresh on each scrape."""
@@ -132,6 +134,7 @@ class GamewsCollector:
         yield from self._traffic()
         yield from self._links()
         yield from self._logs()
+        yield from self._fanout()
 
     def _connections(self) -> Iterator[Metric]:
         held: defaultdict[tuple[str, str], int] = defaultdict(int)
@@ -212,6 +215,9 @@ class GamewsCollector:
         errors = _counter("gamews_log_errors",
                           "Log lines whose handling failed, or failed reads of a log file.",
                           ["server"])
+        bridge = _counter("gamews_log_bridge_dropped",
+                          "gamews CHANNEL JSON lines dropped (bad channel, invalid or "
+                          "oversized JSON).", ["server"])
         for name, service in sorted(self.log_sources.items()):
             if not isinstance(service, UdpLogService | HttpLogService | FileTailService):
                 continue
@@ -226,7 +232,18 @@ class GamewsCollector:
             misses.add_metric([name, "no_match"], unknown - stats.too_long)
             misses.add_metric([name, "too_long"], stats.too_long)
             errors.add_metric([name], stats.errors)
-        yield from (received, dropped, lines, misses, errors)
+            bridge.add_metric([name], stats.bridge_dropped)
+        yield from (received, dropped, lines, misses, errors, bridge)
+
+    def _fanout(self) -> Iterator[Metric]:
+        if self.fanout is None:
+            return
+        rejected = _counter("gamews_fanout_rejected_entries",
+                            "Entries read from Redis and dropped: not sealed with a fan-out "
+                            "key, a replayed request or a heartbeat too old.", ["kind"])
+        for kind in ("request", "event", "snapshot", "heartbeat", "reply"):
+            rejected.add_metric([kind], self.fanout.rejected[kind])
+        yield rejected
 
 
 # -- the metrics of one service -----------------------------------------------------------
@@ -237,11 +254,11 @@ class GamewsMetrics:
     live state and the RCON command counters."""
 
     def __init__(self, registry: Registry, servers: Mapping[str, GameServer],
-                 log_sources: Mapping[str, object]) -> None:
-        """Collect from ``registry``, ``servers`` and ``log_sources``, and observe every
-        RCON command of ``servers``."""
+                 log_sources: Mapping[str, object], fanout: FanoutStats | None = None) -> None:
+        """Collect from ``registry``, ``servers``, ``log_sources`` and ``fanout``, and
+        observe every RCON command of ``servers``."""
         self.collector_registry = CollectorRegistry()
-        self.collector = GamewsCollector(registry, servers, log_sources)
+        self.collector = GamewsCollector(registry, servers, log_sources, fanout)
         self.collector_registry.register(self.collector)
         self.rcon_commands = Counter(
             "gamews_rcon_commands", "RCON commands finished, by outcome.",

@@ -45,7 +45,7 @@ def settings_from_table(settings_type: type[T], table: Mapping[str, Any], *,
     ``float`` (an integer is taken), ``str``, ``Path`` (relative paths are taken from
     ``base_dir``, the config file's directory), ``tuple[X, ...]`` (a list of one of
     those), ``Literal[...]`` of strings, or ``X | None``. Raises
-    :class:`~gamews.errors.ConfigError` with the bare key (``rate``).
+    :class:`gamews.errors.ConfigError` with the bare key (``rate``).
     """
     if not dataclasses.is_dataclass(settings_type):
         raise TypeError(f"{settings_type!r} is not a dataclass")

@@ -27,7 +27,8 @@ from gamews.demo.setup import DemoGame, make_demo
 from gamews.errors import ConfigError
 from gamews.events import EventBus
 from gamews.fanout.config import FanoutConfig
-from gamews.fanout.link import RedisLink
+from gamews.fanout.link import FanoutStats, RedisLink
+from gamews.groups import ListenerGroup, MountGroup
 from gamews.guard import raise_file_limit
 from gamews.index import IndexPage
 from gamews.logs.service import LogSourceConfig, build_log_source
@@ -35,6 +36,7 @@ from gamews.manhole import make_manhole_service, service_namespace
 from gamews.metrics import GamewsMetrics, MetricsService
 from gamews.pages import static_files
 from gamews.rcon.server import GameServer, IGameServer
+from gamews.rcon.status import StatusPoller
 from gamews.registry import Listener, Mount, Registry
 from gamews.settings import PluginSettings, ServerSettings, Settings
 from gamews.spectator import PublicEvents
@@ -79,18 +81,25 @@ class PluginContext:
         closed: Callable[[IListener], object] | None = None,
         handler: IListenerHandler | None = None,
     ) -> IListener:
-        listener = self.registry.open(
-            endpoint or self.endpoints[0], path, owner=self.name,
-            incoming=incoming, error=error, closed=closed, handler=handler,
-        )
-        self._handles.append(listener)
-        return listener
+        listeners: list[IListener] = []
+        for where in self._where(endpoint):
+            listener = self.registry.open(where, path, owner=self.name, incoming=incoming,
+                                          error=error, closed=closed, handler=handler)
+            self._handles.append(listener)  # closed when the plugin stops, even on a failure
+            listeners.append(listener)
+        return listeners[0] if len(listeners) == 1 else ListenerGroup(listeners)
 
     def mount(self, path: str, resource: IResource, *, endpoint: str | None = None) -> IMount:
-        mount = self.registry.mount(endpoint or self.endpoints[0], path, resource,
-                                    owner=self.name)
-        self._handles.append(mount)
-        return mount
+        mounts: list[IMount] = []
+        for where in self._where(endpoint):
+            mount = self.registry.mount(where, path, resource, owner=self.name)
+            self._handles.append(mount)
+            mounts.append(mount)
+        return mounts[0] if len(mounts) == 1 else MountGroup(mounts)
+
+    def _where(self, endpoint: str | None) -> tuple[str, ...]:
+        """The endpoints a handle is opened on: ``endpoint``, or else every web endpoint."""
+        return (endpoint,) if endpoint is not None else self.endpoints
 
     def close_all(self) -> Deferred[None]:
         """Close every handle the plugin still holds."""
@@ -172,6 +181,7 @@ class GamewsService(MultiService):
         self.plugins = [p.plugin for p in settings.plugins]
         self.demo: DemoGame | None = make_demo() if settings.demo else None
         self.fanout = settings.fanout
+        self.fanout_stats = FanoutStats()
         self._index_mounts: list[Mount] = []
         try:
             self._build(settings, reactor)
@@ -209,7 +219,8 @@ class GamewsService(MultiService):
             from gamews.fanout.origin import RequestServer
 
             requests = RequestServer(fanout, self._link("requests"), self._link("write"),
-                                     self.request_handler, clock=reactor)
+                                     self.request_handler, clock=reactor,
+                                     stats=self.fanout_stats)
             requests.setServiceParent(self)  # type: ignore[no-untyped-call]
         if settings.manhole is not None:
             def rcon(server: str, command: str) -> Deferred[str]:
@@ -225,7 +236,8 @@ class GamewsService(MultiService):
         if settings.metrics is not None:
             links = {n: s for n, s in self.servers.items() if isinstance(s, GameServer)}
             # an edge's stand-ins hold no RCON link: the origin's metrics have them
-            self.metrics = GamewsMetrics(self.registry, links, self.log_sources)
+            self.metrics = GamewsMetrics(self.registry, links, self.log_sources,
+                                         self.fanout_stats if settings.fanout else None)
             metrics_service = MetricsService(settings.metrics.listen, self.metrics,
                                              reactor=reactor, limits=config.websocket)
             metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
@@ -251,13 +263,13 @@ class GamewsService(MultiService):
             from gamews.fanout.origin import OriginPublisher
 
             publisher = OriginPublisher(fanout, self.events, self.servers, self._link("write"),
-                                        clock=reactor)
+                                        clock=reactor, stats=self.fanout_stats)
             publisher.setServiceParent(self)  # type: ignore[no-untyped-call]
             return
         from gamews.fanout.edge import EdgeFeed
 
         feed = EdgeFeed(fanout, self.events, self._link("read"), self._link("write"),
-                        clock=reactor)
+                        clock=reactor, stats=self.fanout_stats)
         self.servers.update(feed.servers)
         feed.setServiceParent(self)  # type: ignore[no-untyped-call]
 
@@ -284,6 +296,9 @@ class GamewsService(MultiService):
         game = GameServer(server.game, reactor=self.registry.reactor)
         game.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.servers[name] = game
+        if server.game.status_interval:
+            StatusPoller(game, self.events, server.game.status_interval,
+                         clock=self.registry.reactor).setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
         # a socket per connection, and room for pages, handshakes and game links

@@ -1,7 +1,7 @@
 """Every setting of one gamews instance, checked whole before anything is built.
 
 :func:`settings_from_text` is a pure function from the command line and the TOML
-text to a :class:`Settings` (or a :class:`~gamews.errors.ConfigError` naming the key
+text to a :class:`Settings` (or a :class:`gamews.errors.ConfigError` naming the key
 at fault): the config file's tables, each ``[[server]]``, ``[manhole]``, ``[metrics]``,
 ``[fanout]`` and every enabled plugin's ``[plugin.NAME]`` table, checked against the
 plugin's ``settings_type``. :class:`gamews.service.GamewsService` only builds from it.
@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from twisted.logger import Logger
-from twisted.plugin import getPlugins
 
 from gamews.api import IGamewsPlugin
 from gamews.config import GamewsConfig, parse_config, read_config_text, toml_document
 from gamews.demo.setup import demo_plugin_defaults
+from gamews.discovery import available_plugins, select_plugins
 from gamews.endpoints import normalize_endpoint
 from gamews.errors import ConfigError
 from gamews.fanout.config import FanoutConfig
@@ -125,30 +125,6 @@ class Settings:
     """What the public views show, and how late (``[spectator]``)."""
 
 
-def available_plugins() -> dict[str, IGamewsPlugin]:
-    """Every gamews plugin Twisted's plugin system finds, by name."""
-    found: dict[str, IGamewsPlugin] = {}
-    for plugin in getPlugins(IGamewsPlugin):
-        name = getattr(plugin, "name", None)
-        if not isinstance(name, str) or not name:
-            log.warn("ignoring a gamews plugin without a name: {plugin!r}", plugin=plugin)
-        elif name in found:
-            log.warn("two gamews plugins are named {name}; keeping the first", name=name)
-        else:
-            found[name] = plugin
-    return found
-
-
-def select_plugins(names: tuple[str, ...], found: Mapping[str, IGamewsPlugin]) -> list[
-        IGamewsPlugin]:
-    """The plugins named in the config, or a :class:`ConfigError` naming a missing one."""
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise ConfigError("plugins", f"no plugin named {missing[0]!r} is installed "
-                                     f"(found: {', '.join(sorted(found)) or 'none'})")
-    return [found[n] for n in names]
-
-
 def parse_settings(data: Mapping[str, Any], cli: CommandLine = CommandLine(), *,
                    plugins: Mapping[str, IGamewsPlugin], base_dir: Path | None = None,
                    environ: dict[str, str] | None = None) -> Settings:
@@ -199,7 +175,8 @@ def parse_settings(data: Mapping[str, Any], cli: CommandLine = CommandLine(), *,
         if cli.metrics is not None:
             table["listen"] = cli.metrics
         metrics = MetricsConfig.from_table(table)
-    spectator = SpectatorConfig.from_tables(config.spectator, config.plugin_config.get("live"))
+    spectator = SpectatorConfig.from_tables(config.spectator, config.plugin_config.get("live"),
+                                            config.plugin_config.get("overlay"))
     return Settings(config, chosen, tuple(servers), demo, manhole, metrics, fanout, spectator)
 
 

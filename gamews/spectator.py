@@ -15,7 +15,8 @@ Config::
     delay = 30              # seconds every public view lags the game (0: live)
     team_chat = "hidden"    # or "delayed": team chat shown publicly, delayed like the rest
 
-(``[plugin.live] delay`` is read as ``[spectator] delay`` when the latter is not given.)
+(``[plugin.live] delay`` or ``[plugin.overlay] delay`` is read as ``[spectator] delay``
+when the latter is not given; they may not differ.)
 """
 
 from __future__ import annotations
@@ -45,20 +46,23 @@ class SpectatorConfig:
     """``hidden``: team chat is never shown publicly; ``delayed``: shown, delayed."""
 
     @classmethod
-    def from_tables(cls, table: Mapping[str, Any] | None,
-                    live: Mapping[str, Any] | None) -> SpectatorConfig:
-        """From the ``[spectator]`` table and the ``[plugin.live]`` table's older ``delay``."""
+    def from_tables(cls, table: Mapping[str, Any] | None, live: Mapping[str, Any] | None,
+                    overlay: Mapping[str, Any] | None = None) -> SpectatorConfig:
+        """From the ``[spectator]`` table and the older ``delay`` of the ``[plugin.live]``
+        and ``[plugin.overlay]`` tables."""
         table = dict(table or {})
         for key in table:
             if key not in ("delay", "team_chat"):
                 raise ConfigError(f"spectator.{key}", "unknown key (known: delay, team_chat)")
         delay: Any = table.get("delay")
         key = "spectator.delay"
-        old = (live or {}).get("delay")
-        if delay is None and old is not None:
-            delay, key = old, "plugin.live.delay"
-        elif old is not None and old != delay:
-            raise ConfigError("plugin.live.delay", "differs from spectator.delay (give one)")
+        for name, older in (("live", live), ("overlay", overlay)):
+            old = (older or {}).get("delay")
+            if delay is None and old is not None:
+                delay, key = old, f"plugin.{name}.delay"
+            elif old is not None and old != delay:
+                raise ConfigError(f"plugin.{name}.delay",
+                                  f"differs from {key} (one delay holds for every public view)")
         delay = 0 if delay is None else delay
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 3600:
             raise ConfigError(key, "expected seconds between 0 and 3600")

@@ -2,7 +2,7 @@
 
 Nothing here imports ``prometheus_client``: the registry and the child protocol only add
 to integers, so a message costs two additions, and the exposition is built when scraped.
-Counters are kept per URL path for the life of the :class:`~gamews.registry.Registry`,
+Counters are kept per URL path for the life of the :class:`gamews.registry.Registry`,
 so they survive a path being closed and opened again (they only ever grow).
 """
 

@@ -19,14 +19,13 @@ from hypothesis import strategies as st
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from gamews.api import ReadyState
 from gamews.plugins.chat import ChatService
 from gamews.plugins.console import ConsoleService
 from gamews.plugins.echo import EchoService
 from gamews.plugins.live import LiveService
 from gamews.plugins.web import read_frame
-from tests.fakes import FakeChild, FakeContext, FakeGameServer
-from tests.test_security import captured_log, tokens_file
+from gamews.testing import FakeBrowser, ScriptedGameServer
+from tests.test_security import captured_log, context_for, tokens_file
 
 EXAMPLES = int(os.environ.get("GAMEWS_FUZZ_EXAMPLES", "10000"))
 """Examples per plugin and phase (the issue asks for at least 10,000)."""
@@ -80,20 +79,20 @@ class _Harness:
         tokens_file(directory)
         self.cls = cls
         self.login = login
-        self.game = FakeGameServer("alpha")
+        self.game = ScriptedGameServer("alpha")
         name = getattr(cls, "plugin", "echo")
         config: dict[str, Any] = {}
         if name in ("live", "console"):
             config["tokens_file"] = str(directory / "tokens.txt")
         if name == "console":
             config["audit_log"] = str(directory / "audit.jsonl")
-        self.context = FakeContext(name, config,
-                                   {"alpha": self.game, "beta": FakeGameServer("beta")})
+        self.context = context_for(name, config,
+                                   {"alpha": self.game, "beta": ScriptedGameServer("beta")})
         self.service = cls(self.context)
         self.service.startService()
         self.schema = getattr(cls, "frames", {})
 
-    def child(self) -> FakeChild:
+    def child(self) -> FakeBrowser:
         child = self.context.listeners[0].connect()
         if self.login is not None:
             child.receive({"type": "login", "token": self.login})
@@ -104,7 +103,7 @@ class _Harness:
         child = self.child()
         logged_in = self.login is not None
         with captured_log() as logged:
-            child.callbacks["message"](child, text)
+            child.receive(text)
         critical = [e for e in logged if e.get("log_level") == LogLevel.critical]
         case.assertEqual(critical, [], text[:200])
         frame, _ = read_frame(text, self.schema)
@@ -118,14 +117,6 @@ class _Harness:
                 d.callback("ok")
         self.game.replies.clear()
         child.drop()
-
-
-class _EchoChild(FakeChild):
-    def send_text(self, text: str) -> bool:
-        if self.ready_state is not ReadyState.OPEN:
-            return False
-        self.sent.append({"echo": text})
-        return True
 
 
 class FuzzTests(SynchronousTestCase):
@@ -164,7 +155,7 @@ class FuzzTests(SynchronousTestCase):
 
     def test_echo(self) -> None:
         """The echo plugin sends back whatever text it gets, 10,000 messages."""
-        context = FakeContext("echo", {}, {})
+        context = context_for("echo", {}, {})
         EchoService(context).startService()
 
         @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
@@ -172,10 +163,10 @@ class FuzzTests(SynchronousTestCase):
         @given(value=frames, raw=st.none() | raw_texts)
         def run(value: Any, raw: str | None) -> None:
             text = encode(value) if raw is None else raw
-            child = context.listeners[0].connect(_EchoChild())
+            child = context.listeners[0].connect()
             with captured_log() as logged:
-                child.callbacks["message"](child, text)
-            self.assertEqual(child.sent, [{"echo": text}])
+                child.receive(text)
+            self.assertEqual(child.frames, [text])
             self.assertFalse([e for e in logged if e.get("log_level") == LogLevel.critical])
 
         run()

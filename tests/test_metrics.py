@@ -549,7 +549,7 @@ class LiveMetricsTests(TestCase):
         return ensureDeferred(run())
 
     def test_log_lines_misses_and_drops(self) -> Deferred[None]:
-        """Real datagrams: lines by type, parse misses, and drops by reason."""
+        """Real datagrams: lines by type, parse misses, drops by reason, bad bridge lines."""
         log_service = self.service.log_sources["alpha"]
         assert isinstance(log_service, UdpLogService) and log_service.listening is not None
         target = ("127.0.0.1", log_service.listening.getHost().port)  # type: ignore[attr-defined]
@@ -563,12 +563,13 @@ class LiveMetricsTests(TestCase):
                      log_packet("L 11/28/2026 - 09:30:02: nothing we know", LOG_SECRET),
                      log_packet("L 11/28/2026 - 09:30:03: " + "x" * MAX_LINE, LOG_SECRET),
                      log_packet(KILL, "99999"),
+                     log_packet("L 11/28/2026 - 09:30:04: gamews bomb {not json", LOG_SECRET),
                      b"not a log packet"):
             home.transport.write(data, target)
         stranger.transport.write(log_packet(KILL, LOG_SECRET), target)
 
         async def run() -> None:
-            await poll_until(lambda: log_service.stats.received == 6)
+            await poll_until(lambda: log_service.stats.received == 7)
             found = await self.scrape()
             lines = "gamews_log_lines_total"
             self.assertEqual(value(found, lines, server="alpha", type="kill"), 1)
@@ -581,7 +582,8 @@ class LiveMetricsTests(TestCase):
                 self.assertEqual(value(found, dropped, server="alpha", source="udp",
                                        reason=reason), 1, reason)
             self.assertEqual(value(found, "gamews_log_received_total", server="alpha",
-                                   source="udp"), 6)
+                                   source="udp"), 7)
+            self.assertEqual(value(found, "gamews_log_bridge_dropped_total", server="alpha"), 1)
 
         return ensureDeferred(run())
 

@@ -172,8 +172,9 @@ class PagesInChromiumTests(TestCase):
                 browser.close()
 
     def open(self, context: BrowserContext, path: str, *,
-             allowed_errors: tuple[str, ...] = ()) -> Tab:
-        """Open ``path`` on gamews, recording dialogs and script errors, and wait for 'live'."""
+             allowed_errors: tuple[str, ...] = (), wait_live: bool = True) -> Tab:
+        """Open ``path`` on gamews, recording dialogs and script errors, and wait for 'live'
+        (unless ``wait_live`` is false: the overlay shows no connection badge)."""
         page = context.new_page()
         tab = Tab(page)
 
@@ -191,12 +192,13 @@ class PagesInChromiumTests(TestCase):
         page.on("request", lambda request: None if request.url.startswith(
             (f"{self.base}/", "data:")) else tab.foreign.append(request.url))
         page.goto(f"{self.base}{path}")
-        if path != "/console":
+        if path != "/console" and wait_live:
             expect(page.locator("#conn")).to_have_text("live")
         return tab
 
     @contextmanager
-    def screenshot_on_success(self, page: Page, name: str) -> Iterator[None]:
+    def screenshot_on_success(self, page: Page, name: str, *,
+                              transparent: bool = False) -> Iterator[None]:
         """Save a screenshot of ``page`` once the block passed: into ``docs/screenshots/``
         when ``GAMEWS_SCREENSHOTS=1`` is set (to refresh the README's), else into the
         test's temporary directory."""
@@ -204,7 +206,7 @@ class PagesInChromiumTests(TestCase):
         directory = SCREENSHOTS if os.environ.get("GAMEWS_SCREENSHOTS") == "1" else Path(
             self.mktemp())
         directory.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(directory / f"{name}.png"))
+        page.screenshot(path=str(directory / f"{name}.png"), omit_background=transparent)
 
     # -- chat ----------------------------------------------------------------------
 
@@ -353,6 +355,39 @@ class PagesInChromiumTests(TestCase):
                 expect(page.locator("#teams .team-score")).to_have_count(2)
                 expect(page.locator("#killfeed li").nth(5)).to_be_attached(timeout=SLOW)
             tab.check_clean(self)
+
+        return self.serve(lambda: self.in_browser(script))
+
+    # -- overlay -------------------------------------------------------------------
+
+    def test_overlay_transparent_score_and_kill_feed(self) -> Deferred[None]:
+        """The OBS overlay: transparent, no controls, sized by its URL (width, scale, feed),
+        the two teams' scores and a kill feed that follows the game."""
+        def script(context: BrowserContext) -> None:
+            tab = self.open(context, "/overlay?width=480&scale=1.5&feed=3", wait_live=False)
+            page = tab.page
+            expect(page.locator("#score .team-score")).to_have_count(2)
+            expect(page.locator("#kills li").first).to_be_visible(timeout=SLOW)
+            style = page.evaluate(
+                "() => { const box = document.querySelector('.overlay-box');"
+                " return [getComputedStyle(document.documentElement).backgroundColor,"
+                " getComputedStyle(document.body).backgroundColor,"
+                " box.getBoundingClientRect().width, getComputedStyle(document.body).fontSize,"
+                " document.querySelectorAll('input, button, select, textarea, a, form').length]"
+                " }")
+            self.assertEqual(style, ["rgba(0, 0, 0, 0)", "rgba(0, 0, 0, 0)", 480, "24px", 0])
+            page.set_viewport_size({"width": 480, "height": 300})
+            with self.screenshot_on_success(page, "overlay", transparent=True):
+                expect(page.locator("#kills li")).to_have_count(3, timeout=SLOW)
+            seq = int(page.locator("body").get_attribute("data-seq") or 0)
+            page.wait_for_function(
+                "seq => Number(document.body.dataset.seq) > seq", arg=seq, timeout=SLOW)
+            self.assertLessEqual(page.locator("#kills li").count(), 3)
+            hidden = self.open(context, "/overlay?kills=0&server=demo", wait_live=False)
+            expect(hidden.page.locator("#score .team-score")).to_have_count(2)
+            expect(hidden.page.locator("#kills")).to_be_hidden()
+            tab.check_clean(self)
+            hidden.check_clean(self)
 
         return self.serve(lambda: self.in_browser(script))
 

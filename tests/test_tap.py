@@ -52,7 +52,8 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options.config.listen, ("tcp:8080:interface=127.0.0.1",))
         service = makeService(options)
         assert isinstance(service, GamewsService)
-        self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live", "console"])
+        self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live", "overlay",
+                                                               "console"])
         assert service.demo is not None
         self.addCleanup(service.demo.cleanup)
         self.assertTrue(service.demo.tokens_path.exists())
@@ -98,25 +99,28 @@ class OptionsTests(SynchronousTestCase):
     def test_fanout_roles(self) -> None:
         """A [fanout] edge runs no demo and stands in for the origin's servers; an origin runs
         its game servers as usual; an edge given a [[server]] is refused."""
-        path = Path(self.mktemp())
-        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\n'
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        (directory / "k").write_text("k" * 43 + "\n")
+        path = directory / "gamews.toml"
+        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\nkey_file = "k"\n'
                         'name = "edge-1"\nservers = ["alpha", "beta"]\n')
         service = makeService(self.parse("--config", str(path)))
         assert isinstance(service, GamewsService)
         self.assertIsNone(service.demo)
         self.assertEqual([(name, game.stale) for name, game in service.servers.items()],
                          [("alpha", True), ("beta", True)])
-        self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live"])
-        path.write_text('[fanout]\nrole = "origin"\nredis = "tcp:127.0.0.1:6379"\n')
+        self.assertEqual([p.name for p in service.plugins], ["echo", "chat", "live", "overlay"])
+        path.write_text('[fanout]\nrole = "origin"\nredis = "tcp:127.0.0.1:6379"\nkey_file = "k"\n')
         origin = makeService(self.parse("--config", str(path)))
         assert isinstance(origin, GamewsService) and origin.demo is not None
         self.addCleanup(origin.demo.cleanup)
         self.assertEqual(list(origin.servers), ["demo"])
-        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\n'
+        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\nkey_file = "k"\n'
                         'servers = ["a"]\n[[server]]\nname = "a"\nkind = "source"\n'
                         'rcon = "127.0.0.1:1"\npassword_env = "X"\n')
         self.assertIn("fanout.role", self.error_of("--config", str(path)))
-        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\n'
+        path.write_text('[fanout]\nrole = "edge"\nredis = "tcp:127.0.0.1:6379"\nkey_file = "k"\n'
                         'password = "inline"\nservers = ["a"]\n')
         self.assertIn("fanout.password", self.error_of("--config", str(path)))
 
@@ -172,50 +176,6 @@ class TwistdTests(TestCase):
             self.assertLess(time.monotonic() - started, 5)
             self.assertIn(await self.process.ended, [(0, None), (None, 15)])
             self.assertTrue(self.process.stopped_cleanly())
-
-        return ensureDeferred(run())
-
-    def test_third_party_plugin_discovered(self) -> Deferred[None]:
-        """A plugin package outside the source tree is found and run by name."""
-        root = Path(self.mktemp()).resolve()
-        (root / "shout_plugin").mkdir(parents=True)
-        (root / "twisted" / "plugins").mkdir(parents=True)
-        (root / "shout_plugin" / "__init__.py").write_text(textwrap.dedent('''
-            from twisted.application.service import Service
-            from zope.interface import implementer
-            from gamews.api import IGamewsPlugin
-
-            class ShoutService(Service):
-                def __init__(self, context):
-                    self.context = context
-                def startService(self):
-                    Service.startService(self)
-                    self.listener = self.context.open("/shout", incoming=self.incoming)
-                def stopService(self):
-                    Service.stopService(self)
-                    return self.listener.close()
-                def incoming(self, child):
-                    child.hook(on_message=lambda c, text: c.send_text(text.upper()))
-
-            @implementer(IGamewsPlugin)
-            class Shout:
-                name = "shout"
-                description = "Answers in capitals."
-                def make_service(self, context):
-                    return ShoutService(context)
-        '''))
-        (root / "twisted" / "plugins" / "shout_gamews.py").write_text(
-            "from shout_plugin import Shout\nshout = Shout()\n")
-        config = root / "gamews.toml"
-        config.write_text('plugins = ["echo", "shout"]\n')
-
-        async def run() -> None:
-            port = await self.serve("--config", str(config), pythonpath=[str(root)])
-            client = await connect(port, "/shout")
-            client.send_text("gg")
-            self.assertEqual(await client.wait_messages(1), ["GG"])
-            client.sendClose()
-            await client.closed
 
         return ensureDeferred(run())
 

@@ -4,6 +4,7 @@
 Usage (from the repository root; about 2-3 minutes)::
 
     python -m bench.fanout [--steps 250,500,750,...] [--seconds 2]
+    python -m bench.fanout --latency-only --latency-runs 5 --latency-seconds 10
 
 Needs ``redis-server`` (started here on a free loopback port, no persistence) and a C
 compiler for ``bench/ws/loadgen.c``. Every instance is ``bench/fanout/server.py``: the real
@@ -11,9 +12,10 @@ compiler for ``bench/ws/loadgen.c``. Every instance is ``bench/fanout/server.py`
 and broadcasts every event of the bus (``"SEQ SENDTIME …"``, 200 bytes) to ``/broadcast``
 on every instance, so an edge's figures include the trip origin → Redis → edge.
 
-* **latency**: 100 spectators on the origin and 100 on an edge at once, 3 s; the p50/p99
-  from event publication to arrival at a client on each, and their difference (what the
-  edge adds).
+* **latency**: 100 spectators on the origin and 100 on an edge at once, for
+  ``--latency-seconds`` (3); the p50/p99 from event publication to arrival at a client on
+  each, and their difference (what the edge adds). ``--latency-runs N`` repeats it with
+  fresh instances and prints each run and the median and range of the differences.
 * **spectators**: the most spectators held with p99 < 50 ms, no loss and 95 % of 64 Hz
   (the rules of ``bench/ws``): one instance (no Redis), then three instances with the
   spectators spread evenly, each instance's share measured by its own load generator at the
@@ -28,6 +30,8 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -174,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", default=",".join(map(str, STEPS)))
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--latency-seconds", type=float, default=3.0)
+    parser.add_argument("--latency-runs", type=int, default=1)
+    parser.add_argument("--latency-only", action="store_true")
     args = parser.parse_args(argv)
+    # the instances' shared fan-out key (bench.fanout.server reads it)
+    os.environ.setdefault("GAMEWS_BENCH_FANOUT_KEY", secrets.token_urlsafe(32))
     steps = [int(n) for n in args.steps.split(",")]
     atexit.register(_stop_all)
     build_loadgen()
@@ -182,7 +191,22 @@ def main(argv: list[str] | None = None) -> int:
     redis_proc, redis = redis_server()
     try:
         print("latency: origin -> client vs origin -> Redis -> edge -> client", flush=True)
-        lat = latency(redis, 3.0)
+        runs = [latency(redis, args.latency_seconds) for _ in range(args.latency_runs)]
+        lat = runs[0]
+        added = [(r["edge"]["p50_ms"] - r["origin"]["p50_ms"],
+                  r["edge"]["p99_ms"] - r["origin"]["p99_ms"])
+                 for r in runs if r["origin"].get("ok") and r["edge"].get("ok")]
+        for i, (p50, p99) in enumerate(added, 1):
+            print(f"    run {i}: edge adds p50 {p50:+.2f} ms, p99 {p99:+.2f} ms", flush=True)
+        if added:
+            p50s, p99s = sorted(a for a, _ in added), sorted(b for _, b in added)
+            print(f"    median of {len(added)} runs: p50 {p50s[len(p50s) // 2]:+.2f} ms "
+                  f"({p50s[0]:+.2f} .. {p50s[-1]:+.2f}), p99 {p99s[len(p99s) // 2]:+.2f} ms "
+                  f"({p99s[0]:+.2f} .. {p99s[-1]:+.2f})", flush=True)
+        if args.latency_only:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            (RESULTS / "fanout-latency.json").write_text(json.dumps(runs, indent=1))
+            return 0
         print("spectators, one instance (no Redis)", flush=True)
         one = ramp([Instance("single")], steps, args.seconds)
         print("spectators, three instances (origin + 2 edges, spread evenly)", flush=True)

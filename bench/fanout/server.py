@@ -11,6 +11,7 @@ the latency includes the trip through Redis.
 from __future__ import annotations
 
 import argparse
+import os
 
 from twisted.internet import epollreactor
 
@@ -27,6 +28,7 @@ from gamews.api import IConnection, IGamewsPlugin, IListener, IPluginContext  # 
 from gamews.config import GamewsConfig, WebSocketLimits  # noqa: E402
 from gamews.events import Envelope, Unknown  # noqa: E402
 from gamews.fanout.config import FanoutConfig  # noqa: E402
+from gamews.secret import Secret  # noqa: E402
 from gamews.service import GamewsService  # noqa: E402
 from gamews.settings import PluginSettings, Settings  # noqa: E402
 
@@ -92,7 +94,8 @@ def main() -> None:
                                   ping_interval=0))
     fanout = None
     if args.role != "single":
-        fanout = FanoutConfig(args.role, args.redis, name=args.name,
+        key = os.environ["GAMEWS_BENCH_FANOUT_KEY"]  # set by bench.fanout.run
+        fanout = FanoutConfig(args.role, args.redis, (Secret(key),), name=args.name,
                               servers=(SERVER,) if args.role == "edge" else ())
     plugin = PluginSettings.of(FanoutBenchPlugin(args.role != "edge"))
     service = GamewsService(Settings(config, (plugin,), fanout=fanout), reactor=reactor)

@@ -1,4 +1,4 @@
-"""The demo game server: a :class:`~gamews.demo.match.DemoMatch` behind the real
+"""The demo game server: a :class:`gamews.demo.match.DemoMatch` behind the real
 protocols on loopback, a Source RCON server (TCP) and a Source UDP log stream.
 
 gamews connects to it exactly as to a real server, so the demo exercises the

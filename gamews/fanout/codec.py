@@ -6,16 +6,26 @@ A game server's events go to the stream ``PREFIX:SERVER:events`` with the explic
 origin), ``SEQ`` the event's ``seq``. So an ID says where an entry sits in the origin's
 numbering, a snapshot's ``(epoch, seq)`` is the ID to read on from, and an XADD sent twice
 (after a lost reply) is refused by Redis instead of stored twice.
+
+Redis is an untrusted carrier: whoever can write to it must not be able to speak for an
+instance. Every value and stream entry the instances write is *sealed* (:class:`Sealer`):
+an HMAC-SHA256, by a key the instances share, over the entry's place (its key name and,
+for events, its stream ID) and its whole payload. A reader drops what does not verify.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Cursor", "Keys", "Step", "dumps", "parse_id", "stream_fields"]
+from gamews.secret import Secret
+
+__all__ = ["Cursor", "Keys", "Sealer", "Step", "dumps", "parse_id", "stream_fields"]
 
 
 def dumps(obj: Any) -> str:
@@ -48,6 +58,45 @@ class Keys:
     def replies(self, edge: str) -> str:
         """The stream of the origin's replies to ``edge``."""
         return f"{self.prefix}:replies:{edge}"
+
+
+class Sealer:
+    """Seals and opens what the instances write to Redis, with their shared keys.
+
+    The first key seals; every key opens (rotation: add the new key second on every
+    instance, then make it first, then drop the old one). A sealed text is
+    ``MAC PAYLOAD``: the hex HMAC-SHA256 of ``PLACE`` NUL ``PAYLOAD``, where ``PLACE`` is
+    where it is stored (a key name, with the stream ID for events), so an entry copied to
+    another key or ID does not open there.
+    """
+
+    def __init__(self, keys: Sequence[Secret]) -> None:
+        if not keys:
+            raise ValueError("the fan-out needs at least one key")
+        self._keys = tuple(k.reveal().encode("utf-8") for k in keys)
+
+    def __repr__(self) -> str:
+        return f"<Sealer {len(self._keys)} keys>"
+
+    @staticmethod
+    def _mac(key: bytes, place: str, payload: str) -> str:
+        message = place.encode("utf-8") + b"\0" + payload.encode("utf-8", "surrogatepass")
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+    def seal(self, place: str, payload: str) -> str:
+        """``payload`` sealed for ``place``."""
+        return f"{self._mac(self._keys[0], place, payload)} {payload}"
+
+    def open(self, place: str, sealed: str) -> str | None:
+        """The payload of ``sealed`` if it was sealed for ``place`` by a key of ours, else None."""
+        mac, sep, payload = sealed.partition(" ")
+        if not sep or len(mac) != 64:
+            return None
+        given = mac.encode("utf-8", "surrogatepass")
+        good = False
+        for key in self._keys:  # every key, so the time does not say which one matched
+            good |= hmac.compare_digest(given, self._mac(key, place, payload).encode())
+        return payload if good else None
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:

@@ -2,17 +2,23 @@
 stand in for the origin's, and requests forwarded to the origin.
 
 :class:`EdgeFeed` loads each followed server's snapshot into the bus
-(:meth:`~gamews.events.EventBus.restore`), then reads its stream with ``XREAD BLOCK``
+(:meth:`gamews.events.EventBus.restore`), then reads its stream with ``XREAD BLOCK``
 from the snapshot's ``(epoch, seq)`` and replays every entry
-(:meth:`~gamews.events.EventBus.replay`), so plugins see the events as on the origin:
-same ``seq``, same order, none twice. A :class:`~gamews.fanout.codec.Cursor` classifies
+(:meth:`gamews.events.EventBus.replay`), so plugins see the events as on the origin:
+same ``seq``, same order, none twice. A :class:`gamews.fanout.codec.Cursor` classifies
 each entry; a gap (entries trimmed while this edge was away) takes a fresh snapshot,
-logged. After a failed read (Redis down) it reads on from where it was.
+logged. At its start, when the stream still holds the origin's run from its first event,
+it replays the whole run instead (so plugins' backlogs, such as the chat's, fill as on the
+origin). After a failed read (Redis down) it reads on from where it was. Every entry,
+snapshot, heartbeat and reply is opened with the shared keys
+(:class:`gamews.fanout.codec.Sealer`); one that does not open is dropped and counted.
 
-:class:`RemoteGameServer` is the plugins' :class:`~gamews.rcon.server.IGameServer` on an
+:class:`RemoteGameServer` is the plugins' :class:`gamews.rcon.server.IGameServer` on an
 edge: its state is the origin's RCON link as the origin's heartbeat says, ``stale``
 while there is no heartbeat; it has no RCON of its own (``rcon`` fails) but forwards the
-plugins' user requests (:class:`~gamews.api.IRequestForwarder`).
+plugins' user requests (:class:`gamews.api.IRequestForwarder`): the body, the browser's
+address and connection as this edge saw them, and a proof of the user's token (never a
+role), at most :data:`MAX_IN_FLIGHT` at a time.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import json
 import uuid
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
 from twisted.internet.task import LoopingCall, deferLater
@@ -30,17 +36,27 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gamews.api import IRequestForwarder, Request
+from gamews.auth import prove
 from gamews.events import EventBus, MatchState, envelope_from_json
-from gamews.fanout.codec import Cursor, Step, dumps
+from gamews.fanout.codec import Cursor, Step, dumps, parse_id
 from gamews.fanout.config import FanoutConfig
-from gamews.fanout.link import FanoutService, RedisLink, read_streams, redis_time_id
-from gamews.fanout.origin import REQUEST_TTL
+from gamews.fanout.link import (
+    FanoutService,
+    FanoutStats,
+    RedisLink,
+    read_streams,
+    redis_time_id,
+)
+from gamews.fanout.origin import REQUEST_TTL, event_place
 from gamews.rcon.link import LinkState, RconError, StateNotifier
 from gamews.rcon.server import GameServerStatus, IGameServer
 
-__all__ = ["EdgeFeed", "OriginSilentError", "RemoteGameServer"]
+__all__ = ["MAX_IN_FLIGHT", "EdgeFeed", "OriginSilentError", "RemoteGameServer"]
 
 log = Logger(namespace="gamews.fanout")
+
+MAX_IN_FLIGHT: Final = 64
+"""Requests an edge has waiting for the origin's reply at most; more fail at once."""
 
 
 class OriginSilentError(Exception):
@@ -110,8 +126,8 @@ class EdgeFeed(FanoutService):
     """Events in from Redis, heartbeats polled, requests out and replies in."""
 
     def __init__(self, config: FanoutConfig, bus: EventBus, reader: RedisLink,
-                 writer: RedisLink, *, clock: Any) -> None:
-        super().__init__(config, clock=clock)
+                 writer: RedisLink, *, clock: Any, stats: FanoutStats | None = None) -> None:
+        super().__init__(config, clock=clock, stats=stats)
         self.bus = bus
         self.reader = reader
         self.writer = writer
@@ -122,6 +138,8 @@ class EdgeFeed(FanoutService):
         self.replies_position = "$"
         self.snapshots = 0
         self._last_load: dict[str, float] = {}
+        self._refused: dict[str, str] = {}
+        """Per stream, the ID of the last entry dropped (so one is counted once)."""
         self._poller = LoopingCall(self._poll)
         self._poller.clock = clock
         for name in config.servers:
@@ -162,15 +180,26 @@ class EdgeFeed(FanoutService):
         if last is not None and self.clock.seconds() - last < 0.5:
             await deferLater(self.clock, 0.5)  # the snapshot lags the stream: let it move
         self._last_load[server] = self.clock.seconds()
-        raw = await self.reader.execute("GET", self.keys.snapshot(server))
-        if raw is None:
-            log.info("fanout edge: no snapshot of {server} yet; reading its stream from the "
-                     "start", server=server)
-            self.cursors[server] = Cursor()
-            return
-        snapshot = json.loads(raw)
-        taken = Cursor(int(snapshot["epoch"]), int(snapshot["seq"]))
+        key = self.keys.snapshot(server)
+        raw = await self.reader.execute("GET", key)
+        text = None if raw is None else self.sealer.open(key, str(raw))
+        if raw is not None and text is None:
+            self.rejected("snapshot", key, "not sealed with a fan-out key")
         cursor = self.cursors[server]
+        if text is None:
+            if cursor.epoch is None:
+                log.info("fanout edge: no snapshot of {server} yet; reading its stream from "
+                         "the start", server=server)
+            return
+        snapshot = json.loads(text)
+        taken = Cursor(int(snapshot["epoch"]), int(snapshot["seq"]))
+        if cursor.epoch is None and await self.reader.execute(
+                "XRANGE", self.keys.events(server), f"{taken.epoch}-1", f"{taken.epoch}-1"):
+            # the stream holds this run from its first event: replay it all, so that the
+            # plugins see every event (the chat backlog is the origin's)
+            self.bus.restore(server, {**MatchState(server).snapshot(), "run": taken.epoch})
+            self.cursors[server] = Cursor(taken.epoch, 0)
+            return
         if cursor.epoch is not None and (taken.epoch, taken.seq) <= (cursor.epoch, cursor.seq):
             # older than what this edge has: restoring it would deliver events twice; the
             # next read finds the gap again, and the snapshot will have moved on by then
@@ -182,11 +211,20 @@ class EdgeFeed(FanoutService):
     async def _entry(self, key: str, entry_id: str, fields: dict[str, str]) -> None:
         server = self._by_key.get(key)
         if server is None:
-            self._reply(entry_id, fields)
+            self._reply(key, entry_id, fields)
             return
         cursor = self.cursors[server]
         step = cursor.step(entry_id)
         if step is Step.OLD:
+            return
+        text = self.sealer.open(event_place(key, entry_id), fields.get("s", ""))
+        if text is None:
+            # not the origin's: skipped, the cursor stays (the origin finds it when it adds
+            # the next event, and goes on in a new epoch); read again a little later
+            if self._refused.get(key) != entry_id:
+                self._refused[key] = entry_id
+                self.rejected("event", f"{key} {entry_id}", "not sealed with a fan-out key")
+            await deferLater(self.clock, 0.5)
             return
         if step is Step.GAP:
             log.warn("fanout edge: gap in {server}'s stream (at {at}, next is {next}); "
@@ -195,15 +233,16 @@ class EdgeFeed(FanoutService):
             await self.retry(self.reader, "GET snapshot", lambda: self._load(server))
             return
         try:
-            envelope = envelope_from_json(json.loads(fields["e"]))
-        except (KeyError, ValueError):
+            envelope = envelope_from_json(json.loads(text))
+        except (KeyError, ValueError, TypeError):
             log.warn("fanout edge: skipping a malformed entry {id} of {server}", id=entry_id,
                      server=server)
             cursor.advance(entry_id)
             return
         if step is Step.RESTART:
             log.info("fanout edge: {server}'s origin started a new run", server=server)
-            self.bus.restore(server, MatchState(server).snapshot())
+            self.bus.restore(server, {**MatchState(server).snapshot(),
+                                      "run": parse_id(entry_id)[0]})
         cursor.advance(entry_id)
         self.bus.replay(envelope)
 
@@ -211,28 +250,43 @@ class EdgeFeed(FanoutService):
 
     def _poll(self) -> None:
         names = list(self.servers)
+        keys = [self.keys.heartbeat(n) for n in names]
 
         def heard(values: list[Any]) -> None:
-            for name, value in zip(names, values, strict=False):
-                self.servers[name].heard(json.loads(value) if value else None)
+            for name, key, value in zip(names, keys, values, strict=False):
+                text = None if value is None else self.sealer.open(key, str(value))
+                beat = json.loads(text) if text else None
+                if value is not None and text is None:
+                    self.rejected("heartbeat", key, "not sealed with a fan-out key")
+                elif beat is not None and not (
+                        abs(self.clock.seconds() - float(beat.get("time", 0))) <= REQUEST_TTL):
+                    # an old heartbeat written back (or clocks far apart): not a sign of life
+                    self.rejected("heartbeat", key, "too old (clocks in sync?)")
+                    beat = None
+                self.servers[name].heard(beat)
 
         def silent(_: Failure) -> None:
             for name in names:
                 self.servers[name].heard(None)
 
-        self.writer.execute_now("MGET", *(self.keys.heartbeat(n) for n in names)).addCallbacks(
-            heard, silent)
+        # a hung Redis answers nothing: stale after stale_after, not the link's reply timeout
+        self.writer.execute_now("MGET", *keys).addTimeout(
+            self.config.stale_after, self.clock).addCallbacks(heard, silent)
 
     # -- requests out, replies in ---------------------------------------------------------
 
     def forward(self, plugin: str, server: str, request: Request) -> Deferred[dict[str, Any]]:
         """Send ``request`` to the origin's ``plugin``; fire with its reply."""
+        if len(self.pending) >= MAX_IN_FLIGHT:
+            return fail(OriginSilentError("busy: too many requests waiting for the origin"))
         ident = uuid.uuid4().hex
-        user = None if request.user is None else {"name": request.user.name,
-                                                   "role": request.user.role}
-        message = {"id": ident, "edge": self.config.name, "plugin": plugin, "server": server,
-                   "body": dict(request.body), "peer": request.peer_host,
-                   "conn": request.connection, "user": user, "sent": self.clock.seconds()}
+        inner = dumps({"id": ident, "edge": self.config.name, "plugin": plugin,
+                       "server": server, "body": dict(request.body), "peer": request.peer_host,
+                       "conn": request.connection, "sent": self.clock.seconds()})
+        credential = request.user.credential if request.user is not None else ""
+        proof = prove(credential, inner.encode("utf-8", "surrogatepass")) if credential else None
+        key = self.keys.requests()
+        sealed = self.sealer.seal(key, dumps({"r": inner, "proof": proof}))
         d: Deferred[dict[str, Any]] = Deferred()
         self.pending[ident] = d
 
@@ -246,15 +300,18 @@ class EdgeFeed(FanoutService):
             return result
 
         d.addTimeout(REQUEST_TTL, self.clock).addBoth(forget)
-        self.writer.execute_now("XADD", self.keys.requests(), "MAXLEN", "~", 10_000, "*",
-                                "r", dumps(message)).addErrback(
+        self.writer.execute_now("XADD", key, "MAXLEN", "~", 10_000, "*", "s", sealed).addErrback(
             lambda f: None if d.called else d.errback(f))
         return d
 
-    def _reply(self, entry_id: str, fields: dict[str, str]) -> None:
+    def _reply(self, key: str, entry_id: str, fields: dict[str, str]) -> None:
         self.replies_position = entry_id
+        text = self.sealer.open(key, fields.get("s", ""))
+        if text is None:
+            self.rejected("reply", f"{key} {entry_id}", "not sealed with a fan-out key")
+            return
         try:
-            message = json.loads(fields.get("r", ""))
+            message = json.loads(text)
             d = self.pending.get(str(message["id"]))
             reply = message["reply"]
         except (ValueError, KeyError, TypeError):

@@ -3,12 +3,15 @@
 Each link is one connection (a blocking ``XREAD`` holds its connection, so readers get
 their own link). The address is a client endpoint description; the password, when
 there is one, is sent with ``AUTH`` before the connection is handed out and never
-logged.
+logged. A link logs its state changes (connected, lost, credentials refused), once each,
+not its retries.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -17,20 +20,36 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
-from twisted.logger import Logger
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogPublisher,
+)
 from twisted.python.failure import Failure
-from txredisapi import RedisProtocol
+from txredisapi import RedisProtocol, ResponseError
 
-from gamews.fanout.codec import Keys, stream_fields
+from gamews.fanout.codec import Keys, Sealer, stream_fields
 from gamews.fanout.config import FanoutConfig
 from gamews.reactor import maybe_global_reactor
 from gamews.secret import Secret
 
-__all__ = ["FanoutService", "RedisLink", "RedisUnavailableError", "read_streams", "redis_time_id",
-           "retrying", "stream_entries"]
+__all__ = ["FanoutService", "FanoutStats", "RedisLink", "RedisUnavailableError",
+           "read_streams", "redis_time_id", "retrying", "stream_entries"]
 
 log = Logger(namespace="gamews.fanout")
 T = TypeVar("T")
+
+
+@dataclass
+class FanoutStats:
+    """What an instance's fan-out services count (``/metrics``)."""
+
+    rejected: Counter[str] = field(default_factory=Counter)
+    """Entries read from Redis and dropped because their seal did not verify (or a request
+    was replayed, or a heartbeat was too old), by kind: ``request``, ``event``,
+    ``snapshot``, ``heartbeat``, ``reply``."""
 
 
 class RedisUnavailableError(Exception):
@@ -60,6 +79,12 @@ class RedisLink(ClientService):
     ``reply_timeout`` drops a connection whose reply takes longer (a dead network),
     so it is made again.
     """
+
+    # ClientService (Twisted 26.10) logs every retry at info level through this class
+    # attribute ("Scheduling retry N to connect ..."): the link logs its state changes
+    # itself, so only ClientService's warnings and errors go on to the log.
+    _log = Logger(observer=FilteringLogObserver(
+        globalLogPublisher, [LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)]))
 
     def __init__(self, name: str, redis: str, *, password: Secret | None = None,
                  username: str | None = None, reactor: Any = None,
@@ -91,7 +116,7 @@ class RedisLink(ClientService):
             args = ([self._username] if self._username else []) + [self._password.reveal()]
             try:
                 await proto.execute_command("AUTH", *args)
-            except Exception as e:
+            except ResponseError as e:
                 # Not raised: ClientService (26.10) leaves a rejected connection open and
                 # cannot take its loss later. It is closed after a growing delay instead (and
                 # reconnected); meanwhile commands fail at once (see _execute).
@@ -101,6 +126,11 @@ class RedisLink(ClientService):
                           "trying again in {delay:g} s", name=self.link_name, where=self.where,
                           why=type(e).__name__, delay=delay)
                 self._closing = self._clock.callLater(delay, proto.transport.loseConnection)
+                return
+            except Exception as e:
+                # no answer (a hung Redis: the reply timeout dropped the connection) or the
+                # connection lost: ClientService sees the loss and connects again
+                self.failed("AUTH", Failure(e))
                 return
         self._refusals = 0
         self._proto = proto
@@ -115,12 +145,14 @@ class RedisLink(ClientService):
     def _lost(self, proto: RedisProtocol) -> None:
         if self._proto is proto:
             self._proto = None
-        if self.running:
+        if self.running and not self._down_logged:
+            self._down_logged = True
             log.warn("redis link {name}: lost {where}; reconnecting", name=self.link_name,
                      where=self.where)
 
     def failed(self, what: str, failure: Any) -> None:
-        """Log a failed command once per outage (not once per retry)."""
+        """Log a failed command once per outage (not once per retry): the first failure
+        after the link was up, until it is up again."""
         if not self._down_logged:
             self._down_logged = True
             log.warn("redis link {name}: {what} failed ({why}); retrying",
@@ -199,10 +231,23 @@ class FanoutService(Service):
     """What the fan-out's services share: the config, the key names, the clock, and
     background loops whose failure is logged (unless the service was stopping)."""
 
-    def __init__(self, config: FanoutConfig, *, clock: Any) -> None:
+    def __init__(self, config: FanoutConfig, *, clock: Any,
+                 stats: FanoutStats | None = None) -> None:
         self.config = config
         self.keys = Keys(config.prefix)
+        self.sealer = Sealer(config.keys)
         self.clock = clock
+        self.stats = FanoutStats() if stats is None else stats
+
+    def rejected(self, kind: str, where: str, why: str) -> None:
+        """Count a dropped entry of ``kind``; log the first of each kind, then every 1000th
+        (whoever writes them must not fill the log)."""
+        self.stats.rejected[kind] += 1
+        n = self.stats.rejected[kind]
+        if n == 1 or n % 1000 == 0:
+            log.warn("fanout {name}: dropped a {kind} at {where}: {why} ({n} so far; is "
+                     "something else writing to Redis, or another key in use?)",
+                     name=self.config.name, kind=kind, where=where, why=why, n=n)
 
     async def retry(self, link: RedisLink, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """:func:`retrying` while this service runs."""

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeAlias
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Final, TypeAlias
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
 from gamews.events import Event, Unknown
 
-__all__ = ["AllowedHosts", "LineSink", "LogStats", "split_lines"]
+__all__ = ["AllowedHosts", "IgnoredKind", "LineSink", "LogStats", "decode_line", "ignored_kind",
+           "mask_addresses", "split_lines"]
 
 LineSink: TypeAlias = Callable[[str], object]
 """Where a log source hands each line (without its line ending)."""
@@ -42,7 +44,9 @@ class LogStats:
     rotations: int = 0
     """Files followed after a rotation or truncation."""
     too_long: int = 0
-    """Lines longer than :data:`MAX_LINE`, parsed as ``unknown`` unread."""
+    """Lines longer than ``MAX_LINE`` (4096), parsed as ``unknown`` unread."""
+    bridge_dropped: int = 0
+    """``gamews CHANNEL JSON`` lines dropped: bad channel, invalid or oversized JSON."""
     events: Counter[str] = field(default_factory=Counter)
     """Parsed lines by event type (``unknown``: no type fits), counted by the line pipeline."""
 
@@ -113,25 +117,73 @@ class AllowedHosts:
         return _canonical(host) in self._allowed
 
 
+def decode_line(raw: bytes) -> str:
+    """A log line as text: UTF-8, or Latin-1 when it is not valid UTF-8 (older servers write
+    names in Latin-1; every byte is a Latin-1 character, so nothing becomes U+FFFD)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def split_lines(data: bytes) -> Iterator[str]:
-    """The non-empty lines of ``data`` as text (UTF-8, bad bytes replaced), ends stripped."""
+    """The non-empty lines of ``data`` as text (:func:`decode_line`), ends stripped."""
     for raw in data.split(b"\n"):
         line = raw.rstrip(b"\r\x00")
         if line:
-            yield line.decode("utf-8", "replace")
+            yield decode_line(line)
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredKind:
+    """A kind of log line a parser leaves :class:`~gamews.events.Unknown` on purpose."""
+
+    name: str
+    pattern: str
+    """A regular expression matched at the start of the line's message."""
+    reason: str
+
+    def matches(self, message: str) -> bool:
+        """Whether ``message`` (a line without its time stamp) is of this kind."""
+        return re.match(self.pattern, message) is not None
+
+
+def ignored_kind(table: Iterable[IgnoredKind], message: str) -> str | None:
+    """The name of the first kind in ``table`` that ``message`` is of, or ``None``."""
+    return next((kind.name for kind in table if kind.matches(message)), None)
 
 
 MAX_LINE = 4096
 """The longest log line parsed; a longer one is ``Unknown`` (engines cut lines near 1 KiB)."""
 
 
+_ADDRESS: Final = re.compile(
+    r"(?<![\w.:])(?:(?P<v4>\d{1,3}(?:\.\d{1,3}){3})|\[?(?P<v6>[0-9A-Fa-f]{0,4}"
+    r"(?::[0-9A-Fa-f]{0,4}){2,7})\]?)(?::\d{1,5})?(?![\w.:])")
+
+ADDRESS_MASK: Final = "<address>"
+"""What stands in for an IP address in an unparsed line."""
+
+
+def mask_addresses(text: str) -> str:
+    """``text`` with every IPv4 or IPv6 address (and its port) replaced by ``<address>``."""
+    def sub(m: re.Match[str]) -> str:
+        return ADDRESS_MASK if is_ip(m["v4"] or m["v6"]) else m[0]
+
+    return _ADDRESS.sub(sub, text)
+
+
 def parse_safely(parse: Callable[[str], Event], line: str) -> Event:
     """``parse(line)`` with trailing CR, LF and NUL removed; never raises: a line that is
-    too long, or that trips a parser bug, is :class:`~gamews.events.Unknown`."""
+    too long, or that trips a parser bug, is :class:`gamews.events.Unknown`. An Unknown
+    line's IP addresses are masked (:func:`mask_addresses`): they must not reach a browser."""
     if len(line) > MAX_LINE:
-        return Unknown(line)
+        return Unknown(mask_addresses(line))
     try:
-        return parse(line.rstrip("\r\n\x00"))
+        event = parse(line.rstrip("\r\n\x00"))
     except Exception:  # a parser bug must not stop the stream
-        return Unknown(line)
+        return Unknown(mask_addresses(line))
+    if isinstance(event, Unknown):
+        return replace(event, raw=mask_addresses(event.raw))
+    return event
 

@@ -1,11 +1,15 @@
 """Parse ioquake3 / OpenArena ``games.log`` lines (``g_log``) into events.
 
 A line is ``  M:SS Keyword: rest`` (the game clock since map start, right-aligned to width
-3). :func:`parse_line` turns one line into exactly one :class:`~gamews.events.Event` and
-never raises; lines no event type fits give :class:`~gamews.events.Unknown`.
+3). :func:`parse_line` turns one line into exactly one :class:`gamews.events.Event` and
+never raises; lines no event type fits give :class:`gamews.events.Unknown`.
 
 Players are identified by client number (``client:N``), which is valid within a map; chat
 lines carry only the name (``name:NAME``), which the match state resolves.
+
+Means of death keep their raw ``MOD_*`` name in ``weapon`` (``cause`` for world deaths) and
+get a readable one (:data:`WEAPON_NAMES`) in ``weapon_name`` (``cause_name``). Lines of the
+kinds in :data:`IGNORED` stay :class:`~gamews.events.Unknown` on purpose.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from gamews.events import (
     Unknown,
     WorldKill,
 )
-from gamews.logs.common import MAX_LINE, parse_safely
+from gamews.logs.common import MAX_LINE, IgnoredKind, parse_safely
 
-__all__ = ["MAX_LINE", "TEAMS", "WORLD", "parse_line", "player", "split_info"]
+__all__ = ["IGNORED", "MAX_LINE", "TEAMS", "WEAPON_NAMES", "WORLD", "parse_line", "player",
+           "split_info", "weapon_name"]
 
 """Longer lines are not parsed (Unknown): the engine never writes them, and it bounds the
 time a hostile line can cost the patterns."""
@@ -46,6 +51,32 @@ WORLD: Final = 1022
 
 TEAMS: Final = {"0": "free", "1": "red", "2": "blue", "3": "spectator"}
 """Quake 3 team numbers (``t\\N`` in user info) to names."""
+
+WEAPON_NAMES: Final = {
+    "MOD_UNKNOWN": "unknown", "MOD_SHOTGUN": "shotgun", "MOD_GAUNTLET": "gauntlet",
+    "MOD_MACHINEGUN": "machine gun", "MOD_GRENADE": "grenade launcher",
+    "MOD_GRENADE_SPLASH": "grenade launcher (splash)", "MOD_ROCKET": "rocket launcher",
+    "MOD_ROCKET_SPLASH": "rocket launcher (splash)", "MOD_PLASMA": "plasma gun",
+    "MOD_PLASMA_SPLASH": "plasma gun (splash)", "MOD_RAILGUN": "railgun",
+    "MOD_LIGHTNING": "lightning gun", "MOD_BFG": "BFG", "MOD_BFG_SPLASH": "BFG (splash)",
+    "MOD_WATER": "drowning", "MOD_SLIME": "slime", "MOD_LAVA": "lava", "MOD_CRUSH": "crushed",
+    "MOD_TELEFRAG": "telefrag", "MOD_FALLING": "falling", "MOD_SUICIDE": "suicide",
+    "MOD_TARGET_LASER": "laser", "MOD_TRIGGER_HURT": "hurt by the map", "MOD_NAIL": "nailgun",
+    "MOD_CHAINGUN": "chaingun", "MOD_PROXIMITY_MINE": "proximity mine",
+    "MOD_KAMIKAZE": "kamikaze", "MOD_JUICED": "juiced", "MOD_GRAPPLE": "grappling hook",
+}
+"""ioquake3's means of death (``meansOfDeath_t``, with Team Arena's and OpenArena's) as
+people call them."""
+
+IGNORED: Final[tuple[IgnoredKind, ...]] = (
+    IgnoredKind("separator", r"\s*\d{1,4}:\d\d -{20,}\s*\Z",
+                "the line of dashes the game writes around a map's lines"),
+    IgnoredKind("info", r"\s*\d{1,4}:\d\d Info: ",
+                "OpenArena's diagnostics (server info length, bot counts)"),
+    IgnoredKind("playerstore", r"\s*\d{1,4}:\d\d Playerstore: ",
+                "OpenArena's player store failing to find a GUID (bots have none)"),
+)
+"""Line kinds left :class:`~gamews.events.Unknown` on purpose, with the reason."""
 
 _CLOCK: Final = re.compile(r"\s*(\d{1,4}):(\d\d) ")
 _KEYWORD: Final = re.compile(r"([A-Za-z_]+):(?: (.*)|)\Z", re.S)
@@ -65,6 +96,11 @@ _USERINFO: Final = re.compile(r"(\d{1,4}) (.*)\Z", re.S)
 def player(num: int, name: str = "", team: str | None = None, bot: bool = False) -> Player:
     """The :class:`Player` for client ``num``."""
     return Player(name, f"client:{num}", num, team, bot)
+
+
+def weapon_name(mod: str) -> str | None:
+    """The readable name of a ``MOD_*`` means of death, or ``None`` if it is not known."""
+    return WEAPON_NAMES.get(mod)
 
 
 def _named(name: str) -> Player:
@@ -155,11 +191,12 @@ def _kill(rest: str, clock: int | None) -> Event | None:
         return None
     k, v, how = int(m[1]), int(m[2]), m[6]
     victim = player(v, m[5])
+    label = weapon_name(how)
     if k == WORLD:
-        return WorldKill(victim, how, game_clock=clock)
+        return WorldKill(victim, how, label, game_clock=clock)
     if k == v:
-        return Suicide(victim, how, game_clock=clock)
-    return Kill(player(k, m[4]), victim, how, game_clock=clock)
+        return Suicide(victim, how, weapon_name=label, game_clock=clock)
+    return Kill(player(k, m[4]), victim, how, weapon_name=label, game_clock=clock)
 
 
 def _score(rest: str, clock: int | None) -> Event | None:

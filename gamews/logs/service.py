@@ -33,14 +33,17 @@ from typing import Any, Final, Literal, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from gamews.errors import ConfigError
 from gamews.events import Event, EventBus
 from gamews.logs import quake3, source
+from gamews.logs.bridge import Rejected, parse_bridge_line
 from gamews.logs.common import MAX_LINE, AllowedHosts, LogStats
 from gamews.logs.http import SourceHttpLogResource
+from gamews.logs.joins import JoinHold
 from gamews.logs.tail import FileTailer, FileTailService
 from gamews.logs.udp import SourceLogReceiver, UdpLogService
 from gamews.secret import Secret, secret_from_table
@@ -76,24 +79,39 @@ PARSERS: Final[Mapping[str, Callable[[str], Event]]] = {
 
 
 class LinePipeline:
-    """A line sink: parse each line and publish the event as ``server`` on ``bus``."""
+    """A line sink: parse each line and publish the event as ``server`` on ``bus``.
+
+    With a ``clock``, Quake 3 joins wait briefly for the player's name
+    (:class:`~gamews.logs.joins.JoinHold`).
+    """
 
     def __init__(self, bus: EventBus, server: str,
                  parser: Callable[[str], Event] = parse_any, *,
-                 stats: LogStats | None = None) -> None:
+                 stats: LogStats | None = None, clock: IReactorTime | None = None) -> None:
         """Publish ``parser(line)`` for each line, counting event types in ``stats``."""
         self.bus = bus
         self.server = server
         self.parser = parser
         self.stats = stats if stats is not None else LogStats()
+        self.joins = JoinHold(bus, server, clock) if clock is not None else None
 
     def __call__(self, line: str) -> None:
-        """Parse and publish one line."""
-        event = self.parser(line)
+        """Parse and publish one line (a bridge line, :mod:`gamews.logs.bridge`, is a
+        ``custom`` event, or dropped and counted when malformed)."""
+        bridged = parse_bridge_line(line) if len(line) <= MAX_LINE else None
+        if isinstance(bridged, Rejected):
+            self.stats.bridge_dropped += 1
+            _log.warn("{server}: bridge line dropped: {reason}", server=self.server,
+                      reason=bridged.reason)
+            return
+        event = bridged if bridged is not None else self.parser(line)
         self.stats.events[event.type] += 1
         if len(line) > MAX_LINE:
             self.stats.too_long += 1
-        self.bus.publish(self.server, event)
+        if self.joins is not None:
+            self.joins(event)
+        else:
+            self.bus.publish(self.server, event)
 
 
 class _Unmount(Protocol):
@@ -214,7 +232,7 @@ class LogSourceConfig:
                    environ: dict[str, str] | None = None) -> LogSourceConfig | None:
         """Check one ``[[server]]`` table's log keys (``None`` if it has no ``log``);
         ``where`` names the table in errors (``server[0]``); relative file paths are taken
-        from ``base_dir``. Raises :class:`~gamews.errors.ConfigError` naming the key."""
+        from ``base_dir``. Raises :class:`gamews.errors.ConfigError` naming the key."""
         spec = table.get("log")
         if spec is None:
             return None
@@ -264,7 +282,8 @@ def build_log_source(config: LogSourceConfig, *, bus: EventBus, reactor: Any,
     """
     bus.add_server(config.name, **config.sizes)
     stats = LogStats()
-    sink = LinePipeline(bus, config.name, PARSERS[config.parser], stats=stats)
+    sink = LinePipeline(bus, config.name, PARSERS[config.parser], stats=stats,
+                        clock=reactor if config.parser != "source" else None)
     service: Service
     if config.kind == "file":
         assert config.file is not None

@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from gamews.logs.common import LineSink, LogStats
+from gamews.logs.common import LineSink, LogStats, decode_line
 
 __all__ = ["FileTailService", "FileTailer"]
 
@@ -154,7 +154,7 @@ class FileTailer:
             count += 1
             self.stats.lines += 1
             try:
-                self.sink(line.decode("utf-8", "replace"))
+                self.sink(decode_line(line))
             except Exception:
                 self.stats.errors += 1
                 _log.failure("log line handler failed")

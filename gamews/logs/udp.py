@@ -4,7 +4,7 @@ Each datagram is ``\\xff\\xff\\xff\\xff`` then ``R`` and one log line
 ``L MM/DD/YYYY - HH:MM:SS: message`` (NUL-terminated, maybe with a newline), or ``S``, the
 server's ``sv_logsecret`` and the line. Packets from any other address than the game
 server's, without the right secret (when one is configured) or not in this format are
-dropped and counted in :class:`~gamews.logs.common.LogStats`, never parsed.
+dropped and counted in :class:`gamews.logs.common.LogStats`, never parsed.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The manhole: an authenticated SSH shell (a Python REPL) into the running service.
 
-Built the Twisted way, from :mod:`twisted.conch.manhole_ssh`: a
+Built the Twisted way, from ``twisted.conch.manhole_ssh``: a
 ``ConchFactory`` whose ``Portal`` holds a ``TerminalRealm`` and the configured
 credential checkers; each SSH session gets a
-:class:`~twisted.conch.manhole.ColoredManhole` over a namespace built afresh for
+``twisted.conch.manhole.ColoredManhole`` over a namespace built afresh for
 that session by calling ``namespace()``.
 
 Safe by default:
@@ -17,10 +17,10 @@ Safe by default:
   mode 0600, reused afterwards, and refused if others can read it;
 * errors typed in the shell stay in the shell.
 
-The package: :mod:`~gamews.manhole.credentials` (password hashes, the password
+The package: :mod:`gamews.manhole.credentials` (password hashes, the password
 file, ``authorized_keys`` and their ``twisted.cred`` checkers),
-:mod:`~gamews.manhole.shell` (the REPL, its session namespace, the redacted
-config) and :mod:`~gamews.manhole.service` (the ``[manhole]`` config, the host
+:mod:`gamews.manhole.shell` (the REPL, its session namespace, the redacted
+config) and :mod:`gamews.manhole.service` (the ``[manhole]`` config, the host
 key, the SSH factory and the service).
 
 The ``[manhole]`` table of the config file::
@@ -39,7 +39,7 @@ lines are ignored); make a line with::
     python -m gamews.manhole hash-password USER
 
 ``HASH`` is ``scrypt$ln=LOG2N,r=R,p=P$SALT$KEY`` with ``SALT`` (16 bytes) and
-``KEY`` (32 bytes) in standard base64: scrypt (RFC 7914) from :mod:`hashlib`,
+``KEY`` (32 bytes) in standard base64: scrypt (RFC 7914) from ``hashlib``,
 no extra dependency. Passwords are checked in constant time in a thread, so a
 slow hash never blocks the reactor.
 """

@@ -109,7 +109,7 @@ def _check_user(user: str) -> None:
 def load_password_file(path: Path) -> dict[bytes, str]:
     """Read a password file into ``{user: "scrypt$..."}``.
 
-    Raises :class:`~gamews.errors.ConfigError` (``manhole.password_file``) for an
+    Raises :class:`gamews.errors.ConfigError` (``manhole.password_file``) for an
     unreadable file, a malformed line (its number is given, its hash is not), a
     user listed twice, or a file with no users.
     """
@@ -194,7 +194,7 @@ _KEY_TYPES: Final = ("ssh-", "ecdsa-", "sk-")
 def load_authorized_keys(path: Path) -> list[keys.Key]:
     """Read the public keys of an OpenSSH ``authorized_keys`` file.
 
-    Raises :class:`~gamews.errors.ConfigError` (``manhole.authorized_keys``) for an
+    Raises :class:`gamews.errors.ConfigError` (``manhole.authorized_keys``) for an
     unreadable file, a line that is not a key, a line with key options
     (``from=``, ``command=``: not enforced here, so refused rather than ignored),
     or a file with no keys.

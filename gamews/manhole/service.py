@@ -63,7 +63,7 @@ _KEYS: Final = ("endpoint", "authorized_keys", "password_file", "data_dir", "loc
 @dataclass(frozen=True)
 class ManholeConfig:
     """A validated ``[manhole]`` table. Building one without credentials raises
-    :class:`~gamews.errors.ConfigError` (``manhole: no credentials configured...``)."""
+    :class:`gamews.errors.ConfigError` (``manhole: no credentials configured...``)."""
 
     endpoint: str = DEFAULT_ENDPOINT
     """Where to listen (strports syntax)."""
@@ -95,7 +95,7 @@ class ManholeConfig:
         """Validate the ``[manhole]`` TOML table; relative paths are taken from ``base_dir``
         (the config file's directory), or the working directory when it is ``None``.
 
-        Raises :class:`~gamews.errors.ConfigError` naming the key at fault.
+        Raises :class:`gamews.errors.ConfigError` naming the key at fault.
         """
         if not isinstance(table, Mapping):
             raise ConfigError("manhole", "expected a table")
@@ -319,7 +319,7 @@ def make_manhole_service(
     the text shown on login (default: :func:`default_banner`).
 
     Reads the credentials and loads (or creates) the host key now, raising
-    :class:`~gamews.errors.ConfigError` for any problem, so a bad manhole
+    :class:`gamews.errors.ConfigError` for any problem, so a bad manhole
     config stops gamews before it listens anywhere. The result is a
     :class:`ManholeService`.
     """

@@ -173,7 +173,7 @@ def _secret_key(key: object) -> bool:
 
 
 def redact_config(obj: object) -> object:
-    """A copy of a config tree safe to show: every :class:`~gamews.secret.Secret`,
+    """A copy of a config tree safe to show: every :class:`gamews.secret.Secret`,
     and the value of every key ending in ``password``, ``passwd``, ``secret`` or
     ``token`` (any case), becomes ``"<redacted>"``.
 

@@ -1,4 +1,4 @@
-"""Built-in gamews plugins (echo, chat, live, console).
+"""Built-in gamews plugins (echo, chat, live, overlay, console, bridge).
 
 They are found like any third-party plugin, through ``twisted/plugins/``, where
 each is a :class:`BuiltinPlugin`: a light stand-in that imports the plugin's

@@ -77,25 +77,42 @@ class ChatService(WebPluginService):
         self._per_child: dict[str, TokenBucket] = {}
         self._per_host: dict[str, TokenBucket] = {}
         self._seeded: dict[str, int] = {}
+        self.runs: dict[str, int] = {}
+        """The run (numbering) of each server's seqs, as last announced."""
 
     def joined(self, child: IConnection, server: str) -> None:
         if server not in self.backlogs:
             self._seed(server)
-        self.send(child, {"type": "backlog", "server": server,
-                          "lines": list(self.backlogs.get(server, ()))})
+        self.send(child, self._backlog_frame(server))
 
-    def _seed(self, server: str) -> None:
+    def _backlog_frame(self, server: str) -> dict[str, Any]:
+        state = self.context.events.state(server)
+        run = self.runs.setdefault(server, state.run if state is not None else 0)
+        return {"type": "backlog", "server": server, "run": run,
+                "lines": list(self.backlogs.get(server, ()))}
+
+    def _new_run(self, server: str) -> None:
+        """If ``server``'s numbering started again (the origin restarted), say so to its
+        followers: a fresh ``backlog`` frame with the new ``run``."""
+        state = self.context.events.state(server)
+        if state is not None and self.runs.setdefault(server, state.run) != state.run:
+            self.runs[server] = state.run
+            self.broadcast(server, self._backlog_frame(server))
+
+    def _seed(self, server: str, before: int | None = None) -> None:
         """A first backlog from the match state's chat and kill feed: the lines of events
-        this plugin never saw (a fan-out edge that started from the origin's snapshot)."""
+        this plugin never saw (a fan-out edge that started from the origin's snapshot),
+        those before the event ``before`` (default: all of them)."""
         backlog = self.backlogs[server] = deque(maxlen=self.backlog_size)
         state = self.events.state(server)
         if state is None or state.seq == 0:
             return
+        mark = state.seq if before is None else before - 1
         for envelope in sorted((*state.chat, *state.kill_feed), key=lambda e: e.seq):
             line = line_of(envelope)
-            if line is not None:
+            if line is not None and envelope.seq <= mark:
                 backlog.append(line)
-        self._seeded[server] = state.seq
+        self._seeded[server] = mark
 
     def _already_seeded(self, server: str, seq: int) -> bool:
         """Whether the event ``seq`` came before the seeded backlog (so it is in it, or older
@@ -113,6 +130,9 @@ class ChatService(WebPluginService):
         self._per_child.pop(self.connection_key(child), None)
 
     def event(self, envelope: Envelope) -> None:
+        if envelope.server not in self.backlogs:  # seeded first, whatever comes first
+            self._seed(envelope.server, before=envelope.seq)
+        self._new_run(envelope.server)
         if self._already_seeded(envelope.server, envelope.seq):
             return
         self.last_seq[envelope.server] = envelope.seq
@@ -122,8 +142,9 @@ class ChatService(WebPluginService):
 
     def post(self, server: str, line: dict[str, Any]) -> None:
         """Add a line to ``server``'s backlog and send it to its followers."""
-        backlog = self.backlogs.setdefault(server, deque(maxlen=self.backlog_size))
-        backlog.append(line)
+        if server not in self.backlogs:
+            self._seed(server)
+        self.backlogs[server].append(line)
         self.broadcast(server, {"type": "line", "server": server, "line": line})
 
     def _limited(self, request: Request) -> bool:
@@ -151,6 +172,9 @@ class ChatService(WebPluginService):
             return
         request = Request({"name": raw_name, "text": raw_text}, child.request.peer_host,
                           self.connection_key(child))
+        if self._limited(request):  # here, before any forwarding (an edge protects itself)
+            self.send(child, {"type": "error", "reason": "rate limited"})
+            return
 
         def replied(reply: dict[str, Any]) -> None:
             if "error" in reply:
@@ -170,12 +194,13 @@ class ChatService(WebPluginService):
         self.submit(server, request).addCallback(replied)
 
     def apply(self, server: str, request: Request) -> Deferred[dict[str, Any]]:
-        """Clean the line, rate-limit it (per connection and per address), say it."""
+        """Clean the line, rate-limit it if forwarded (per connection and per address; a
+        local line was limited in :meth:`frame`), say it."""
         raw_name, raw_text = request.body.get("name"), request.body.get("text")
         name = clean_text(str(raw_name or ""), max_length=MAX_NAME).replace(":", "").strip()
         text = clean_text(str(raw_text or ""), max_length=MAX_TEXT).strip()
         game = self.context.servers.get(server)
-        if self._limited(request):  # refused lines count too
+        if request.via is not None and self._limited(request):  # refused lines count too
             return succeed({"error": "rate limited"})
         if not name or not text or game is None:
             return succeed({"error": "say needs a name and a text"})

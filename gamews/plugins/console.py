@@ -274,11 +274,14 @@ class ConsoleService(WebPluginService):
 
     def apply(self, server: str, request: Request) -> Deferred[dict[str, Any]]:
         """Check the user's role and rate limit, run the command, audit it (naming the edge
-        that forwarded it, if one did)."""
-        command, user = request.body.get("command"), request.user
-        if not isinstance(command, str) or user is None or server not in self.context.servers:
+        that forwarded it, if one did). A forwarded request's user is the one its token
+        proof names in this instance's tokens file (whatever the edge's file says)."""
+        command = request.body.get("command")
+        user = request.user if request.via is None else self.tokens.verify(request.proof)
+        if not isinstance(command, str) or server not in self.context.servers:
             return succeed({"status": "refused", "output": "command needs a known server"})
-        record = {"time": time.time(), "user": user.name, "role": user.role,
+        record = {"time": time.time(), "user": None if user is None else user.name,
+                  "role": None if user is None else user.role,
                   "ip": request.peer_host, "server": server,
                   "command": truncate(redact_command(command), MAX_COMMAND)}
         if request.via is not None:
@@ -288,6 +291,8 @@ class ConsoleService(WebPluginService):
             self.audit.write(**record, status=status)
             return {"status": status, "output": redact_command(output)}
 
+        if user is None:
+            return succeed(result("refused", "unknown token (not in the origin's tokens file)"))
         why = self.refusal(user, command)
         if why == "rate limited":
             # one record per burst of rate-limited requests: the next record counts them

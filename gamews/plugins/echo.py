@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from gamews.api import ConfigError, IConnection, IGamewsPlugin, IListener, IPluginContext
@@ -44,19 +44,17 @@ class EchoService(Service):
         self.context = context
         settings: EchoSettings = context.settings
         self.path = settings.path
-        self.listeners: list[IListener] = []
+        self.listener: IListener | None = None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self.listeners = [
-            self.context.open(self.path, endpoint=endpoint, incoming=self.incoming)
-            for endpoint in self.context.endpoints
-        ]
+        # no endpoint=: one listener over every web endpoint
+        self.listener = self.context.open(self.path, incoming=self.incoming)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
-        listeners, self.listeners = self.listeners, []
-        return DeferredList([lst.close() for lst in listeners]).addCallback(lambda _: None)
+        listener, self.listener = self.listener, None
+        return listener.close() if listener is not None else succeed(None)
 
     def incoming(self, child: IConnection) -> None:
         """Hold every child that asks."""

@@ -23,8 +23,10 @@ from gamews.api import (
     RconSeen,
     RoundEnd,
     RoundStart,
+    Suicide,
     TeamScore,
     Unknown,
+    WorldKill,
     event_fields,
 )
 
@@ -51,7 +53,14 @@ def _sentence(envelope: Envelope) -> tuple[str, str] | None:
         return "disconnected", sentence + (f" ({event.reason})" if event.reason else "")
     if isinstance(event, Kill):
         return event.type, (f"{_name(event.killer)} killed {_name(event.victim)} with "
-                            f"{event.weapon}" + (" (headshot)" if event.headshot else ""))
+                            f"{event.weapon_name or event.weapon}"
+                            + (" (headshot)" if event.headshot else ""))
+    if isinstance(event, Suicide):
+        return event.type, (f"{_name(event.player)} killed themselves (suicide: "
+                            f"{event.weapon_name or event.weapon})")
+    if isinstance(event, WorldKill):
+        return event.type, (f"{_name(event.victim)} was killed by the world "
+                            f"({event.cause_name or event.cause})")
     if isinstance(event, RoundStart):
         return event.type, "Round started"
     if isinstance(event, RoundEnd):

@@ -10,12 +10,15 @@ A spectator delay (like SourceTV's ``tv_delay``; ``[spectator] delay``, see
 :mod:`gamews.spectator`) holds the public view that many seconds behind the game, so a
 player cannot ghost through it; a browser that logs in with a console token sees it live.
 
-Config::
+The same view also serves the stream overlay (:class:`OverlayPlugin`: ``/overlay`` and
+``/overlay/ws``), a transparent page for OBS with the score and the kill feed.
+
+Config (``[plugin.overlay]`` takes the same keys)::
 
     [plugin.live]
     delay = 0          # older spelling of [spectator] delay (every public view lags by it)
     kill_feed = 10     # kill feed entries kept
-    tokens_file = "tokens.txt"   # console tokens that may log in to see it live
+    tokens_file = "tokens.txt"   # console tokens whose holders see the view live
     lockout_after = 10 # failed logins from one address before a lockout...
     lockout = 900      # ...of this many seconds (delays of 1, 2, 4... s before)
 """
@@ -52,7 +55,8 @@ from gamews.api import (
 )
 from gamews.plugins.web import FrameSchema, WebPluginService
 
-__all__ = ["LivePlugin", "LiveService", "LiveSettings", "diff_views", "view_of"]
+__all__ = ["LivePlugin", "LiveService", "LiveSettings", "OverlayPlugin", "OverlayService",
+           "diff_views", "view_of"]
 
 RESYNC_BURST = 3
 RESYNC_INTERVAL = 5.0
@@ -67,7 +71,7 @@ def view_of(state: MatchState, kill_feed: int) -> dict[str, Any]:
         players[p.key] = {
             "id": p.key, "name": p.name, "team": p.team, "kills": p.kills,
             "deaths": p.deaths, "score": p.score if p.score is not None else p.kills,
-            "ping": None, "connected": p.connected_at, "bot": p.bot,
+            "ping": p.ping, "connected": p.connected_at, "bot": p.bot,
         }
     feed = [entry for entry in (_feed_entry(e) for e in state.kill_feed) if entry is not None]
     return {"map": state.map, "round": state.round, "teams": dict(state.teams),
@@ -79,18 +83,19 @@ def _feed_entry(envelope: Envelope) -> dict[str, Any] | None:
     event = envelope.event
     killer: Player | None = None
     if isinstance(event, Kill):
-        killer, victim, weapon = event.killer, event.victim, event.weapon or None
+        killer, victim, weapon = event.killer, event.victim, event.weapon_name or event.weapon
+        kind = "kill"
     elif isinstance(event, Suicide):
-        victim, weapon = event.player, event.weapon or None
+        victim, weapon, kind = event.player, event.weapon_name or event.weapon, "suicide"
     elif isinstance(event, WorldKill):
-        victim, weapon = event.victim, event.cause
+        victim, weapon, kind = event.victim, event.cause_name or event.cause, "world"
     else:
         return None
     return {"seq": envelope.seq, "time": envelope.received,
             "killer": killer.name if killer is not None else None,
             "killer_team": killer.team if killer is not None else None,
-            "victim": victim.name, "victim_team": victim.team, "weapon": weapon,
-            "headshot": isinstance(event, Kill) and event.headshot}
+            "victim": victim.name, "victim_team": victim.team, "weapon": weapon or None,
+            "kind": kind, "headshot": isinstance(event, Kill) and event.headshot}
 
 
 def diff_views(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -139,13 +144,15 @@ def _public(server: str) -> str:
 class _Feed:
     """One game server's view, and the delayed public view with the history it lags."""
 
-    def __init__(self, view: dict[str, Any], seq: int) -> None:
+    def __init__(self, view: dict[str, Any], seq: int, run: int) -> None:
         self.view = view
         self.seq = seq
-        # (time, seq, view) of the last `delay` seconds, not yet public
-        self.history: deque[tuple[float, int, dict[str, Any]]] = deque()
+        self.run = run
+        # (time, run, seq, view) of the last `delay` seconds, not yet public
+        self.history: deque[tuple[float, int, int, dict[str, Any]]] = deque()
         self.public_view = view
         self.public_seq = seq
+        self.public_run = run
 
 
 class LiveService(WebPluginService):
@@ -168,7 +175,8 @@ class LiveService(WebPluginService):
         self.throttle = LoginThrottle(self.clock, ThrottleConfig(settings.lockout_after,
                                                                  settings.lockout))
         self._resyncs: dict[int, TokenBucket] = {}
-        self.tokens = (TokenStore.load(settings.tokens_file, key="plugin.live.tokens_file")
+        self.tokens = (TokenStore.load(settings.tokens_file,
+                                       key=f"plugin.{self.plugin}.tokens_file")
                        if settings.tokens_file is not None else None)
 
     def startService(self) -> None:
@@ -185,15 +193,23 @@ class LiveService(WebPluginService):
         return super().stopService()
 
     def _fresh(self, server: str) -> _Feed:
-        """Take ``server``'s view afresh from its match state (the public view keeps its lag)."""
+        """Take ``server``'s view afresh from its match state (the public view keeps its lag;
+        a new run reaches it, after the delay, as a snapshot)."""
         state = self.context.events.add_server(server)
-        view, seq = view_of(state, self.kill_feed), state.seq
+        view, seq, run = view_of(state, self.kill_feed), state.seq, state.run
         feed = self.feeds.get(server)
         if feed is None or self.delay <= 0:
-            feed = self.feeds[server] = _Feed(view, seq)
+            feed = self.feeds[server] = _Feed(view, seq, run)
         else:
-            feed.view, feed.seq = view, seq
+            if run != feed.run:
+                self._hold(server, feed, run, seq, view)
+            feed.view, feed.seq, feed.run = view, seq, run
         return feed
+
+    def _hold(self, server: str, feed: _Feed, run: int, seq: int, view: dict[str, Any]) -> None:
+        """Keep ``view`` for the public view, released after the delay."""
+        feed.history.append((self.clock.seconds(), run, seq, view))
+        self._timers.append(self.clock.callLater(self.delay, self._release, server))
 
     def _delayed(self, child: IConnection) -> bool:
         return self.delay > 0 and child.id not in self.privileged
@@ -214,13 +230,14 @@ class LiveService(WebPluginService):
     def joined(self, child: IConnection, server: str) -> None:
         feed = self.feeds.get(server)
         state = self.context.events.state(server)
-        if feed is None or (state is not None and state.seq != feed.seq):
+        if feed is None or (state is not None and (state.seq, state.run) != (feed.seq, feed.run)):
             # events not seen yet, or a state replaced without events (a fan-out edge
             # that loaded a snapshot): start from the state as it is
             feed = self._fresh(server)
         delayed = self._delayed(child)
-        view, seq = (feed.public_view, feed.public_seq) if delayed else (feed.view, feed.seq)
-        self.send(child, {"type": "snapshot", "server": server, "seq": seq,
+        view, seq, run = ((feed.public_view, feed.public_seq, feed.public_run) if delayed
+                          else (feed.view, feed.seq, feed.run))
+        self.send(child, {"type": "snapshot", "server": server, "seq": seq, "run": run,
                           "delay": self.delay if delayed else 0, "state": view})
 
     def gone(self, child: IConnection) -> None:
@@ -272,22 +289,21 @@ class LiveService(WebPluginService):
         state = self.context.events.state(server)
         if feed is None or state is None:
             return
-        if state.seq != envelope.seq or envelope.seq != feed.seq + 1:
+        if state.seq != envelope.seq or envelope.seq != feed.seq + 1 or state.run != feed.run:
             # the bus delivered late or we missed events: start this server afresh
             self._fresh(server)
             for _, child in self.followers(server):
                 self.joined(child, server)
             return
         view = view_of(state, self.kill_feed)
-        frame = {"type": "delta", "server": server, "seq": envelope.seq,
+        frame = {"type": "delta", "server": server, "seq": envelope.seq, "run": feed.run,
                  "changes": diff_views(feed.view, view)}
         feed.view, feed.seq = view, envelope.seq
         self.publish((server,), frame)
         if self.delay <= 0:
-            feed.public_view, feed.public_seq = view, envelope.seq
+            feed.public_view, feed.public_seq, feed.public_run = view, envelope.seq, feed.run
             return
-        feed.history.append((self.clock.seconds(), envelope.seq, view))
-        self._timers.append(self.clock.callLater(self.delay, self._release, server))
+        self._hold(server, feed, feed.run, envelope.seq, view)
 
     def _release(self, server: str) -> None:
         """Send the delayed public view everything older than ``delay``."""
@@ -297,10 +313,14 @@ class LiveService(WebPluginService):
         self._timers = [t for t in self._timers if t.active()]
         cutoff = self.clock.seconds() - self.delay
         while feed.history and feed.history[0][0] <= cutoff:
-            _, seq, view = feed.history.popleft()
-            frame = {"type": "delta", "server": server, "seq": seq,
-                     "changes": diff_views(feed.public_view, view)}
-            feed.public_view, feed.public_seq = view, seq
+            _, run, seq, view = feed.history.popleft()
+            if run != feed.public_run:  # a new run: a reset, as a snapshot
+                frame = {"type": "snapshot", "server": server, "seq": seq, "run": run,
+                         "delay": self.delay, "state": view}
+            else:
+                frame = {"type": "delta", "server": server, "seq": seq, "run": run,
+                         "changes": diff_views(feed.public_view, view)}
+            feed.public_view, feed.public_seq, feed.public_run = view, seq, run
             self.publish((_public(server),), frame)
 
 
@@ -314,3 +334,33 @@ class LivePlugin:
 
     def make_service(self, context: IPluginContext) -> IService:
         return LiveService(context)
+
+
+class OverlayService(LiveService):
+    """The stream overlay: the live view on ``/overlay`` and ``/overlay/ws``.
+
+    The page (for OBS's browser source) shows the score and the kill feed on a transparent
+    background, with no controls, sized by URL parameters::
+
+        http://HOST:8080/overlay?width=480&scale=1.5&feed=6&server=alpha
+
+    ``width`` in pixels (200-3840, default 420), ``scale`` the text size (0.5-4, default
+    1), ``feed`` kill feed entries (0-20, default 5), ``server`` the game server to follow,
+    ``score=0`` or ``kills=0`` to hide a part. Its settings are the live view's, in its own
+    ``[plugin.overlay]`` table; its delay is every public view's (``[spectator] delay``, of
+    which the table's ``delay`` is an older spelling).
+    """
+
+    plugin = "overlay"
+
+
+@implementer(IGamewsPlugin)
+class OverlayPlugin:
+    """The stream overlay (``/overlay``)."""
+
+    name = "overlay"
+    description = "Stream overlay for OBS: score and kill feed on a transparent page."
+    settings_type = LiveSettings
+
+    def make_service(self, context: IPluginContext) -> IService:
+        return OverlayService(context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +26,7 @@ from gamews.api import (
     IListener,
     IPluginContext,
     IRequestForwarder,
+    ReadyState,
     RepeatLimiter,
     Request,
     TokenBucket,
@@ -38,6 +40,10 @@ STATIC = Path(__file__).parent / "static"
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "gamews.v1"
 MAX_FRAME = 16 * 1024
+FRAME_RATE = 20.0
+"""Frames a second a browser may send (after a burst of twice as many): far above what the
+pages send. Past it the connection is closed with 1008, so that one browser sending in a
+tight loop cannot hold the reactor (every frame costs a parse and an answer)."""
 MAX_DEPTH = 32
 """The deepest nesting of arrays and objects a frame may have."""
 BAD_FRAMES_BURST = 10
@@ -128,6 +134,7 @@ class WebPluginService(Service):
         self.following: dict[int, str] = {}
         self.children: dict[int, tuple[IListener, IConnection]] = {}
         self.subscribed: dict[int, IChannel] = {}
+        self._frame_buckets: dict[int, TokenBucket] = {}
         self._unsubscribe: list[Callable[[], object]] = []
         self._mounts: list[Any] = []
         self._bad: dict[int, TokenBucket] = {}
@@ -145,8 +152,7 @@ class WebPluginService(Service):
                                          incoming=self._incoming_for_listener(endpoint))
             self.listeners.append(listener)
         for server in self.context.servers.values():
-            self._unsubscribe.append(server.subscribe(
-                lambda state, name=server.name: self.link_changed(name, state)))
+            self._unsubscribe.append(server.subscribe(partial(self.link_changed, server.name)))
         subscription = self.events.subscribe(self.event, name=f"plugin:{self.plugin}")
         self._unsubscribe.append(subscription.cancel)
 
@@ -194,12 +200,25 @@ class WebPluginService(Service):
         self.children.pop(child.id, None)
         self.subscribed.pop(child.id, None)
         self._bad.pop(child.id, None)
+        self._frame_buckets.pop(child.id, None)
         self.gone(child)
 
     def gone(self, child: IConnection) -> None:
         """A child has gone (override to forget per-child state)."""
 
     def _message(self, child: IConnection, data: str | bytes) -> None:
+        now = self.clock.seconds()
+        bucket = self._frame_buckets.get(child.id)
+        if bucket is None:
+            bucket = self._frame_buckets[child.id] = TokenBucket(2 * FRAME_RATE,
+                                                                 1 / FRAME_RATE, now)
+        if bucket.take(now) > 0:  # what follows until the close is ignored
+            if child.ready_state is ReadyState.OPEN:
+                self.quiet.emit(LogLevel.info, "{plugin}: closing {peer}: over {rate:g} frames "
+                                "a second", kind=child.request.peer_host, plugin=self.plugin,
+                                peer=child.request.peer, rate=FRAME_RATE)
+                child.close(1008, "sending too fast")
+            return
         frame, why = read_frame(data, self.frames)
         if frame is None:
             self.bad_frame(child, why)

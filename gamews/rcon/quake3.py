@@ -7,7 +7,10 @@
   rcon, getstatus and getinfo, and drops the rest *without a reply*.  All requests therefore go
   through one queue paced by a token bucket (``burst`` tokens, one more every ``interval``
   seconds, a little slower than the server's budget), so nothing is silently lost: a request
-  is either answered or fails with a clear error (queue full, timeout).
+  is either answered or fails with a clear error (queue full, timeout).  The bucket's burst
+  (7) leaves 3 of the server's 10 to other senders from the same address (a launcher, a
+  server browser, a second tool): with the full 10, one ``getstatus`` from anyone else just
+  before a burst of commands made the server drop one of them (seen in the tests).
 * ``Bad rconpassword.`` fails the command with :class:`RconPasswordRejectedError`, logs
   ``rcon password rejected by NAME`` once and puts the link in ``AUTH_FAILED``; further rcon
   commands fail fast for ``auth_failure_delay`` seconds instead of hammering the server.
@@ -86,7 +89,7 @@ class Quake3RconClient:
     client is made.  ``timeout``: seconds to wait for the first reply datagram once a
     request is sent; ``quiet``: silence that ends an rcon reply; ``max_pending``: bound of
     the queue.  ``burst``/``interval``: the pacing budget (the server allows 10, then one
-    per second; the default interval leaves a 10 % margin).
+    per second; the defaults leave 3 requests and a 10 % margin to other senders).
     """
 
     def __init__(
@@ -100,7 +103,7 @@ class Quake3RconClient:
         timeout: float = 3.0,
         quiet: float = 0.15,
         max_pending: int = 30,
-        burst: int = 10,
+        burst: int = 7,
         interval: float = 1.1,
         auth_failure_delay: float = 300.0,
         status_interval: float | None = 30.0,

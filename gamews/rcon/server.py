@@ -10,6 +10,8 @@ and are left alone)::
     password_file = "alpha.rcon"  # or password_env = "ALPHA_RCON"; inline passwords refused
     # rcon_timeout = 10.0         # optional, seconds (Quake 3: wait for the first datagram)
     # rcon_queue = 100            # optional, commands waiting at most
+    # status_interval = 15        # seconds between status queries (0: none), see
+    #                             # gamews.rcon.status; also one at link-up
 
 Plugins get an :class:`IGameServer`: ``rcon(command) -> Deferred[str]``, ``state``,
 ``subscribe(callback)`` and ``status()``.
@@ -51,7 +53,7 @@ __all__ = [
 
 Kind = Literal["source", "quake3"]
 CommandObserver = Callable[[str, float], object]
-"""Told of each finished rcon command: its :func:`~gamews.rcon.link.command_outcome` and
+"""Told of each finished rcon command: its :func:`gamews.rcon.link.command_outcome` and
 the seconds from the call to the reply or failure (queueing included)."""
 _KINDS: tuple[Kind, ...] = ("source", "quake3")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -152,6 +154,7 @@ class GameServerConfig:
     password: Secret
     timeout: float | None = None
     max_pending: int | None = None
+    status_interval: float = 15.0
 
     @property
     def address(self) -> str:
@@ -162,7 +165,7 @@ class GameServerConfig:
     def from_table(cls, table: dict[str, Any], *, base_dir: Path | None) -> GameServerConfig:
         """Validate one ``[[server]]`` table; relative ``password_file`` paths use ``base_dir``.
 
-        Raises :class:`~gamews.errors.ConfigError` naming the bad key.  Keys it does not
+        Raises :class:`gamews.errors.ConfigError` naming the bad key.  Keys it does not
         know (``log``, ``log_secret_file``, ...) are ignored: other parts of gamews read them.
         """
         name = table.get("name")
@@ -195,7 +198,13 @@ class GameServerConfig:
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10000:
                 raise ConfigError(f"{where}.rcon_queue", "must be an integer 1-10000")
             max_pending = value
-        return cls(name, cast(Kind, kind), host, port, password, timeout, max_pending)
+        interval = table.get("status_interval", 15)
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not (
+                interval == 0 or 1 <= interval <= 3600):
+            raise ConfigError(f"{where}.status_interval",
+                              "must be 0 (no status queries) or seconds in [1, 3600]")
+        return cls(name, cast(Kind, kind), host, port, password, timeout, max_pending,
+                   float(interval))
 
 
 @implementer(IGameServer)
@@ -228,6 +237,10 @@ class GameServer(Service):
             options["timeout"] = config.timeout
         if config.max_pending is not None:
             options["max_pending"] = config.max_pending
+        if config.kind == "quake3" and config.status_interval:
+            # gamews's service adds a StatusPoller (gamews.rcon.status) for this server:
+            # its getstatus keeps the link state, so the client sends no probe of its own
+            options["status_interval"] = None
         if config.kind == "source":
             if endpoint is None:
                 endpoint = _endpoint(reactor, config.host, config.port)

@@ -1,5 +1,5 @@
 """A reconnecting Source RCON client: a thin Protocol over the sans-IO codec, driven by
-:class:`~twisted.application.internet.ClientService`.
+``twisted.application.internet.ClientService``.
 
 * The password is sent in ``prepareConnection``: a connection is used only once authenticated.
 * Commands are pipelined, matched to replies by id, and reassembled with the end marker.

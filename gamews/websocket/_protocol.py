@@ -1,5 +1,5 @@
 """The Autobahn protocol under every child connection: :class:`GamewsServerProtocol`
-(the :class:`~gamews.websocket._child.Wire` of a child), its :class:`SendBuffer`,
+(the :class:`gamews.websocket._child.Wire` of a child), its :class:`SendBuffer`,
 its factory and Autobahn's timers on the injected reactor.
 
 This is the one module of gamews that touches Autobahn's or Twisted's private
@@ -88,7 +88,7 @@ def _refused(failure: Failure) -> None:
 
 class GamewsServerProtocol(WebSocketServerProtocol):
     """Autobahn's server protocol, handing each event to its :class:`Child`; the
-    child's :class:`~gamews.websocket._child.Wire`."""
+    child's :class:`gamews.websocket._child.Wire`."""
 
     factory: GamewsServerFactory
     child: Child
@@ -113,6 +113,10 @@ class GamewsServerProtocol(WebSocketServerProtocol):
     def close(self, code: int, reason: bytes | None) -> None:
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code, reason)
+            if code == 1008 and self.transport is not None:
+                # a policy violation (a peer sending in a tight loop): read nothing more,
+                # or its frames are parsed until the close timeout drops it
+                cast(IPushProducer, self.transport).pauseProducing()
         elif self.state != self.STATE_CLOSED and self.transport is not None:
             self.transport.loseConnection()
 

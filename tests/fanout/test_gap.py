@@ -16,7 +16,7 @@ from gamews.fanout.edge import EdgeFeed
 from gamews.fanout.link import RedisLink
 from gamews.fanout.origin import OriginPublisher
 from gamews.secret import Secret
-from tests.fanout.redis import RedisServer
+from tests.fanout.redis import FANOUT_KEYS, RedisServer
 from tests.support import poll_until, real_reactor
 
 
@@ -47,12 +47,13 @@ class GapTests(TestCase):
             origin_bus, edge_bus = EventBus(reactor), EventBus(reactor)
             origin_bus.add_server("demo")
             publisher = OriginPublisher(
-                FanoutConfig("origin", self.redis.endpoint, name="o", maxlen=100), origin_bus,
+                FanoutConfig("origin", self.redis.endpoint, FANOUT_KEYS, name="o", maxlen=100),
+                origin_bus,
                 {}, self.link("o"), clock=reactor)
             publisher.startService()
             self.addCleanup(publisher.stopService)
             reader = self.link("e/read")
-            feed = EdgeFeed(FanoutConfig("edge", self.redis.endpoint, name="e",
+            feed = EdgeFeed(FanoutConfig("edge", self.redis.endpoint, FANOUT_KEYS, name="e",
                                          servers=("demo",)),
                             edge_bus, reader, self.link("e/write"), clock=reactor)
             feed.startService()

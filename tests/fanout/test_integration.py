@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, readBody
 
 from gamews.auth import hash_token
-from tests.fanout.redis import RedisServer
+from tests.fanout.redis import FANOUT_KEY, RedisServer
 from tests.support import (
     Client,
     TwistdProcess,
@@ -19,6 +20,7 @@ from tests.support import (
     connect,
     free_port,
     poll_until,
+    real_reactor,
     spawn_twistd,
 )
 
@@ -28,29 +30,64 @@ ADMIN, MODERATOR = "admin-token", "moderator-token"
 class Instance:
     """One gamews process: its config, port and the clients connected to it."""
 
-    def __init__(self, directory: Path, name: str, role: str, redis: RedisServer) -> None:
+    def __init__(self, directory: Path, name: str, role: str, redis: RedisServer, *,
+                 tokens: Path | None = None, fanout: tuple[str, ...] = (),
+                 tables: tuple[str, ...] = ()) -> None:
         self.name = name
         self.port = free_port()
+        self.metrics_port = free_port()
         self.redis = redis
         self.config = directory / f"{name}.toml"
         self.audit = directory / f"audit-{name}.jsonl"
         lines = [f'listen = "tcp:{self.port}:interface=127.0.0.1"',
                  "[fanout]", f'role = "{role}"', f'redis = "{redis.endpoint}"',
-                 'password_env = "GAMEWS_TEST_REDIS"', f'name = "{name}"', "stale_after = 1.5"]
+                 'password_env = "GAMEWS_TEST_REDIS"', 'key_env = "GAMEWS_TEST_KEY"',
+                 f'name = "{name}"', "stale_after = 1.5", *fanout]
         if role == "edge":
             lines.insert(0, "")
             lines.append('servers = ["demo"]')
         else:
             lines.insert(0, "demo = true")
-        lines += ["[plugin.console]", f'tokens_file = "{directory / "tokens.txt"}"',
-                  f'audit_log = "{self.audit}"', "rate = 100", "burst = 100"]
+        if redis.acl:
+            lines.append(f'username = "gamews-{role}"')
+        lines += ["[plugin.console]", f'tokens_file = "{tokens or directory / "tokens.txt"}"',
+                  f'audit_log = "{self.audit}"', "rate = 100", "burst = 100",
+                  "[metrics]", f'listen = "tcp:{self.metrics_port}:interface=127.0.0.1"',
+                  *tables]
         self.config.write_text("\n".join(lines) + "\n")
         self.process: TwistdProcess | None = None
+
+    @property
+    def output(self) -> bytes:
+        """What the process logged so far."""
+        return b"" if self.process is None else self.process.output
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None and self.process.transport is not None
+        return int(cast(Any, self.process.transport).pid)
+
+    def rss(self) -> int:
+        """The process's resident memory, in bytes."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+    async def metric(self, name: str) -> float:
+        """The value of one sample line of this instance's /metrics (0 if absent)."""
+        response = await Agent(real_reactor()).request(
+            b"GET", f"http://127.0.0.1:{self.metrics_port}/metrics".encode())
+        body = (await readBody(response)).decode()
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return 0.0
 
     async def start(self) -> None:
         process = self.process = spawn_twistd(
             ["-n", "gamews", "--config", str(self.config)],
-            env={"GAMEWS_TEST_REDIS": self.redis.password})
+            env={"GAMEWS_TEST_REDIS": self.redis.password, "GAMEWS_TEST_KEY": FANOUT_KEY})
         await poll_until(lambda: can_connect(self.port) or process.ended.called, timeout=20)
         if process.ended.called:
             raise RuntimeError(process.output.decode(errors="replace"))
@@ -89,13 +126,20 @@ class FanoutTestCase(TestCase):
 
     timeout = 120
 
+    acl = False
+    """Whether the instances log in as the README's least-privilege Redis ACL users."""
+
+    def instances(self, directory: Path) -> tuple[Instance, list[Instance]]:
+        """The origin and the edges (override to configure them otherwise)."""
+        return (Instance(directory, "origin", "origin", self.redis),
+                [Instance(directory, f"edge-{i}", "edge", self.redis) for i in (1, 2)])
+
     def setUp(self) -> Deferred[None]:  # type: ignore[override]
-        directory = Path(self.mktemp()).resolve()
-        self.redis = RedisServer(directory / "redis")
+        directory = self.directory = Path(self.mktemp()).resolve()
+        self.redis = RedisServer(directory / "redis", acl=self.acl)
         (directory / "tokens.txt").write_text(f"alice:admin:{hash_token(ADMIN)}\n"
                                               f"mo:moderator:{hash_token(MODERATOR)}\n")
-        self.origin = Instance(directory, "origin", "origin", self.redis)
-        self.edges = [Instance(directory, f"edge-{i}", "edge", self.redis) for i in (1, 2)]
+        self.origin, self.edges = self.instances(directory)
         self.clients: list[Client] = []
 
         async def start() -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.logger import ILogObserver, globalLogPublisher
+from twisted.internet.task import deferLater
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from gamews.fanout.link import RedisLink
@@ -47,6 +48,25 @@ class RedisLinkTests(TestCase):
             await self.redis.start()
             self.assertEqual(await pending, "OK")
             self.assertEqual(await link.execute("GET", "k"), "v")
+
+        return ensureDeferred(run())
+
+    def test_outage_logged_once_per_state_change(self) -> Deferred[None]:
+        """Redis down through several retries, then back: one line for the loss, one for
+        the reconnection, none per retry (Twisted's own retry lines included)."""
+        async def run() -> None:
+            link = self.link(self.redis.password)
+            self.assertEqual(await link.execute("PING"), "PONG")
+            await self.redis.kill()
+            await poll_until(lambda: not link.connected)
+            waiting = link.execute("GET", "k")
+            await deferLater(real_reactor(), 2.5)  # retries at 0.1, 0.2, 0.4, 0.8 s...
+            await self.redis.start()
+            self.assertIsNone(await waiting)
+            texts = [formatEvent(e) for e in self.logged]
+            self.assertEqual(sum("lost" in t for t in texts), 1, texts)
+            self.assertEqual(sum("connected to" in t for t in texts), 2, texts)
+            self.assertFalse([t for t in texts if "retry" in t.lower()], texts)
 
         return ensureDeferred(run())
 

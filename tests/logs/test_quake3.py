@@ -84,7 +84,7 @@ class FixtureTests(SynchronousTestCase):
                          ItemPickup(player(1), "ammo_rockets", game_clock=0))
         self.assertEqual(parse_line(by_kind["Kill"]),
                          Kill(player(0, "Sarge"), player(3, "Major"), "MOD_PLASMA",
-                              game_clock=9))
+                              weapon_name="plasma gun", game_clock=9))
         self.assertEqual(parse_line(by_kind["PlayerScore"]),
                          PlayerScore(player(0, "Sarge"), 1, game_clock=9))
         e = parse_line(by_kind["say"])
@@ -112,9 +112,10 @@ class FixtureTests(SynchronousTestCase):
     def test_suicide_and_world_kill(self) -> None:
         """Self-kills are Suicide; the kicked bot's 1022 kill is a WorldKill."""
         lines = openarena_lines()
-        self.assertIn(Suicide(player(3, "Major"), "MOD_ROCKET_SPLASH", game_clock=137),
+        self.assertIn(Suicide(player(3, "Major"), "MOD_ROCKET_SPLASH",
+                              weapon_name="rocket launcher (splash)", game_clock=137),
                       [parse_line(x) for x in lines])
-        self.assertIn(WorldKill(player(4, "Ayumi"), "MOD_SUICIDE", game_clock=173),
+        self.assertIn(WorldKill(player(4, "Ayumi"), "MOD_SUICIDE", "suicide", game_clock=173),
                       [parse_line(x) for x in lines])
 
 
@@ -145,7 +146,8 @@ class OtherLinesTests(SynchronousTestCase):
     def test_world_falling(self) -> None:
         """Falling and lava deaths come from the world (1022)."""
         e = parse_line(" 10:02 Kill: 1022 2 19: <world> killed Kyonshi by MOD_FALLING")
-        self.assertEqual(e, WorldKill(player(2, "Kyonshi"), "MOD_FALLING", game_clock=602))
+        self.assertEqual(e, WorldKill(player(2, "Kyonshi"), "MOD_FALLING", "falling",
+                                      game_clock=602))
 
     def test_hostile_names(self) -> None:
         """Names with colour codes, colons, ' killed ' and non-ASCII keep their client numbers."""

@@ -84,7 +84,8 @@ class OpenArenaTests(unittest.TestCase):
         (base / "oa.rcon").write_text(PASSWORD + "\n")
         config = GameServerConfig.from_table(
             {"name": "oa", "kind": "quake3", "rcon": f"127.0.0.1:{self.oa.port}",
-             "password_file": "oa.rcon", "log": str(self.oa.games_log)}, base_dir=base)
+             "password_file": "oa.rcon", "log": str(self.oa.games_log),
+             "status_interval": 0}, base_dir=base)  # no poller here: the client probes
         server = GameServer(config, reactor=self.reactor)
         server.startService()
         self.addCleanup(server.stopService)

@@ -145,7 +145,7 @@ class Quake3ClientTests(unittest.SynchronousTestCase):
 
     def test_pacing_burst_then_interval(self) -> None:
         """Ten requests go at once, then one per interval; every request is answered."""
-        client = self.make(interval=1.1)
+        client = self.make(interval=1.1, burst=10)
         replies = [client.getstatus() for _ in range(13)]
         for _ in range(100):
             while len(self.port.sent) > sum(1 for d in replies if d.called):

@@ -101,6 +101,24 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual(e.key, "server.alpha.password")
         self.assertNotIn("two words", str(e))
 
+    def test_status_interval(self) -> None:
+        """status_interval: 15 by default, 0 (off) or seconds in [1, 3600], else its key is
+        named; with status queries on, the Quake 3 client has no probe of its own."""
+        self.assertEqual(GameServerConfig.from_table(self.table(), base_dir=self.base)
+                         .status_interval, 15.0)
+        for value in (0, 1, 2.5, 3600):
+            config = GameServerConfig.from_table(self.table(status_interval=value),
+                                                 base_dir=self.base)
+            self.assertEqual(config.status_interval, value)
+        for bad in (-1, 0.5, 3601, True, "15"):
+            self.assertEqual(self.error(status_interval=bad).key,
+                             "server.alpha.status_interval", bad)
+        for value, probe in ((15, None), (0, 30.0)):
+            config = GameServerConfig.from_table(
+                self.table(kind="quake3", status_interval=value), base_dir=self.base)
+            server = GameServer(config, reactor=FakeUDPReactor())
+            self.assertEqual(server.client.status_interval, probe)  # type: ignore[union-attr]
+
     def test_options(self) -> None:
         """rcon_timeout and rcon_queue reach the client."""
         config = GameServerConfig.from_table(self.table(rcon_timeout=2.5, rcon_queue=7),
@@ -114,13 +132,15 @@ class GameServerTests(unittest.SynchronousTestCase):
     """GameServer services."""
 
     def config(self, kind: str) -> GameServerConfig:
-        """A config without touching the environment."""
+        """A config without touching the environment (no status poller: the Quake 3 client
+        probes with getstatus itself)."""
         base = Path(self.mktemp())
         base.mkdir()
         (base / "pw").write_text(SECRET)
         port = "27015" if kind == "source" else "27960"
         return GameServerConfig.from_table(
-            {"name": f"g-{kind}", "kind": kind, "rcon": f"127.0.0.1:{port}", "password_file": "pw"},
+            {"name": f"g-{kind}", "kind": kind, "rcon": f"127.0.0.1:{port}", "password_file": "pw",
+             "status_interval": 0},
             base_dir=base)
 
     def test_source_service(self) -> None:

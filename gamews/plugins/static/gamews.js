@@ -2,7 +2,8 @@
  *
  * Plain JavaScript, no framework, no build step, nothing fetched from elsewhere.
  * The pages' Content-Security-Policy allows no inline script, so every page loads
- * this one file and runs the part named by <body data-page="...">.
+ * this one file and runs the part named by <body data-page="..."> (chat, live,
+ * console, overlay).
  *
  * Game text (player names, chat, console output) is attacker-controlled: it only
  * ever reaches the page through textContent / text nodes (see el() below), never
@@ -89,6 +90,7 @@
   const chrome = {
     conn: null, link: null, toast: null, select: null, selectBox: null,
     toastTimer: 0, links: {}, stale: {}, server: null, servers: [],
+    remember: true, // follow the server last chosen on this browser (not on the overlay)
 
     init() {
       this.conn = $('#conn');
@@ -118,7 +120,7 @@
       this.servers = Array.isArray(frame.servers) ? frame.servers.map(String) : [];
       this.server = frame.server === null || frame.server === undefined ? null
         : String(frame.server);
-      const wanted = localStorage.getItem('gamews.server');
+      const wanted = this.remember ? localStorage.getItem('gamews.server') : null;
       if (wanted && wanted !== this.server && this.servers.includes(wanted) && socket) {
         socket.send({ type: 'select', server: wanted });
       }
@@ -373,10 +375,15 @@
 
   // -- live ---------------------------------------------------------------------
 
-  function livePage() {
-    const FEED = 10;
+  /**
+   * Follow a live view socket (`/live/ws`, `/overlay/ws`): a snapshot, then deltas in
+   * seq order; a gap asks for a resync. `draw(view)` runs at most once per animation
+   * frame with {state, seq, delay, resyncs}. `server`, if given, is selected on hello.
+   */
+  function followLive(path, draw, { feed = 10, server: wanted = null } = {}) {
     let server = null;
     let seq = null; // the seq of the state shown; null until a snapshot
+    let run = null; // the numbering seq belongs to (changes when the origin restarts)
     let waiting = true; // a snapshot is due (first one, or after a resync)
     let state = { map: null, round: 0, teams: {}, players: {}, kill_feed: [] };
     let delay = 0;
@@ -391,9 +398,10 @@
         round: s.round ?? 0,
         teams: s.teams && typeof s.teams === 'object' ? { ...s.teams } : {},
         players: s.players && typeof s.players === 'object' ? { ...s.players } : {},
-        kill_feed: Array.isArray(s.kill_feed) ? s.kill_feed.slice(-FEED) : [],
+        kill_feed: Array.isArray(s.kill_feed) ? s.kill_feed.slice(-feed) : [],
       };
       seq = Number(frame.seq);
+      run = frame.run ?? null;
       delay = Number(frame.delay) || 0;
       waiting = false;
       render();
@@ -402,8 +410,9 @@
     function delta(frame, sock) {
       if (waiting) return; // a snapshot is on its way
       const n = Number(frame.seq);
-      if (!Number.isFinite(n) || n <= seq) return; // old news
-      if (n !== seq + 1) {
+      const sameRun = (frame.run ?? null) === run;
+      if (sameRun && (!Number.isFinite(n) || n <= seq)) return; // old news
+      if (!sameRun || n !== seq + 1) {
         // missed one or more: ask for a fresh snapshot and ignore deltas until it comes
         waiting = true;
         resyncs += 1;
@@ -420,7 +429,7 @@
           else state.players[id] = player;
         }
       }
-      if (Array.isArray(c.kill_feed)) state.kill_feed = state.kill_feed.concat(c.kill_feed).slice(-FEED);
+      if (Array.isArray(c.kill_feed)) state.kill_feed = state.kill_feed.concat(c.kill_feed).slice(-feed);
       seq = n;
       render();
     }
@@ -428,25 +437,82 @@
     function render() {
       if (queued) return;
       queued = true;
-      requestAnimationFrame(draw);
+      requestAnimationFrame(() => {
+        queued = false;
+        draw({ state, seq, delay, resyncs });
+      });
     }
 
-    function draw() {
-      queued = false;
+    const socket = new Socket(path, {
+      onOpen() { waiting = true; },
+      onFrame(frame, sock) {
+        if (frame.type === 'error' && frame.reason === 'login refused') token = null;
+        if (frame.type === 'hello' && wanted && frame.server !== wanted
+            && Array.isArray(frame.servers) && frame.servers.includes(wanted)) {
+          sock.send({ type: 'select', server: wanted });
+        }
+        if (chrome.common(frame, sock)) return;
+        if (frame.type === 'hello') {
+          server = chrome.server;
+          waiting = true;
+          seq = null;
+          if (token) sock.send({ type: 'login', token });
+        } else if (frame.server !== undefined && frame.server !== server) {
+          // a frame for a server no longer followed
+        } else if (frame.type === 'snapshot') {
+          snapshot(frame);
+        } else if (frame.type === 'delta') {
+          delta(frame, sock);
+        }
+      },
+    });
+    socket.start();
+    draw({ state, seq, delay, resyncs });
+    return {
+      login(t) {
+        token = t;
+        if (token) socket.send({ type: 'login', token });
+      },
+    };
+  }
+
+  /** The scores to show: before the first round ends, the teams playing at 0. */
+  function teamScores(state) {
+    const scores = { ...state.teams };
+    for (const p of Object.values(state.players)) {
+      if (p && p.team && teamRank(p.team) < 20 && !(p.team in scores)) scores[p.team] = 0;
+    }
+    return Object.entries(scores).sort((a, b) => teamRank(a[0]) - teamRank(b[0])
+      || a[0].localeCompare(b[0]));
+  }
+
+  function teamScoreNodes(teams) {
+    return teams.map(([team, score]) =>
+      el('div', { class: `team-score ${teamClass(team)}` },
+        el('span', { class: 'team-name' }, teamLabel(team)),
+        el('span', { class: 'team-points' }, String(score ?? 0))));
+  }
+
+  function killNodes(killFeed) {
+    return killFeed.slice().reverse().map((k) => {
+      const who = (n, team) => el('span', { class: `kname ${teamClass(team)}` }, n ?? '?');
+      return el('li', { class: 'kill' },
+        k.killer !== null && k.killer !== undefined ? who(k.killer, k.killer_team) : null,
+        el('span', { class: 'weapon' }, k.weapon ? String(k.weapon) : 'died'),
+        k.kind === 'suicide' || k.kind === 'world'
+          ? el('span', { class: 'tag' }, k.kind === 'suicide' ? 'suicide' : 'world') : null,
+        k.headshot ? el('span', { class: 'tag tag-hs', title: 'headshot' }, 'HS') : null,
+        who(k.victim, k.victim_team));
+    });
+  }
+
+  function livePage() {
+    function draw({ state, seq, delay, resyncs }) {
       $('#map').textContent = state.map || '—';
       document.title = `${state.map ? `${state.map} · ` : ''}Live · gamews`;
       $('#round').textContent = state.round ? String(state.round) : '—';
-      // before the first round ends there are no scores yet: show the teams playing at 0
-      const scores = { ...state.teams };
-      for (const p of Object.values(state.players)) {
-        if (p && p.team && teamRank(p.team) < 20 && !(p.team in scores)) scores[p.team] = 0;
-      }
-      const teams = Object.entries(scores).sort((a, b) => teamRank(a[0]) - teamRank(b[0])
-        || a[0].localeCompare(b[0]));
-      $('#teams').replaceChildren(...teams.map(([team, score]) =>
-        el('div', { class: `team-score ${teamClass(team)}` },
-          el('span', { class: 'team-name' }, teamLabel(team)),
-          el('span', { class: 'team-points' }, String(score ?? 0)))));
+      const teams = teamScores(state);
+      $('#teams').replaceChildren(...teamScoreNodes(teams));
       $('#teams').hidden = teams.length === 0;
 
       const players = Object.values(state.players).filter((p) => p && typeof p === 'object');
@@ -467,16 +533,8 @@
       $('#count').textContent = `${players.length} player${players.length === 1 ? '' : 's'}`;
       $('#no-players').hidden = players.length > 0;
 
-      const feed = state.kill_feed.slice().reverse();
-      $('#killfeed').replaceChildren(...feed.map((k) => {
-        const who = (n, team) => el('span', { class: `kname ${teamClass(team)}` }, n ?? '?');
-        return el('li', { class: 'kill' },
-          k.killer !== null && k.killer !== undefined ? who(k.killer, k.killer_team) : null,
-          el('span', { class: 'weapon' }, k.weapon ? String(k.weapon) : 'died'),
-          k.headshot ? el('span', { class: 'tag tag-hs', title: 'headshot' }, 'HS') : null,
-          who(k.victim, k.victim_team));
-      }));
-      $('#no-kills').hidden = feed.length > 0;
+      $('#killfeed').replaceChildren(...killNodes(state.kill_feed));
+      $('#no-kills').hidden = state.kill_feed.length > 0;
       $('#delay').hidden = !(delay > 0);
       $('#delay').textContent = delay > 0 ? `Spectator delay: ${delay}s` : '';
       $('#admin-form').hidden = !(delay > 0);
@@ -485,34 +543,44 @@
       meta.dataset.seq = seq === null ? '' : String(seq);
     }
 
-    const socket = new Socket('/live/ws', {
-      onOpen() { waiting = true; },
-      onFrame(frame, sock) {
-        if (frame.type === 'error' && frame.reason === 'login refused') token = null;
-        if (chrome.common(frame, sock)) return;
-        if (frame.type === 'hello') {
-          server = chrome.server;
-          waiting = true;
-          seq = null;
-          if (token) sock.send({ type: 'login', token });
-        } else if (frame.server !== undefined && frame.server !== server) {
-          // a frame for a server no longer followed
-        } else if (frame.type === 'snapshot') {
-          snapshot(frame);
-        } else if (frame.type === 'delta') {
-          delta(frame, sock);
-        }
-      },
-    });
+    const live = followLive('/live/ws', draw);
     $('#admin-form').addEventListener('submit', (event) => {
       event.preventDefault();
       const input = $('#admin-token');
-      token = input.value.trim() || null;
+      const token = input.value.trim() || null;
       input.value = '';
-      if (token) socket.send({ type: 'login', token });
+      live.login(token);
     });
-    socket.start();
-    draw();
+  }
+
+  // -- overlay --------------------------------------------------------------------
+
+  /**
+   * The stream overlay (OBS browser source): score and kill feed on a transparent page,
+   * no controls. URL parameters: width (px, 200-3840), scale (0.5-4), feed (kill feed
+   * entries, 0-20), server (the game server to follow), score=0 / kills=0 to hide a part.
+   */
+  function overlayPage() {
+    chrome.remember = false;
+    const params = new URLSearchParams(location.search);
+    const number = (name, low, high, fallback) => {
+      const v = Number(params.get(name));
+      return params.has(name) && Number.isFinite(v) ? Math.min(high, Math.max(low, v)) : fallback;
+    };
+    const root = document.documentElement.style;
+    root.setProperty('--overlay-width', `${number('width', 200, 3840, 420)}px`);
+    root.setProperty('--overlay-scale', String(number('scale', 0.5, 4, 1)));
+    const feed = Math.round(number('feed', 0, 20, 5));
+    $('#score').hidden = params.get('score') === '0';
+    $('#kills').hidden = params.get('kills') === '0' || feed === 0;
+
+    function draw({ state, seq }) {
+      $('#score').replaceChildren(...teamScoreNodes(teamScores(state)));
+      $('#kills').replaceChildren(...killNodes(state.kill_feed.slice(-feed)));
+      document.body.dataset.seq = seq === null ? '' : String(seq);
+    }
+
+    followLive('/overlay/ws', draw, { feed: Math.max(feed, 1), server: params.get('server') });
   }
 
   // -- console ------------------------------------------------------------------
@@ -714,6 +782,7 @@
     if (page === 'chat') chatPage();
     else if (page === 'live') livePage();
     else if (page === 'console') consolePage();
+    else if (page === 'overlay') overlayPage();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
