@@ -417,12 +417,18 @@ class SpectatorDelayTests(SynchronousTestCase):
         on_chat = self.sibling("chat", {})
         on_console = self.sibling("console", {"tokens_file": "tokens.txt",
                                               "audit_log": "audit.jsonl"}, directory)
+        from gamews.plugins.bridge import BridgeService
+        from gamews.plugins.live import OverlayService
+
         self.services = [ChatService(on_chat), LiveService(self.context),
-                         ConsoleService(on_console)]
+                         ConsoleService(on_console), OverlayService(self.sibling("overlay", {})),
+                         BridgeService(self.sibling("bridge", {}))]
         for service in self.services:
             service.startService()
-        chat, live, console = self.context.listeners
+        chat, live, console, overlay, bridge = self.context.listeners
         self.chat, self.live = chat.connect(), live.connect()
+        self.overlay = overlay.connect()
+        self.bridge = bridge.connect(FakeBrowser(path="/bridge/ws", query={"channel": ["bomb"]}))
         self.console = console.connect()
         self.console.receive({"type": "login", "token": "view-tok"})
         self.privileged = live.connect()
@@ -439,26 +445,30 @@ class SpectatorDelayTests(SynchronousTestCase):
         return context
 
     def kills(self, child: FakeBrowser) -> int:
-        text = json.dumps(child.sent)
+        text = json.dumps(child.frames)
         return text.count("ak47")
 
     def test_no_public_view_early(self) -> None:
-        """A kill reaches the chat page and the public live view 30 s later, not before;
-        the console and a logged-in live view see it at once; a late chat joiner's backlog
-        is as late as the lines."""
+        """A kill (and a game plugin's bridge event) reaches the chat page, the public live
+        view, the overlay and the bridge 30 s later, not before; the console and a
+        logged-in live view see it at once; a late chat joiner's backlog is as late."""
+        from gamews.events import Custom
+
         publish(self.context, *JOIN, KILL, SAY, TEAM_SAY)
+        self.context.events.publish("alpha", Custom("bomb", {"planted": "ak47"}))
         clock = self.context.reactor
-        self.assertEqual(self.kills(self.console), 1)
+        self.assertEqual(self.kills(self.console), 2)  # the kill and the bridge event
         self.assertEqual(self.kills(self.privileged), 1)
+        public = (self.chat, self.live, self.overlay, self.bridge)
         for step in range(29):
             clock.advance(1)
-            self.assertEqual(self.kills(self.chat), 0, step)
-            self.assertEqual(self.kills(self.live), 0, step)
+            for child in public:
+                self.assertEqual(self.kills(child), 0, (step, child))
             late = self.context.listeners[0].connect()
             self.assertEqual(self.kills(late), 0)
         clock.advance(1.5)
-        self.assertEqual(self.kills(self.chat), 1)
-        self.assertEqual(self.kills(self.live), 1)
+        for child in public:
+            self.assertEqual(self.kills(child), 1, child)
         self.assertEqual(self.kills(self.context.listeners[0].connect()), 1)
         self.assertIn("gg", json.dumps(self.chat.sent))
         self.assertIn("rush B", json.dumps(self.console.sent))
