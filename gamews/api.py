@@ -110,6 +110,7 @@ from gamews.rcon.link import LinkState
 from gamews.rcon.server import IGameServer
 from gamews.redact import redact_command, truncate
 from gamews.throttle import LoginThrottle, ThrottleConfig
+from gamews.view import diff_views, view_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -151,6 +152,7 @@ __all__ = [
     "IPluginContext",
     "IRequestForwarder",
     "IRequestHandler",
+    "ISettingsReloadable",
     "IncomingCallback",
     "ItemPickup",
     "Kill",
@@ -195,6 +197,7 @@ __all__ = [
     "WorldTriggered",
     "change_map",
     "clean_text",
+    "diff_views",
     "event_fields",
     "kick",
     "kick_slot",
@@ -205,6 +208,7 @@ __all__ = [
     "settings_from_table",
     "truncate",
     "valid_channel",
+    "view_of",
 ]
 
 
@@ -529,6 +533,17 @@ class IRequestHandler(Interface):
     def apply(server: str, request: Request) -> Deferred[dict[str, Any]]:
         """Check and run ``request`` on game server ``server``; fire with the reply (a JSON
         object the plugin reads back where the browser is). Never fails."""
+
+
+class ISettingsReloadable(Interface):
+    """A plugin service that takes new settings while it runs (a ``SIGHUP`` reload).
+
+    Without it, a changed ``[plugin.NAME]`` table is named as needing a restart.
+    """
+
+    def reload_settings(settings: Any) -> None:
+        """Use ``settings`` (an instance of the plugin's ``settings_type``, already checked)
+        from now on, without closing any connection."""
 
 
 class IRequestForwarder(Interface):

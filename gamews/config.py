@@ -126,6 +126,9 @@ class GamewsConfig:
     """The raw ``[fanout]`` table (validated by :mod:`gamews.fanout.config`), if any."""
     spectator: Mapping[str, Any] | None = None
     """The raw ``[spectator]`` table (validated by :mod:`gamews.spectator`), if any."""
+    archive: Mapping[str, Any] | bool | None = None
+    """The raw ``[archive]`` table (validated by :mod:`gamews.archive.config`), ``False``
+    for ``archive = false``, or ``None`` (the default archive; none on an edge)."""
 
     @property
     def edge(self) -> bool:
@@ -203,7 +206,7 @@ def _parse_limits(table: Mapping[str, Any]) -> WebSocketLimits:
 
 _TOP_KEYS: Final = frozenset({"listen", "plugins", "plugin", "websocket", "shutdown_timeout",
                               "server", "manhole", "metrics", "demo", "fanout",
-                              "spectator"})
+                              "spectator", "archive"})
 
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> GamewsConfig:
@@ -216,6 +219,11 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Ga
         if table in data:
             _check(data[table], dict, table)
             kwargs[table] = dict(data[table])
+    if "archive" in data:
+        value = data["archive"]
+        if value is not False and not isinstance(value, dict):
+            raise ConfigError("archive", "expected an [archive] table or archive = false")
+        kwargs["archive"] = value if value is False else dict(value)
     if "demo" in data:
         _check(data["demo"], bool, "demo")
         kwargs["demo"] = data["demo"]

@@ -4,8 +4,12 @@
   that says what it binds (``tcp:8080:interface=X`` and
   ``tcp:port=8080:interface=X`` are one);
 - :func:`is_loopback_endpoint`: whether a description listens on loopback only;
+- :func:`endpoint_setting`: an endpoint setting (``--metrics 9108``, ``--manhole 2222``,
+  ``[metrics] listen``, ``[manhole] endpoint``) where a bare port means loopback;
 - :class:`Listening`: one listen on an endpoint, and who waits for it (the
-  registry's shared ports, the manhole and the metrics port use it).
+  registry's shared ports, the manhole and the metrics port use it);
+- :func:`tls_server_endpoint`: ``ssl:`` descriptions served through a
+  :class:`gamews.tls.ReloadableTLS`, whose certificate a reload renews.
 """
 
 from __future__ import annotations
@@ -14,13 +18,22 @@ import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFactory
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
 from twisted.python.failure import Failure
 
-__all__ = ["EndpointKey", "Listening", "is_loopback_endpoint", "normalize_endpoint"]
+from gamews.tls import ReloadableTLS
+
+__all__ = ["EndpointKey", "Listening", "endpoint_setting", "is_loopback_endpoint",
+           "normalize_endpoint", "split_description", "tls_server_endpoint"]
 
 _POSITIONAL: dict[str, tuple[str, ...]] = {
     "tcp": ("port", "interface", "backlog"),
@@ -32,7 +45,7 @@ _POSITIONAL: dict[str, tuple[str, ...]] = {
 _TLS_KEYS = ("privateKey", "certKey", "sslmethod", "extraCertChain", "dhParameters")
 
 
-def _split(description: str) -> list[str]:
+def split_description(description: str) -> list[str]:
     """Split a strports description on unescaped colons, unescaping ``\\:``."""
     parts, current, chars = [], [], iter(description)
     for ch in chars:
@@ -60,7 +73,7 @@ def normalize_endpoint(description: str) -> EndpointKey:
 
     Raises ``ValueError`` for a description that is not well formed.
     """
-    parts = _split(description)
+    parts = split_description(description)
     kind = parts[0].lower()
     if not kind or len(parts) < 2:
         raise ValueError(f"not an endpoint description: {description!r} (try tcp:8080)")
@@ -104,6 +117,26 @@ def normalize_endpoint(description: str) -> EndpointKey:
                            tuple(sorted((k, v) for k, v in args.items() if k != "address")))
     return EndpointKey((kind, *sorted(f"{k}={v}" for k, v in args.items())), ())
 
+
+
+def endpoint_setting(value: object, key: str) -> str:
+    """An endpoint description from a setting ``key``: strports syntax, or a bare port
+    number (TOML integer or digits) meaning that port on loopback.  Raises
+    :class:`gamews.errors.ConfigError` naming ``key``."""
+    from gamews.errors import ConfigError
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "expected an endpoint such as tcp:9108:interface=127.0.0.1, "
+                               "or a port number (loopback)")
+    if value.isdigit():
+        value = f"tcp:{value}:interface=127.0.0.1"
+    try:
+        normalize_endpoint(value)
+    except ValueError as e:
+        raise ConfigError(key, str(e)) from None
+    return value
 
 
 def is_loopback_endpoint(description: str) -> bool:
@@ -152,6 +185,8 @@ class Listening:
         """The listening port, once listening (``None`` again once stopped)."""
         self.failure: Failure | None = None
         """Why it could not listen, if it could not."""
+        self.tls: ReloadableTLS | None = None
+        """The certificate of an ``ssl:`` port, which a reload renews, once listening."""
         self._waiters: list[Deferred[IAddress]] = []
         self._pending = False
         self._stopping = False
@@ -161,8 +196,12 @@ class Listening:
         self.port, self.failure, self._stopping, self._pending = None, None, False, True
 
         def listen(_: object) -> Deferred[IListeningPort]:
-            listened: Deferred[IListeningPort] = serverFromString(
-                self._reactor, self.description).listen(self._factory)
+            made = tls_server_endpoint(self._reactor, self.description)
+            if made is None:
+                endpoint = serverFromString(self._reactor, self.description)
+            else:
+                endpoint, self.tls = made
+            listened: Deferred[IListeningPort] = endpoint.listen(self._factory)
             return listened
 
         ready = after if after is not None else succeed(None)
@@ -214,3 +253,28 @@ class Listening:
         if isinstance(stopped, Deferred):
             return stopped.addCallback(lambda _: None)
         return succeed(None)
+
+
+def tls_server_endpoint(reactor: Any, description: str) -> tuple[
+        IStreamServerEndpoint, ReloadableTLS] | None:
+    """An endpoint for an ``ssl:`` ``description`` whose certificate can be reloaded, with its
+    :class:`gamews.tls.ReloadableTLS`; ``None`` for other descriptions (use
+    ``serverFromString``)."""
+    parts = split_description(description)
+    if parts[0].lower() != "ssl" or any("=" not in p for p in parts[4:]):
+        return None
+    key = normalize_endpoint(description)
+    options = dict(key.options)
+    if "sslmethod" in options:
+        return None
+    backlog = 50
+    for part in parts[1:]:
+        name, _, value = part.partition("=")
+        if name == "backlog" and value.isdigit():
+            backlog = int(value)
+    tls = ReloadableTLS(options["privateKey"], options["certKey"],
+                        chain=options.get("extraCertChain"),
+                        dh_parameters=options.get("dhParameters"))
+    _, interface, port = key.bind
+    return SSL4ServerEndpoint(reactor, int(port), tls, backlog=backlog,
+                              interface=interface), tls

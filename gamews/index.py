@@ -11,7 +11,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from gamews.api import IGamewsPlugin
-from gamews.pages import secure_headers
+from gamews.pages import secure
 
 if TYPE_CHECKING:
     from gamews.registry import Registry
@@ -67,7 +67,7 @@ class IndexPage(Resource):
 
     def render(self, request: Request) -> bytes:
         """Any method: the strict headers first (a HEAD answer has them too)."""
-        secure_headers(request)
+        secure(request)
         result: bytes = super().render(request)  # type: ignore[no-untyped-call]
         return result
 
@@ -102,7 +102,7 @@ class IndexPage(Resource):
         ) or "<tr><td colspan=2>none</td></tr>"
         nonce = secrets.token_urlsafe(16)
         echo = _ECHO.format(path="/echo", nonce=nonce) if "/echo" in routes else ""
-        secure_headers(request, nonce=nonce)
+        secure(request, nonce=nonce)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return _PAGE.format(pages=pages_html, plugins=rows, paths=paths, echo=echo,
                             nonce=nonce).encode("utf-8")

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.application.service import Service
@@ -34,8 +34,9 @@ from twisted.web import http
 from twisted.web.resource import EncodingResourceWrapper, IResource, Resource
 from twisted.web.server import GzipEncoderFactory, Request
 
+from gamews import __version__
 from gamews.config import WebSocketLimits
-from gamews.endpoints import Listening, is_loopback_endpoint, normalize_endpoint
+from gamews.endpoints import Listening, endpoint_setting, is_loopback_endpoint
 from gamews.errors import ConfigError
 from gamews.fanout.link import FanoutStats
 from gamews.guard import GuardedSite
@@ -53,7 +54,6 @@ __all__ = [
     "MetricsConfig",
     "MetricsResource",
     "MetricsService",
-    "metrics_endpoint",
 ]
 
 log = Logger(namespace="gamews.metrics")
@@ -65,22 +65,6 @@ _SOURCE_KIND: Final[dict[type, str]] = {UdpLogService: "udp", HttpLogService: "h
                                         FileTailService: "file"}
 _DROPS: Final = (("address", "dropped_address"), ("secret", "dropped_secret"),
                  ("malformed", "dropped_malformed"))
-
-
-def metrics_endpoint(value: object, key: str) -> str:
-    """A metrics endpoint description from config or the command line: strports syntax,
-    or a bare port number meaning that port on loopback. Raises :class:`ConfigError`."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, "expected an endpoint such as tcp:9108:interface=127.0.0.1")
-    if value.isdigit():
-        value = f"tcp:{value}:interface=127.0.0.1"
-    try:
-        normalize_endpoint(value)
-    except ValueError as e:
-        raise ConfigError(key, str(e)) from None
-    return value
 
 
 @dataclass(frozen=True)
@@ -98,7 +82,7 @@ class MetricsConfig:
                 raise ConfigError(f"metrics.{key}", "unknown key (known: listen)")
         if "listen" not in table:
             return cls()
-        return cls(metrics_endpoint(table["listen"], "metrics.listen"))
+        return cls(endpoint_setting(table["listen"], "metrics.listen"))
 
 
 # -- reading gamews's state at scrape time ------------------------------------------------
@@ -260,6 +244,11 @@ class GamewsMetrics:
         self.collector_registry = CollectorRegistry()
         self.collector = GamewsCollector(registry, servers, log_sources, fanout)
         self.collector_registry.register(self.collector)
+        # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
+        ProcessCollector(registry=self.collector_registry)
+        build = Gauge("gamews_build_info", "Always 1; the running gamews's version.",
+                      ["version"], registry=self.collector_registry)
+        build.labels(__version__).set(1)
         self.rcon_commands = Counter(
             "gamews_rcon_commands", "RCON commands finished, by outcome.",
             ["server", "outcome"], registry=self.collector_registry)

@@ -9,7 +9,7 @@ from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Request
 from twisted.web.static import File
 
-__all__ = ["STATIC_DIR", "Page", "secure_headers", "static_files"]
+__all__ = ["STATIC_DIR", "Page", "secure", "static_files"]
 
 STATIC_DIR: Final = Path(__file__).parent / "plugins" / "static"
 
@@ -19,7 +19,7 @@ _CSP: Final = (b"default-src 'none'; script-src 'self'; style-src 'self'; img-sr
                b"frame-ancestors 'none'")
 
 
-def secure_headers(request: Request, *, nonce: str | None = None) -> None:
+def secure(request: Request, *, nonce: str | None = None) -> None:
     """Set the strict headers every page and asset is served with (whatever the method):
     the Content-Security-Policy (with ``frame-ancestors 'none'``); with ``nonce``, the
     page's own inline ``<script nonce=...>`` and ``<style nonce=...>`` may run too."""
@@ -44,7 +44,7 @@ class Page(Resource):
         self.path = path
 
     def render(self, request: Request) -> bytes:
-        secure_headers(request)
+        secure(request)
         result: bytes = super().render(request)  # type: ignore[no-untyped-call]
         return result
 
@@ -58,7 +58,7 @@ class _SecureFile(File):
     redirected."""
 
     def render(self, request: Request) -> bytes | int:
-        secure_headers(request)
+        secure(request)
         if self.isdir():
             missing: bytes = NoResource().render(request)
             return missing

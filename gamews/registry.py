@@ -13,6 +13,7 @@ import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -192,7 +193,7 @@ class _Route:
                 for owner in child.holders():
                     held[owner] = held.get(owner, 0) + 1
         return PathView(self.path, tuple(lst.owner for lst in self.listeners()),
-                        len(self.children), held)
+                        len(self.children), MappingProxyType(held))
 
     def broadcast(self, data: str | bytes, children: Iterable[Child]) -> int:
         """Send ``data`` to ``children`` of this path, framed once."""
@@ -243,7 +244,7 @@ class _Port:
         return PortView(
             self.description, port.getHost() if port is not None else None,
             tuple(route.view() for _, route in sorted(self.routes.items())),
-            {path: mount.owner for path, mount in sorted(self.mounts.items())})
+            MappingProxyType({path: mount.owner for path, mount in sorted(self.mounts.items())}))
 
     def route_for(self, path: str) -> _Route:
         if path in self.mounts:

@@ -30,6 +30,7 @@ from gamews.fanout.config import FanoutConfig
 from gamews.fanout.link import FanoutStats, RedisLink
 from gamews.groups import ListenerGroup, MountGroup
 from gamews.guard import raise_file_limit
+from gamews.health import HealthResource
 from gamews.index import IndexPage
 from gamews.logs.service import LogSourceConfig, build_log_source
 from gamews.manhole import make_manhole_service, service_namespace
@@ -38,8 +39,10 @@ from gamews.pages import static_files
 from gamews.rcon.server import GameServer, IGameServer
 from gamews.rcon.status import StatusPoller
 from gamews.registry import Listener, Mount, Registry
-from gamews.settings import PluginSettings, ServerSettings, Settings
+from gamews.reload import Reloader
+from gamews.settings import CommandLine, PluginSettings, ServerSettings, Settings
 from gamews.spectator import PublicEvents
+from gamews.startup import ListenCheck, check_listening
 from gamews.websocket import tune_autobahn
 
 __all__ = ["GamewsService", "PluginContext"]
@@ -164,9 +167,13 @@ class GamewsService(MultiService):
     stops listening.
     """
 
-    def __init__(self, settings: Settings, *, reactor: Any = None) -> None:
+    def __init__(self, settings: Settings, *, reactor: Any = None,
+                 cli: CommandLine | None = None) -> None:
+        """Build every part from ``settings``; with ``cli`` (the command line it came
+        from), ``SIGHUP`` reloads the configuration while running (:mod:`gamews.reload`)."""
         super().__init__()  # type: ignore[no-untyped-call]
         self.settings = settings
+        self.reloader = Reloader(self, cli) if cli is not None else None
         self.config = config = settings.config
         tune_autobahn()
         self.registry = Registry(config.websocket, reactor=reactor,
@@ -183,6 +190,8 @@ class GamewsService(MultiService):
         self.fanout = settings.fanout
         self.fanout_stats = FanoutStats()
         self._index_mounts: list[Mount] = []
+        # (setting, endpoint, service with when_listening()): ports gamews must hold
+        self._must_listen: list[tuple[str, str, Any]] = []
         try:
             self._build(settings, reactor)
         except BaseException:
@@ -215,6 +224,14 @@ class GamewsService(MultiService):
                                     base_dir=config.base_dir)
             host = _PluginHost(chosen.plugin, context)
             host.setServiceParent(self)  # type: ignore[no-untyped-call]
+        if settings.archive is not None:
+            from gamews.archive.service import ArchiveService
+
+            context = PluginContext("archive", self.registry, config.listen, {},
+                                    servers=self.servers, events=self.events,
+                                    base_dir=config.base_dir)
+            archive = ArchiveService(settings.archive, context, record=not config.edge)
+            archive.setServiceParent(self)  # type: ignore[no-untyped-call]
         if fanout is not None and fanout.role == "origin":
             from gamews.fanout.origin import RequestServer
 
@@ -229,8 +246,10 @@ class GamewsService(MultiService):
 
             namespace = service_namespace(self, servers=self.servers, events=self.events,
                                           rcon=rcon)
-            make_manhole_service(settings.manhole, namespace,
-                                 reactor=reactor).setServiceParent(self)
+            manhole_service = make_manhole_service(settings.manhole, namespace, reactor=reactor)
+            manhole_service.setServiceParent(self)
+            self._must_listen.append(("manhole.endpoint", settings.manhole.endpoint,
+                                      manhole_service))
         self.metrics: GamewsMetrics | None = None
         """This instance's Prometheus metrics, when served (``metrics`` given)."""
         if settings.metrics is not None:
@@ -241,6 +260,8 @@ class GamewsService(MultiService):
             metrics_service = MetricsService(settings.metrics.listen, self.metrics,
                                              reactor=reactor, limits=config.websocket)
             metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
+            self._must_listen.append(("metrics.listen", settings.metrics.listen,
+                                      metrics_service))
 
     def _link(self, role: str) -> RedisLink:
         """This instance's Redis link for ``role`` (one connection each), made once."""
@@ -293,6 +314,9 @@ class GamewsService(MultiService):
                                            reactor=self.registry.reactor, mount=mount)
             log_service.setServiceParent(self)
             self.log_sources[name] = log_service
+            if hasattr(log_service, "when_listening"):
+                self._must_listen.append((f"server.{name}.log", str(server.table.get("log")),
+                                          log_service))
         game = GameServer(server.game, reactor=self.registry.reactor)
         game.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.servers[name] = game
@@ -304,18 +328,35 @@ class GamewsService(MultiService):
         # a socket per connection, and room for pages, handshakes and game links
         raise_file_limit(self.config.websocket.max_connections + 1024)
         page = IndexPage(self.registry, self.plugins)
-        for endpoint in self.config.listen:
-            self._index_mounts.append(self.registry.mount(endpoint, "/", page, owner="gamews"))
-            self._index_mounts.append(self.registry.mount(endpoint, "/static/", static_files(),
-                                                          owner="gamews"))
+        health = HealthResource(lambda: self.registry.shutting_down, self.servers)
+        checks: list[ListenCheck] = []
+        for i, endpoint in enumerate(self.config.listen):
+            index = self.registry.mount(endpoint, "/", page, owner="gamews")
+            self._index_mounts += [
+                index,
+                self.registry.mount(endpoint, "/healthz", health, owner="gamews"),
+                self.registry.mount(endpoint, "/static/", static_files(), owner="gamews"),
+            ]
+            checks.append(ListenCheck(f"listen[{i}]", endpoint, index.when_listening()))
         super().startService()  # type: ignore[no-untyped-call]
+        checks += [ListenCheck(setting, endpoint, service.when_listening())
+                   for setting, endpoint, service in self._must_listen]
+        check_listening(checks, later=self._stop_reactor)
+        if self.reloader is not None:
+            self.reloader.install()
         if self.demo is not None:
             self.demo.announce()
         # the modules and objects of start-up live as long as the process: keep them out
         # of the cyclic collector's full passes (an eighth of a handshake's cost before)
         gc.freeze()
 
+    def _stop_reactor(self, message: str) -> None:
+        """A port failed after the start (an endpoint that binds asynchronously): stop."""
+        self.registry.reactor.stop()
+
     def stopService(self) -> Deferred[None]:
+        if self.reloader is not None:
+            self.reloader.uninstall()
         registry = self.registry
         registry.shutting_down = True
         going_away = registry.close_children(registry.children(), 1001, "server shutting down")

@@ -18,6 +18,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from gamews.api import IGamewsPlugin
+from gamews.archive.config import ArchiveConfig
 from gamews.config import GamewsConfig, parse_config, read_config_text, toml_document
 from gamews.demo.setup import demo_plugin_defaults
 from gamews.discovery import available_plugins, select_plugins
@@ -121,6 +122,8 @@ class Settings:
     manhole: ManholeConfig | None = None
     metrics: MetricsConfig | None = None
     fanout: FanoutConfig | None = None
+    archive: ArchiveConfig | None = None
+    """The match archive (on unless ``archive = false``; on an edge, only with a table)."""
     spectator: SpectatorConfig = field(default_factory=SpectatorConfig)
     """What the public views show, and how late (``[spectator]``)."""
 
@@ -175,9 +178,15 @@ def parse_settings(data: Mapping[str, Any], cli: CommandLine = CommandLine(), *,
         if cli.metrics is not None:
             table["listen"] = cli.metrics
         metrics = MetricsConfig.from_table(table)
+    archive = None
+    if config.archive is not False and not (config.edge and config.archive is None):
+        archive = ArchiveConfig.from_table(
+            config.archive if isinstance(config.archive, dict) else {}, base_dir=base_dir,
+            environ=environ)
     spectator = SpectatorConfig.from_tables(config.spectator, config.plugin_config.get("live"),
                                             config.plugin_config.get("overlay"))
-    return Settings(config, chosen, tuple(servers), demo, manhole, metrics, fanout, spectator)
+    return Settings(config, chosen, tuple(servers), demo, manhole, metrics, fanout, archive,
+                    spectator)
 
 
 def settings_from_text(cli: CommandLine, text: str | None, *,

@@ -9,10 +9,9 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from gamews.config import DEFAULT_LISTEN, GamewsConfig
-from gamews.endpoints import normalize_endpoint
+from gamews.endpoints import endpoint_setting, normalize_endpoint
 from gamews.errors import ConfigError
 from gamews.logjson import use_file
-from gamews.metrics import metrics_endpoint
 from gamews.service import GamewsService
 from gamews.settings import CommandLine, Settings, available_plugins, load_settings
 
@@ -23,12 +22,15 @@ class Options(usage.Options):
     """Options of ``twistd gamews``."""
 
     synopsis = "[options]"
-    longdesc = ("Serve WebSockets for game-server plugins. With no options, listen on "
-                f"{DEFAULT_LISTEN} and run the echo plugin (/echo) and an index page (/).")
+    longdesc = ("Serve WebSockets for game-server plugins. With no options: listen on "
+                f"{DEFAULT_LISTEN} and run the built-in demo game with the echo, chat, live "
+                "and console plugins (an index page at /; the log says which file holds the "
+                "console's tokens). `python -m gamews` runs the same in the foreground.")
     optParameters: ClassVar[list[list[str | None]]] = [
         ["config", "c", None, "A TOML config file."],
-        ["manhole", None, None, "Run an SSH manhole on this endpoint (credentials from the "
-                                "config's [manhole] table) [default: off]."],
+        ["manhole", None, None, "Run an SSH manhole on this endpoint (a bare port number "
+                                "means loopback; credentials from the config's [manhole] "
+                                "table, which alone turns it on too) [default: off]."],
         ["log-format", None, "text", "text, or json: JSON lines (twistd's --logfile still "
                                      "says where)."],
     ]
@@ -42,6 +44,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["metrics"] = None
         self.settings = Settings()
+        self.command_line = CommandLine()
 
     def opt_listen(self, description: str) -> None:
         """Listen on an endpoint (strports syntax; repeatable)
@@ -54,11 +57,19 @@ class Options(usage.Options):
 
     opt_l = opt_listen
 
+    def opt_version(self) -> None:
+        """Display gamews's version (and Twisted's) and exit."""
+        import twisted
+        from gamews import __version__
+
+        sys.stdout.write(f"gamews {__version__} (Twisted {twisted.__version__})\n")
+        raise SystemExit(0)
+
     def opt_metrics(self, description: str) -> None:
         """Serve Prometheus metrics at /metrics on an endpoint (a bare port number means
-        loopback) [default: off, or the config's [metrics] table]."""
+loopback) [default: off, or the config's [metrics] table]."""
         try:
-            self["metrics"] = metrics_endpoint(description, "--metrics")
+            self["metrics"] = endpoint_setting(description, "--metrics")
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 
@@ -74,6 +85,7 @@ class Options(usage.Options):
         :attr:`settings`, so every bad setting shows now, as one line."""
         cli = CommandLine(config=self["config"], listen=tuple(self["listen"]),
                           manhole=self["manhole"], metrics=self["metrics"], demo=self["demo"])
+        self.command_line = cli
         try:
             self.settings = load_settings(cli, available_plugins())
         except ConfigError as e:
@@ -111,7 +123,7 @@ def makeService(options: Options) -> IService:
     """The gamews service built from parsed :class:`Options`; a part that fails to build
     (a plugin whose ``make_service`` raises) is one line and exit status 2."""
     try:
-        return GamewsService(options.settings)
+        return GamewsService(options.settings, cli=options.command_line)
     except ConfigError as e:
         _exit_with(str(e))
 

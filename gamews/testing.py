@@ -280,6 +280,8 @@ class ScriptedGameServer:
         self.name = name
         self.kind = kind
         self.state = LinkState.UP
+        self.detail: str | None = None
+        """Why the link is not up (:meth:`set_state`), as ``status().detail``."""
         self.stale = False
         self.events = events
         self.commands: list[str] = []
@@ -312,7 +314,7 @@ class ScriptedGameServer:
 
     def status(self) -> GameServerStatus:
         return GameServerStatus(self.name, self.kind, "127.0.0.1:27015",  # type: ignore[arg-type]
-                                self.state, 0.0, None, len(self.replies))
+                                self.state, 0.0, self.detail, len(self.replies))
 
     # -- scripting --------------------------------------------------------------------------
 
@@ -321,9 +323,11 @@ class ScriptedGameServer:
         text, an exception to fail with, or a function of the command giving the text."""
         self._answers[command] = reply
 
-    def set_state(self, state: LinkState) -> None:
-        """Change the link state; subscribers are told at once."""
+    def set_state(self, state: LinkState, detail: str | None = None) -> None:
+        """Change the link state (``detail``: why it is not up); subscribers are told at
+        once."""
         self.state = state
+        self.detail = detail
         for callback in list(self._subscribers):
             callback(state)
 

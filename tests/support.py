@@ -12,10 +12,11 @@ from typing import Any, cast
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString, connectProtocol
+from twisted.internet.endpoints import clientFromString, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import IReactorCore
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from gamews.api import IConnection
@@ -26,6 +27,20 @@ LOOPBACK = "tcp:0:interface=127.0.0.1"
 def real_reactor() -> Any:
     """The global reactor (integration tests run on real loopback sockets)."""
     return _reactor
+
+
+def capture_logs(case: Any) -> list[LogEvent]:
+    """Every log event from now to the end of ``case`` (a trial TestCase)."""
+    events: list[LogEvent] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    case.addCleanup(globalLogPublisher.removeObserver, observer)
+    return events
+
+
+def logged_errors(events: list[LogEvent]) -> list[str]:
+    """The events among ``events`` that are errors (a failure or ``isError``), formatted."""
+    return [formatEvent(e) for e in events if "log_failure" in e or e.get("isError")]
 
 
 def echo(child: IConnection, data: str | bytes) -> None:
@@ -148,17 +163,20 @@ class Client(WebSocketClientProtocol):
 
 async def connect(port: int, path: str = "/echo", *, protocols: list[str] | None = None,
                   headers: dict[str, str] | None = None, origin: str | None = None,
-                  source: str | None = None, **options: Any) -> Client:
+                  source: str | None = None, tls: Any = None, **options: Any) -> Client:
     """Open an Autobahn client on ``ws://127.0.0.1:PORT/PATH`` (from the loopback
-    address ``source`` if given) and wait for the handshake."""
+    address ``source`` if given; ``wss://`` with ``tls``, a client TLS connection creator
+    such as ``optionsForClientTLS(...)``) and wait for the handshake."""
     factory = WebSocketClientFactory(
-        f"ws://127.0.0.1:{port}{path}", protocols=protocols or [], headers=headers,
-        origin=origin, reactor=_reactor,
+        f"{'wss' if tls is not None else 'ws'}://127.0.0.1:{port}{path}",
+        protocols=protocols or [], headers=headers, origin=origin, reactor=_reactor,
     )
     factory.protocol = Client
     factory.setProtocolOptions(autoPingInterval=0, **options)
     bind = f":bindAddress={source}" if source else ""
     endpoint = clientFromString(_reactor, f"tcp:127.0.0.1:{port}:timeout=5{bind}")
+    if tls is not None:
+        endpoint = wrapClientTLS(tls, endpoint)
     proto = factory.buildProtocol(None)
     client: Client = await connectProtocol(endpoint, proto)
     await client.opened
@@ -204,12 +222,17 @@ def spawn_twistd(args: list[str], *, pythonpath: list[str] | None = None,
     """Start ``twistd --pidfile= ARGS`` with the repository on ``PYTHONPATH`` (and ``env``
     added to the environment), after running the Python statements ``prelude`` in the
     new process."""
+    return spawn_python(["-c", f"{prelude}\nfrom twisted.scripts.twistd import run; run()",
+                         "--pidfile=", *args], pythonpath=pythonpath, cwd=cwd, env=env)
+
+
+def spawn_python(args: list[str], *, pythonpath: list[str] | None = None,
+                 cwd: str | None = None, env: dict[str, str] | None = None) -> TwistdProcess:
+    """Start ``python ARGS`` (``-m gamews ...``) with the repository on ``PYTHONPATH``."""
     process = TwistdProcess()
     env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join([*(pythonpath or []), str(REPO)])
-    argv = [sys.executable, "-c", f"{prelude}\nfrom twisted.scripts.twistd import run; run()",
-            "--pidfile=", *args]
-    _reactor.spawnProcess(process, sys.executable, argv, env=env,
+    _reactor.spawnProcess(process, sys.executable, [sys.executable, *args], env=env,
                           path=cwd or str(REPO))
     return process
 

@@ -54,7 +54,7 @@ class FakeWire:
         if self.in_socket > self.capacity and not self._paused:
             self._paused = True
             assert self.child is not None
-            self.child.paused()
+            self.child.buffer_full()
 
     def send(self, payload: bytes, is_binary: bool) -> None:
         self._take(payload)

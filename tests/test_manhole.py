@@ -145,7 +145,7 @@ class ConfigTests(SynchronousTestCase):
         cases: list[tuple[dict[str, object], str]] = [
             ({"authorized_keys": 3}, "manhole.authorized_keys"),
             ({"authorized_keys": ""}, "manhole.authorized_keys"),
-            ({"authorized_keys": "k", "endpoint": 2222}, "manhole.endpoint"),
+            ({"authorized_keys": "k", "endpoint": True}, "manhole.endpoint"),
             ({"authorized_keys": "k", "endpoint": "tcp:notaport"}, "manhole.endpoint"),
             ({"authorized_keys": "k", "data_dir": ["x"]}, "manhole.data_dir"),
         ]
@@ -153,6 +153,14 @@ class ConfigTests(SynchronousTestCase):
             error = self.assertRaises(ConfigError, ManholeConfig.from_table, table,
                                       base_dir=None)
             self.assertEqual(error.key, key, table)
+
+    def test_bare_port_is_loopback(self) -> None:
+        """``endpoint = 9022`` or ``"9022"`` (and so ``--manhole 9022``) is that port on
+        loopback, as for ``--metrics``."""
+        for value in (9022, "9022"):
+            config = ManholeConfig.from_table({"authorized_keys": "k", "endpoint": value},
+                                              base_dir=None)
+            self.assertEqual(config.endpoint, "tcp:9022:interface=127.0.0.1")
 
     def test_loopback_detection(self) -> None:
         """Loopback and UNIX endpoints count as local; anything else does not."""

@@ -26,7 +26,7 @@ from twisted.web.http_headers import Headers
 from gamews import logjson
 from gamews.api import IConnection
 from gamews.config import WebSocketLimits
-from gamews.endpoints import is_loopback_endpoint
+from gamews.endpoints import endpoint_setting, is_loopback_endpoint
 from gamews.errors import ConfigError
 from gamews.events import EventBus
 from gamews.logs.common import MAX_LINE, LogStats
@@ -38,7 +38,6 @@ from gamews.metrics import (
     GamewsMetrics,
     MetricsConfig,
     MetricsService,
-    metrics_endpoint,
 )
 from gamews.plugins.echo import EchoPlugin
 from gamews.rcon.link import LinkState, RconTimeoutError
@@ -116,7 +115,7 @@ class EndpointTests(SynchronousTestCase):
 
     def test_bare_port_is_loopback(self) -> None:
         """A bare port number (string or TOML integer) means that port on loopback."""
-        self.assertEqual(metrics_endpoint("9200", "k"), "tcp:9200:interface=127.0.0.1")
+        self.assertEqual(endpoint_setting("9200", "k"), "tcp:9200:interface=127.0.0.1")
         self.assertEqual(MetricsConfig.from_table({"listen": 9201}).listen,
                          "tcp:9201:interface=127.0.0.1")
 
@@ -150,7 +149,8 @@ class EndpointTests(SynchronousTestCase):
         """The default metrics endpoint binds 127.0.0.1:9108, nothing wider."""
         reactor = MemoryReactorClock()
         settings = parse_settings({"listen": "tcp:8080:interface=127.0.0.1", "demo": False,
-                                   "plugins": [], "metrics": {}}, plugins={})
+                                   "plugins": [], "metrics": {}, "archive": False},
+                                  plugins={})
         service = GamewsService(settings, reactor=reactor)
         service.startService()
         self.addCleanup(service.stopService)
@@ -304,6 +304,19 @@ class RconUnitTests(SynchronousTestCase):
         self.assertFalse(label_values & {"status", "rcon_password"}, label_values)
         self.assertEqual(check_rcon(self, found, {"ok": 2, "timeout": 1}, timed=2), 1.75)
         self.assertEqual(value(found, "gamews_rcon_link_state", server="alpha", state="down"), 0)
+
+    def test_build_info_and_process(self) -> None:
+        """gamews_build_info carries the version; the process collector reports CPU, memory
+        and open file descriptors."""
+        from gamews import __version__
+
+        metrics = GamewsMetrics(Registry(reactor=MemoryReactorClock()), {}, {})
+        found = samples(metrics.exposition()[0].decode())
+        self.assertEqual(value(found, "gamews_build_info", version=__version__), 1)
+        names = {name for name, _ in found}
+        for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                     "process_open_fds"):
+            self.assertIn(name, names)
 
     def test_registries_are_per_service(self) -> None:
         """Two services' metrics in one process do not collide (no global registry)."""

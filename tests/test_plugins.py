@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import json
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from gamews.api import (
     RoundEnd,
     TeamScore,
 )
-from gamews.auth import TokenStore, hash_token
+from gamews.auth import TokenStore, User, hash_token
 from gamews.auth import main as auth_main
 from gamews.errors import ConfigError
 from gamews.plugins.chat import ChatPlugin, ChatService
@@ -49,6 +49,11 @@ KILL = f'{STAMP}"Sarge<2><BOT><CT>" [1 2 3] killed "Grism<3><STEAM_1:0:1234><TER
 CHAT = f'{STAMP}"Grism<3><STEAM_1:0:1234><TERRORIST>" say "<b>gg</b>"'
 WEB = f'{STAMP}"Console<0><Console><Console>" say "(web) Bob: hi there"'
 
+NOON = 1796558400.0
+"""2026-12-06 12:00:00 UTC, as seconds since the epoch."""
+NOW = NOON - 3600
+"""An hour before: the clock of the token tests."""
+
 
 class TokenTests(SynchronousTestCase):
     """Console tokens: hashed in the file, checked in constant time."""
@@ -62,31 +67,134 @@ class TokenTests(SynchronousTestCase):
         """The right token finds its user and role; others find nobody."""
         store = TokenStore.load(self.write(
             f"# comment\nalice:admin:{hash_token('tok-a')}\nbob:viewer:{hash_token('tok-b')}\n"))
-        user = store.check("tok-a")
+        user = store.check("tok-a", now=NOW)
         assert user is not None
         self.assertEqual((user.name, user.role), ("alice", "admin"))
-        self.assertIsNone(store.check("tok-c"))
-        self.assertIsNone(store.check(""))
+        self.assertIsNone(store.check("tok-c", now=NOW))
+        self.assertIsNone(store.check("", now=NOW))
         self.assertNotIn("tok", repr(store))
 
     def test_bad_lines(self) -> None:
-        """A line with a bad role or hash is a ConfigError naming the line."""
-        for text in ("alice:root:" + hash_token("x"), "alice:admin:md5:abc", "nocolons"):
+        """A line with a bad role, hash, scope or field is a ConfigError naming the line."""
+        for text in ("alice:root:" + hash_token("x"), "alice:admin:md5:abc", "nocolons",
+                     "alice:alpha=root:" + hash_token("x"),
+                     "alice:alpha=admin,alpha=viewer:" + hash_token("x"),
+                     "alice:admin:" + hash_token("x") + ":expires=tomorrow",
+                     "alice:admin:" + hash_token("x") + ":colour=red"):
             with self.assertRaises(ConfigError) as raised:
                 TokenStore.load(self.write(text + "\n"))
             self.assertIn("line 1", str(raised.exception))
 
-    def test_new_token_command(self) -> None:
-        """``python -m gamews.auth new-token`` prints a token and its matching line."""
-        out = io.StringIO()
-        with redirect_stdout(out):
-            self.assertEqual(auth_main(["new-token", "carol", "moderator"]), 0)
-        token_line, file_line = out.getvalue().splitlines()
-        token = token_line.rsplit(" ", 1)[1]
-        store = TokenStore.load(self.write(file_line.split(": ", 1)[1] + "\n"))
-        self.assertEqual(store.check(token), TokenStore.load(
-            self.write(f"carol:moderator:{hash_token(token)}\n")).check(token))
-        self.assertEqual(auth_main(["new-token", "carol", "god"]), 2)
+    def test_expiry(self) -> None:
+        """A token works until its expires= time, not from then on."""
+        store = TokenStore.load(self.write(
+            f"eve:moderator:{hash_token('tok-e')}:expires=20261206T120000Z\n"))
+        user = store.check("tok-e", now=NOON - 1)
+        assert user is not None
+        self.assertEqual(user.expires, NOON)
+        self.assertIsNone(store.check("tok-e", now=NOON))
+
+    def test_scope(self) -> None:
+        """A token scoped per server has that role there and none elsewhere."""
+        store = TokenStore.load(self.write(
+            f"sam:alpha=moderator,beta=viewer:{hash_token('tok-s')}\n"))
+        user = store.check("tok-s", now=NOW)
+        assert user is not None
+        self.assertEqual((user.role, user.role_on("alpha"), user.role_on("beta"),
+                          user.role_on("gamma")), ("moderator", "moderator", "viewer", None))
+        self.assertEqual(user.on("beta"), User("sam", "viewer"))
+        self.assertIsNone(user.on("gamma"))
+        self.assertEqual(user.servers(["gamma", "beta", "alpha"]), ["beta", "alpha"])
+
+    def test_file_changes_seen_on_next_check(self) -> None:
+        """A token added to or removed from the file counts at the next check; a file made
+        invalid keeps the tokens read before."""
+        path = self.write(f"ann:admin:{hash_token('tok-a')}\n")
+        store = TokenStore.load(path)
+        path.write_text(f"ann:admin:{hash_token('tok-a')}\nbo:viewer:{hash_token('tok-b')}\n")
+        self.assertIsNotNone(store.check("tok-b", now=NOW))
+        path.write_text(f"bo:viewer:{hash_token('tok-b')}\n")
+        self.assertIsNone(store.check("tok-a", now=NOW))
+        path.write_text("garbage\n")
+        self.assertIsNotNone(store.check("tok-b", now=NOW))
+
+
+class AuthToolTests(SynchronousTestCase):
+    """``python -m gamews.auth``: new-token, list, revoke, expiring; reasons for bad input."""
+
+    def run_tool(self, *argv: str, now: float = NOW) -> tuple[int, str, str]:
+        """Run the tool; return (status, stdout, stderr)."""
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            status = auth_main(list(argv), now=now)
+        return status, out.getvalue(), err.getvalue()
+
+    def test_new_token_stdout_alone(self) -> None:
+        """The token alone goes to stdout; the file line, matching it, to stderr."""
+        status, out, err = self.run_tool("new-token", "carol", "moderator")
+        self.assertEqual(status, 0)
+        token = out.strip()
+        self.assertEqual(out, token + "\n")
+        line = err.strip().split(": ", 1)[1]
+        self.assertEqual(line, f"carol:moderator:{hash_token(token)}")
+        self.assertNotIn(token, err)
+
+    def test_new_token_into_file_with_expiry_and_scope(self) -> None:
+        """--file appends the line (file mode 0600); --expires 30d and a per-server role
+        are written and honoured."""
+        path = Path(self.mktemp())
+        status, out, _ = self.run_tool("new-token", "dan", "alpha=moderator", "--expires",
+                                       "30d", "--file", str(path))
+        self.assertEqual(status, 0)
+        self.assertEqual(path.stat().st_mode & 0o777, 0o600)
+        store = TokenStore.load(path)
+        user = store.check(out.strip(), now=NOW)
+        assert user is not None
+        self.assertEqual((user.role_on("alpha"), user.role_on("beta")), ("moderator", None))
+        self.assertEqual(user.expires, NOW + 30 * 86400)
+        self.assertIsNone(store.check(out.strip(), now=NOW + 30 * 86400))
+
+    def test_list_revoke_expiring(self) -> None:
+        """list shows users, roles and expiry; expiring picks the ones ending soon; revoke
+        removes a user's tokens and keeps the rest and the comments."""
+        path = Path(self.mktemp())
+        path.write_text(f"# ops team\nann:admin:{hash_token('a')}\n"
+                        f"bo:viewer:{hash_token('b')}:expires=20261208T120000Z\n"
+                        f"cy:alpha=moderator:{hash_token('c')}:expires=20270601T000000Z\n")
+        status, out, _ = self.run_tool("list", str(path))
+        self.assertEqual(status, 0)
+        self.assertEqual(out.splitlines(), [
+            "ann\tadmin\tnever expires", "bo\tviewer\texpires 20261208T120000Z",
+            "cy\talpha=moderator\texpires 20270601T000000Z"])
+        status, out, _ = self.run_tool("expiring", str(path), "--within", "7d")
+        self.assertEqual(out.splitlines(), ["bo\tviewer\texpires 20261208T120000Z"])
+        status, _, err = self.run_tool("revoke", "bo", str(path))
+        self.assertEqual(status, 0)
+        self.assertIn("revoked 1 token(s) of bo", err)
+        self.assertEqual(path.read_text().splitlines()[0], "# ops team")
+        self.assertEqual([u.name for u in TokenStore.load(path).users()], ["ann", "cy"])
+        self.assertEqual(path.stat().st_mode & 0o777, 0o600)
+
+    def test_bad_input_gives_a_reason(self) -> None:
+        """Bad roles, names, durations, unknown users and broken files: exit 2 and a reason."""
+        path = Path(self.mktemp())
+        path.write_text(f"ann:admin:{hash_token('a')}\n")
+        broken = Path(self.mktemp())
+        broken.write_text("ann:god:x\n")
+        cases = [
+            (("new-token", "carol", "god"), "expected a role"),
+            (("new-token", "ca:rol", "admin"), "bad user name"),
+            (("new-token", "carol", "admin", "--expires", "soon"), "expected a duration"),
+            (("revoke", "zed", str(path)), "no token of 'zed'"),
+            (("list", str(broken)), "line 1"),
+            (("new-token", "carol", "admin", "--file", str(broken)), "line 1"),
+        ]
+        for argv, reason in cases:
+            status, out, err = self.run_tool(*argv)
+            self.assertEqual(status, 2, argv)
+            self.assertIn(reason, err, argv)
+            self.assertEqual(out, "", argv)
+        self.assertEqual(broken.read_text(), "ann:god:x\n")
 
 
 class ChatTests(SynchronousTestCase):
@@ -196,6 +304,12 @@ class ChatTests(SynchronousTestCase):
         self.game.set_state(LinkState.AUTH_FAILED)
         self.assertEqual([f["state"] for f in child.of_type("link")],
                          ["connected", "reconnecting", "password_rejected"])
+
+    def test_link_detail_not_on_public_pages(self) -> None:
+        """The chat (a public page) never gets why a link is down: it can name hosts."""
+        child = self.listener.connect()
+        self.game.set_state(LinkState.DOWN, "cannot resolve game.internal")
+        self.assertEqual([f["detail"] for f in child.of_type("link")], [None, None])
 
     def test_failed_rcon_reported(self) -> None:
         """When the game link fails, the browser is told."""
@@ -382,6 +496,77 @@ class ConsoleTests(SynchronousTestCase):
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.audit.read_text().splitlines()]
+
+    def test_token_scoped_to_a_server(self) -> None:
+        """A token with a role on alpha only: welcome lists alpha, commands on alpha run
+        with that role, beta can be neither followed nor commanded (refusal audited)."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        (directory / "tokens.txt").write_text(f"sam:alpha=moderator:{hash_token('s-tok')}\n")
+        beta = ScriptedGameServer("beta")
+        context = PluginTestContext.for_plugin(
+            ConsolePlugin(), {"tokens_file": "tokens.txt", "audit_log": "audit.jsonl"},
+            servers={"beta": beta, "alpha": self.game}, base_dir=directory)
+        service = ConsoleService(context)
+        service.startService()
+        child = context.listeners[-1].connect()
+        child.receive({"type": "login", "token": "s-tok"})
+        welcome = child.of_type("welcome")[0]
+        self.assertEqual((welcome["role"], welcome["servers"]), ("moderator", ["alpha"]))
+        self.assertEqual(child.of_type("hello")[-1]["server"], "alpha")
+        child.receive({"type": "select", "server": "beta"})
+        self.assertIn("does not reach beta", child.of_type("error")[-1]["reason"])
+        child.receive({"type": "command", "id": 1, "server": "beta", "command": "status"})
+        self.assertEqual(child.of_type("result")[-1]["status"], "refused")
+        self.assertEqual(beta.commands, [])
+        child.receive({"type": "command", "id": 2, "server": "alpha", "command": "status"})
+        self.assertEqual(self.game.commands, ["status"])
+        records = [json.loads(line)
+                   for line in (directory / "audit.jsonl").read_text().splitlines()]
+        self.assertEqual([(r["server"], r["status"]) for r in records], [("beta", "refused")])
+
+    def test_forwarded_scope_and_expiry_decided_by_the_origin(self) -> None:
+        """A request an edge forwards with a token proof runs only if the origin's file
+        gives that token a role on the server and it has not expired."""
+        from gamews.api import Request
+        from gamews.auth import TokenProof, prove
+
+        assert self.context.base_dir is not None
+        (self.context.base_dir / "tokens.txt").write_text(
+            f"sam:beta=admin:{hash_token('s-tok')}\n"
+            f"old:admin:{hash_token('o-tok')}:expires=20000101T000000Z\n")
+
+        def forwarded(token: str) -> Request:
+            message = json.dumps({"command": "status"}).encode()
+            proof = TokenProof(message, prove(hash_token(token), message))
+            return Request({"command": "status"}, "10.0.0.1", "edge/1", None, via="edge",
+                           proof=proof)
+
+        self.service.clock.advance(NOW)  # a Clock, at 0
+        for token in ("s-tok", "o-tok"):
+            reply = self.successResultOf(self.service.apply("alpha", forwarded(token)))
+            self.assertEqual(reply["status"], "refused", token)
+        self.assertEqual(self.game.commands, [])
+
+    def test_token_added_and_revoked_take_effect_at_next_login(self) -> None:
+        """Editing the tokens file (as python -m gamews.auth does) needs no restart: a new
+        token logs in, a removed one does not, and an open session stays open."""
+        first = self.login("admin-tok")
+        assert self.context.base_dir is not None
+        tokens = self.context.base_dir / "tokens.txt"
+        tokens.write_text(f"mo:moderator:{hash_token('mod-tok')}\n"
+                          f"new:viewer:{hash_token('new-tok')}\n")
+        self.assertEqual(self.login("new-tok").of_type("welcome")[0]["user"], "new")
+        self.assertEqual(self.login("admin-tok").sent, [{"type": "denied"}])
+        self.assertIsNone(first.closed)
+
+    def test_link_detail_to_console(self) -> None:
+        """The console gets why the link is down in ``link.detail``; null once it is up."""
+        child = self.login("view-tok")
+        self.game.set_state(LinkState.DOWN, "connection refused")
+        self.game.set_state(LinkState.UP, None)
+        self.assertEqual([(f["state"], f["detail"]) for f in child.of_type("link")][-2:],
+                         [("reconnecting", "connection refused"), ("connected", None)])
 
     def test_wrong_token_denied_and_closed(self) -> None:
         """A wrong token (or a first frame that is not a login) gets denied and 1008."""

@@ -143,6 +143,8 @@ class MemoryRegistryTests(SynchronousTestCase):
         self.assertEqual(dict(port.pages), {"/page": "c"})
         with self.assertRaises(AttributeError):
             port.endpoint = "elsewhere"  # type: ignore[misc]
+        with self.assertRaises(TypeError):
+            path.held["a"] = 1  # type: ignore[index]
 
     def test_tls_conflict_raises_at_open(self) -> None:
         """A second open with different TLS options on a bound address raises."""

@@ -75,6 +75,19 @@ def captured_log() -> Iterator[list[LogEvent]]:
         globalLogPublisher.removeObserver(observe)
 
 
+def counted(store: Any) -> list[str]:
+    """The tokens ``store.check`` is asked about from now on."""
+    asked: list[str] = []
+    original = store.check
+
+    def check(token: str, *, now: float) -> Any:
+        asked.append(token)
+        return original(token, now=now)
+
+    store.check = check
+    return asked
+
+
 def tokens_file(directory: Path) -> Path:
     path = directory / "tokens.txt"
     path.write_text(f"ann:admin:{hash_token('admin-tok')}\n"
@@ -335,9 +348,7 @@ class GuessingTests(ConsoleCase):
     def test_console_logins_throttled(self) -> None:
         """300 wrong logins in a burst: only the first few are checked at all."""
         service = self.make_console(lockout_after=10, lockout=900)
-        checked = []
-        check = service.tokens.check
-        service.tokens.check = lambda token: checked.append(token) or check(token)  # type: ignore[method-assign,func-returns-value]
+        checked = counted(service.tokens)
         with captured_log() as logged:
             for _ in range(300):
                 child = self.login("wrong", host="198.51.100.7")
@@ -387,9 +398,7 @@ class GuessingTests(ConsoleCase):
         service = LiveService(context)
         service.startService()
         assert service.tokens is not None
-        checked = []
-        check = service.tokens.check
-        service.tokens.check = lambda token: checked.append(token) or check(token)  # type: ignore[method-assign,func-returns-value]
+        checked = counted(service.tokens)
         child = context.listeners[0].connect(FakeBrowser("203.0.113.4"))
         for _ in range(3000):
             if child.closed:

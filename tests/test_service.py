@@ -105,6 +105,34 @@ class ServiceTests(TestCase):
 
         return ensureDeferred(run())
 
+    async def test_healthz(self) -> None:
+        """/healthz answers 200 with the link states while running, 503 once stopping."""
+        import json
+
+        from twisted.web.client import Agent, readBody
+
+        from gamews.rcon.link import LinkState
+        from gamews.testing import ScriptedGameServer
+
+        service = self.make([EchoPlugin()])
+        game = ScriptedGameServer("alpha")
+        game.state = LinkState.DOWN
+        service.servers["alpha"] = game
+        port = port_of(await service.registry.ports()[0].when_listening())
+        agent = Agent(real_reactor())
+        url = f"http://127.0.0.1:{port}/healthz".encode()
+        response = await agent.request(b"GET", url)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"),
+                         [b"application/json"])
+        self.assertEqual(json.loads(await readBody(response)),
+                         {"status": "ok", "links": {"alpha": "down"}})
+        service.registry.shutting_down = True  # what stopService does first
+        response = await agent.request(b"GET", url)
+        self.assertEqual(response.code, 503)
+        self.assertEqual(json.loads(await readBody(response))["status"], "stopping")
+        service.registry.shutting_down = False
+
     def test_plugin_failing_to_build_stops_startup(self) -> None:
         """A plugin whose make_service raises is a ConfigError naming it, not an absence."""
         with self.assertRaises(ConfigError) as raised:
@@ -145,6 +173,6 @@ class MemoryServiceTests(SynchronousTestCase):
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [8080, 8081])
         for port in service.registry.ports():
             self.assertEqual(set(port.routes), {"/echo"})
-            self.assertEqual(set(port.mounts), {"/", "/static/"})
+            self.assertEqual(set(port.mounts), {"/", "/healthz", "/static/"})
         self.successResultOf(service.stopService())
         self.assertEqual(service.registry.ports(), [])

@@ -23,12 +23,35 @@ from tests.support import (
     parse_options,
     poll_until,
     real_reactor,
+    spawn_python,
     spawn_twistd,
 )
 
 
 class OptionsTests(SynchronousTestCase):
     """Command-line parsing, with one-line errors."""
+
+    def test_help_footer_is_true(self) -> None:
+        """The --help footer names what runs with no options: the demo and its plugins."""
+        text = Options().getUsage()
+        for word in ("demo", "echo", "chat", "live", "console", "python -m gamews"):
+            self.assertIn(word, text)
+        self.assertNotIn("run the echo plugin (/echo) and an index page", text)
+
+    def test_manhole_bare_port(self) -> None:
+        """``--manhole 9022`` is port 9022 on loopback, as ``--metrics 9108`` is."""
+        from gamews.manhole import hash_password
+
+        passwords = Path(self.mktemp())
+        passwords.write_text(f"admin:{hash_password('not-a-real-password')}\n")
+        config = Path(self.mktemp())
+        config.write_text(f'[manhole]\npassword_file = "{passwords.resolve()}"\n'
+                          f'data_dir = "{Path(self.mktemp()).resolve()}"\n')
+        options = self.parse("--config", str(config), "--manhole", "9022")
+        service = makeService(options)
+        assert isinstance(service, GamewsService)
+        manhole = service.getServiceNamed("manhole")
+        self.assertEqual(manhole.config.endpoint, "tcp:9022:interface=127.0.0.1")
 
     def parse(self, *argv: str) -> Options:
         options: Options = parse_options(self, list(argv))
@@ -178,6 +201,31 @@ class TwistdTests(TestCase):
             self.assertTrue(self.process.stopped_cleanly())
 
         return ensureDeferred(run())
+
+    async def test_version(self) -> None:
+        """``twistd gamews --version`` prints gamews's version (not only Twisted's), exit 0."""
+        from gamews import __version__
+
+        process = spawn_twistd(["gamews", "--version"])
+        self.assertEqual(await process.ended, (0, None))
+        self.assertIn(f"gamews {__version__} ", process.output.decode())
+
+    async def test_python_m_gamews(self) -> None:
+        """``python -m gamews --listen ...`` serves the same index and echo, in the
+        foreground, and stops cleanly on SIGTERM."""
+        port = free_port()
+        process = spawn_python(["-m", "gamews", "--listen", f"tcp:{port}:interface=127.0.0.1"])
+        self.process = process
+        self.addCleanup(self.stop)
+        await poll_until(lambda: can_connect(port) or process.ended.called, timeout=20)
+        response = await Agent(real_reactor()).request(b"GET", b"http://127.0.0.1:%d/" % port)
+        self.assertIn(b'href="/console"', await readBody(response))
+        client = await connect(port, "/echo")
+        client.send_text("ping")
+        self.assertEqual(await client.wait_messages(1), ["ping"])
+        process.signal("TERM")
+        await process.ended
+        self.assertTrue(process.stopped_cleanly())
 
     def test_bad_config_one_line_nonzero(self) -> Deferred[None]:
         """twistd with a bad config prints one line naming the key and exits non-zero."""

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from gamews.api import IConnection, ReadyState
 from gamews.config import WebSocketLimits
 from gamews.registry import Registry
-from gamews.websocket import GamewsServerProtocol, XorMasker, tune_autobahn
+from gamews.websocket import GamewsServerProtocol, Wire, XorMasker, tune_autobahn
 
 
 class Transport(StringTransport):
@@ -112,6 +112,18 @@ class ProtocolUnitTests(SynchronousTestCase):
         self.protocol.connectionLost()
         self.assertEqual(self.seen, [("gone", 1000)])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_protocol_is_the_childs_wire(self) -> None:
+        """The protocol is its child's Wire: ready state, paused, send, close."""
+        wire: Wire = self.protocol  # mypy checks GamewsServerProtocol against Wire
+        child = self.open_child()
+        self.assertIs(wire.ready_state, ReadyState.OPEN)
+        self.assertFalse(wire.paused)
+        wire.send(b"hi", False)
+        self.assertEqual(self.transport.value(), b"\x81\x02hi")
+        self.assertEqual(child.id, self.protocol.child.id)
+        wire.close(1000, b"bye")
+        self.assertIs(wire.ready_state, ReadyState.CLOSING)
 
     def test_masked_frame_goes_through_the_fast_masker(self) -> None:
         """Once Autobahn is tuned, a client's masked frame is unmasked by XorMasker."""

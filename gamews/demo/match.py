@@ -25,7 +25,7 @@ CHAT: Final = ("gg", "nice shot", "rush B", "eco this round?", "anyone got a dro
 NAMES: Final = ("Sarge", "Grism", "Kyonshi", "Major", "Ayumi", "Doom", "Slash",
                 "<img src=x onerror=alert(1)>", 'Dr. "Quotes"', "Élodie")
 ROUND_SECONDS: Final = 40.0
-ROUNDS_PER_MAP: Final = 8
+ROUNDS_PER_MAP: Final = 6
 
 
 @dataclass

@@ -136,7 +136,7 @@ def split_lines(data: bytes) -> Iterator[str]:
 
 @dataclass(frozen=True, slots=True)
 class IgnoredKind:
-    """A kind of log line a parser leaves :class:`~gamews.events.Unknown` on purpose."""
+    """A kind of log line a parser leaves :class:`gamews.events.Unknown` on purpose."""
 
     name: str
     pattern: str

@@ -2,7 +2,7 @@
 
 ioquake3 logs a human's ``ClientConnect: N`` before the ``ClientUserinfoChanged: N n\\NAME...``
 that names them (bots come the other way round). :class:`JoinHold` sits between the parser
-and the event bus: a :class:`~gamews.events.Connected` of a client whose name the match state
+and the event bus: a :class:`gamews.events.Connected` of a client whose name the match state
 does not know yet waits until that client's next line (its user info, normally a few
 milliseconds later) or until ``hold`` seconds have passed, then goes to the bus before that
 line; every other event passes at once. Time comes from the injected ``clock``.

@@ -9,7 +9,7 @@ lines carry only the name (``name:NAME``), which the match state resolves.
 
 Means of death keep their raw ``MOD_*`` name in ``weapon`` (``cause`` for world deaths) and
 get a readable one (:data:`WEAPON_NAMES`) in ``weapon_name`` (``cause_name``). Lines of the
-kinds in :data:`IGNORED` stay :class:`~gamews.events.Unknown` on purpose.
+kinds in :data:`IGNORED` stay :class:`gamews.events.Unknown` on purpose.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ IGNORED: Final[tuple[IgnoredKind, ...]] = (
     IgnoredKind("playerstore", r"\s*\d{1,4}:\d\d Playerstore: ",
                 "OpenArena's player store failing to find a GUID (bots have none)"),
 )
-"""Line kinds left :class:`~gamews.events.Unknown` on purpose, with the reason."""
+"""Line kinds left :class:`gamews.events.Unknown` on purpose, with the reason."""
 
 _CLOCK: Final = re.compile(r"\s*(\d{1,4}):(\d\d) ")
 _KEYWORD: Final = re.compile(r"([A-Za-z_]+):(?: (.*)|)\Z", re.S)

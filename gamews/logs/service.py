@@ -82,7 +82,7 @@ class LinePipeline:
     """A line sink: parse each line and publish the event as ``server`` on ``bus``.
 
     With a ``clock``, Quake 3 joins wait briefly for the player's name
-    (:class:`~gamews.logs.joins.JoinHold`).
+    (:class:`gamews.logs.joins.JoinHold`).
     """
 
     def __init__(self, bus: EventBus, server: str,
@@ -138,6 +138,10 @@ class HttpLogService(Service):
     def stats(self) -> LogStats:
         """The resource's counters."""
         return self.resource.stats
+
+    def set_secret(self, secret: Secret | None) -> None:
+        """Require ``secret`` from the next post on (a reload)."""
+        self.resource.secret = secret
 
     @property
     def paths(self) -> tuple[str, str]:

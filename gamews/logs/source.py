@@ -20,7 +20,7 @@ when two connected players share a Steam ID is the match state's rule
 (:class:`gamews.events.MatchState`).
 
 Lines of the kinds in :data:`IGNORED` (``left buyzone``, CS2's round-stats JSON block...)
-stay :class:`~gamews.events.Unknown` on purpose; the table says why for each.
+stay :class:`gamews.events.Unknown` on purpose; the table says why for each.
 
 Events go to plugins and browsers, so secrets in lines are replaced by ``<redacted>``: the
 values of cvars named like passwords, secrets, tokens or keys, the arguments of such rcon
@@ -213,7 +213,7 @@ IGNORED: Final[tuple[IgnoredKind, ...]] = (
     IgnoredKind("tournament", r"Tournament mode started\Z",
                 "TF2 tournament phase, no state (the rounds are parsed)"),
 )
-"""Line kinds left :class:`~gamews.events.Unknown` on purpose, with the reason (matched
+"""Line kinds left :class:`gamews.events.Unknown` on purpose, with the reason (matched
 against the message after the time stamp)."""
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
@@ -116,18 +117,36 @@ class UdpLogService(Service):
         self.interface = interface
         self.receiver = receiver
         self.listening: IListeningPort | None = None
+        self._failure: CannotListenError | None = None
 
     @property
     def stats(self) -> LogStats:
         """The receiver's counters."""
         return self.receiver.stats
 
+    def set_secret(self, secret: Secret | None) -> None:
+        """Require ``secret`` (``sv_logsecret``) from the next datagram on (a reload)."""
+        self.receiver.secret = secret
+
     def startService(self) -> None:
-        """Bind the UDP port and resolve the game server's host name, if it has one."""
+        """Bind the UDP port and resolve the game server's host name, if it has one.
+
+        A port that cannot be bound fails :meth:`when_listening` (gamews then stops)."""
         super().startService()  # type: ignore[no-untyped-call]
-        self.listening = self.reactor.listenUDP(self.port_number, self.receiver,
-                                                interface=self.interface)
+        self._failure = None
+        try:
+            self.listening = self.reactor.listenUDP(self.port_number, self.receiver,
+                                                    interface=self.interface)
+        except CannotListenError as e:
+            self._failure = e
+            return
         self.receiver.allowed.resolve(self.reactor)
+
+    def when_listening(self) -> Deferred[IAddress]:
+        """Fire with the bound address (fail if the port could not be bound)."""
+        if self.listening is not None:
+            return succeed(self.listening.getHost())
+        return fail(self._failure or RuntimeError("the UDP log service is not running"))
 
     def stopService(self) -> Deferred[None]:
         """Close the UDP port."""

@@ -28,7 +28,12 @@ from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from gamews.endpoints import Listening, is_loopback_endpoint, normalize_endpoint
+from gamews.endpoints import (
+    Listening,
+    endpoint_setting,
+    is_loopback_endpoint,
+    normalize_endpoint,
+)
 from gamews.errors import ConfigError
 from gamews.manhole.credentials import (
     AuthorizedKeys,
@@ -114,10 +119,7 @@ class ManholeConfig:
                 p = (base_dir if base_dir is not None else Path.cwd()) / p
             return p
 
-        endpoint = table.get("endpoint", DEFAULT_ENDPOINT)
-        if not isinstance(endpoint, str) or not endpoint:
-            raise ConfigError("manhole.endpoint", "expected an endpoint string such as "
-                                                  f"{DEFAULT_ENDPOINT!r}")
+        endpoint = endpoint_setting(table.get("endpoint", DEFAULT_ENDPOINT), "manhole.endpoint")
         data_dir = path("data_dir") or (base_dir if base_dir is not None else Path.cwd()) / (
             "gamews-data")
         return cls(endpoint=endpoint, authorized_keys=path("authorized_keys"),

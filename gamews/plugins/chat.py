@@ -30,6 +30,7 @@ from gamews.api import (
     IGamewsPlugin,
     IPluginContext,
     IRequestHandler,
+    ISettingsReloadable,
     Request,
     TokenBucket,
     clean_text,
@@ -57,7 +58,7 @@ class ChatSettings:
     """...after a burst of this many."""
 
 
-@implementer(IRequestHandler)
+@implementer(IRequestHandler, ISettingsReloadable)
 class ChatService(WebPluginService):
     """The chat plugin's service."""
 
@@ -79,6 +80,17 @@ class ChatService(WebPluginService):
         self._seeded: dict[str, int] = {}
         self.runs: dict[str, int] = {}
         """The run (numbering) of each server's seqs, as last announced."""
+
+    def reload_settings(self, settings: ChatSettings) -> None:
+        """New rate limits, at once (every connection's and address's allowance starts
+        afresh), and backlog size (the newest lines are kept)."""
+        self.rate, self.burst = settings.rate, settings.burst
+        self._per_child.clear()
+        self._per_host.clear()
+        if settings.backlog != self.backlog_size:
+            self.backlog_size = settings.backlog
+            self.backlogs = {server: deque(lines, maxlen=self.backlog_size)
+                             for server, lines in self.backlogs.items()}
 
     def joined(self, child: IConnection, server: str) -> None:
         if server not in self.backlogs:

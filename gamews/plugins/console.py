@@ -140,6 +140,7 @@ class ConsoleService(WebPluginService):
     frames: ClassVar[FrameSchema] = {"login": {"token": str}, "select": {"server": str},
               "command": {"command": str, "server": (str, type(None)),
                           "id": (str, int, float, type(None))}}
+    link_detail = True
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
@@ -167,6 +168,15 @@ class ConsoleService(WebPluginService):
 
     def may_select(self, child: IConnection) -> bool:
         return child.id in self.users
+
+    def follow(self, child: IConnection, server: str | None) -> None:
+        """Follow ``server`` only if the user's token reaches it (a token scoped to some
+        servers sees nothing of the others)."""
+        user = self.users.get(child.id)
+        if server is not None and (user is None or user.role_on(server) is None):
+            self.send(child, {"type": "error", "reason": "your token does not reach " + server})
+            return
+        super().follow(child, server)
 
     def gone(self, child: IConnection) -> None:
         self.users.pop(child.id, None)
@@ -213,7 +223,7 @@ class ConsoleService(WebPluginService):
                 self._deny(child, f"too many failed logins, {self.throttle.wait(address):.0f} "
                                   "s to wait")
                 return
-            found = self.tokens.check(frame["token"])
+            found = self.tokens.check(frame["token"], now=self.clock.seconds())
             if found is None:
                 self.throttle.failed(address)
                 self._deny(child, "wrong token")
@@ -225,10 +235,10 @@ class ConsoleService(WebPluginService):
             self.users[child.id] = found
             self.log.info("console: {user} ({role}) logged in from {peer}", user=found.name,
                           role=found.role, peer=child.request.peer)
+            servers = found.servers(list(self.context.servers))
             self.send(child, {"type": "welcome", "user": found.name, "role": found.role,
-                              "servers": list(self.context.servers),
-                              "allowed": self.allowed(found)})
-            self.follow(child, self.default_server())
+                              "servers": servers, "allowed": self.allowed(found)})
+            self.follow(child, servers[0] if servers else None)
         elif frame["type"] == "command":
             self.command(child, user, frame)
         else:
@@ -265,8 +275,17 @@ class ConsoleService(WebPluginService):
                               "status": "refused", "output": "command needs a known server"})
             return
         assert isinstance(server, str)
+        acting = user.on(server)  # the role on this server (a token may be scoped)
+        if acting is None:
+            self.audit.write(time=time.time(), user=user.name, role=None,
+                             ip=child.request.peer_host, server=server, command=command,
+                             status="refused")
+            self.send(child, {"type": "result", "id": ident, "server": server,
+                              "status": "refused",
+                              "output": f"your token does not reach {server}"})
+            return
         request = Request({"command": command}, child.request.peer_host,
-                          self.connection_key(child), user)
+                          self.connection_key(child), acting)
         self.submit(server, request).addCallback(
             lambda reply: self.send(child, {"type": "result", "id": ident, "server": server,
                                             "status": str(reply.get("status", "error")),
@@ -277,7 +296,10 @@ class ConsoleService(WebPluginService):
         that forwarded it, if one did). A forwarded request's user is the one its token
         proof names in this instance's tokens file (whatever the edge's file says)."""
         command = request.body.get("command")
-        user = request.user if request.via is None else self.tokens.verify(request.proof)
+        user = request.user
+        if request.via is not None:  # decided here: role, scope and expiry of this file
+            verified = self.tokens.verify(request.proof, now=self.clock.seconds())
+            user = None if verified is None else verified.on(server)
         if not isinstance(command, str) or server not in self.context.servers:
             return succeed({"status": "refused", "output": "command needs a known server"})
         record = {"time": time.time(), "user": None if user is None else user.name,
@@ -292,7 +314,8 @@ class ConsoleService(WebPluginService):
             return {"status": status, "output": redact_command(output)}
 
         if user is None:
-            return succeed(result("refused", "unknown token (not in the origin's tokens file)"))
+            return succeed(result("refused", "unknown token, expired, or not for this server "
+                                             "(the origin's tokens file)"))
         why = self.refusal(user, command)
         if why == "rate limited":
             # one record per burst of rate-limited requests: the next record counts them

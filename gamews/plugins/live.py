@@ -42,16 +42,14 @@ from gamews.api import (
     IConnection,
     IGamewsPlugin,
     IPluginContext,
-    Kill,
     LoginThrottle,
-    MatchState,
-    Player,
-    Suicide,
     ThrottleConfig,
     TokenBucket,
     TokenStore,
-    WorldKill,
+    User,
+    diff_views,
     setting,
+    view_of,
 )
 from gamews.plugins.web import FrameSchema, WebPluginService
 
@@ -63,61 +61,6 @@ RESYNC_INTERVAL = 5.0
 """A spectator may ask for ``RESYNC_BURST`` snapshots at once, then one per
 ``RESYNC_INTERVAL`` seconds (each is a whole snapshot); more get ``error``."""
 
-
-def view_of(state: MatchState, kill_feed: int) -> dict[str, Any]:
-    """The live page's state from a game server's match state."""
-    players = {}
-    for p in state.players.values():
-        players[p.key] = {
-            "id": p.key, "name": p.name, "team": p.team, "kills": p.kills,
-            "deaths": p.deaths, "score": p.score if p.score is not None else p.kills,
-            "ping": p.ping, "connected": p.connected_at, "bot": p.bot,
-        }
-    feed = [entry for entry in (_feed_entry(e) for e in state.kill_feed) if entry is not None]
-    return {"map": state.map, "round": state.round, "teams": dict(state.teams),
-            "players": players, "kill_feed": feed[-kill_feed:] if kill_feed else []}
-
-
-def _feed_entry(envelope: Envelope) -> dict[str, Any] | None:
-    """A kill feed entry, for a kill, a suicide or a death by the world."""
-    event = envelope.event
-    killer: Player | None = None
-    if isinstance(event, Kill):
-        killer, victim, weapon = event.killer, event.victim, event.weapon_name or event.weapon
-        kind = "kill"
-    elif isinstance(event, Suicide):
-        victim, weapon, kind = event.player, event.weapon_name or event.weapon, "suicide"
-    elif isinstance(event, WorldKill):
-        victim, weapon, kind = event.victim, event.cause_name or event.cause, "world"
-    else:
-        return None
-    return {"seq": envelope.seq, "time": envelope.received,
-            "killer": killer.name if killer is not None else None,
-            "killer_team": killer.team if killer is not None else None,
-            "victim": victim.name, "victim_team": victim.team, "weapon": weapon or None,
-            "kind": kind, "headshot": isinstance(event, Kill) and event.headshot}
-
-
-def diff_views(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The ``changes`` of a delta frame turning view ``old`` into ``new``."""
-    changes: dict[str, Any] = {}
-    for key in ("map", "round", "teams"):
-        if old.get(key) != new.get(key):
-            changes[key] = new.get(key)
-    players: dict[str, Any] = {}
-    for pid, player in new["players"].items():
-        if old["players"].get(pid) != player:
-            players[pid] = player
-    for pid in old["players"]:
-        if pid not in new["players"]:
-            players[pid] = None
-    if players:
-        changes["players"] = players
-    seen = {e["seq"] for e in old["kill_feed"]}
-    added = [e for e in new["kill_feed"] if e["seq"] not in seen]
-    if added:
-        changes["kill_feed"] = added
-    return changes
 
 
 @dataclass(frozen=True)
@@ -171,7 +114,8 @@ class LiveService(WebPluginService):
         self.delay = context.spectator_delay
         self.kill_feed = settings.kill_feed
         self.feeds: dict[str, _Feed] = {}
-        self.privileged: set[int] = set()
+        self.privileged: dict[int, User] = {}
+        """Logged-in children (no delay on the servers their token reaches)."""
         self.throttle = LoginThrottle(self.clock, ThrottleConfig(settings.lockout_after,
                                                                  settings.lockout))
         self._resyncs: dict[int, TokenBucket] = {}
@@ -211,14 +155,15 @@ class LiveService(WebPluginService):
         feed.history.append((self.clock.seconds(), run, seq, view))
         self._timers.append(self.clock.callLater(self.delay, self._release, server))
 
-    def _delayed(self, child: IConnection) -> bool:
-        return self.delay > 0 and child.id not in self.privileged
+    def _delayed(self, child: IConnection, server: str) -> bool:
+        user = self.privileged.get(child.id)
+        return self.delay > 0 and (user is None or user.role_on(server) is None)
 
     def channel_names(self, server: str) -> tuple[str, ...]:
         return (server, _public(server)) if self.delay > 0 else (server,)
 
     def channel_for(self, child: IConnection, server: str) -> str:
-        return _public(server) if self._delayed(child) else server
+        return _public(server) if self._delayed(child, server) else server
 
     def catch_up(self, child: IConnection) -> None:
         """A spectator that read too slowly skipped deltas: send it a fresh snapshot."""
@@ -234,14 +179,14 @@ class LiveService(WebPluginService):
             # events not seen yet, or a state replaced without events (a fan-out edge
             # that loaded a snapshot): start from the state as it is
             feed = self._fresh(server)
-        delayed = self._delayed(child)
+        delayed = self._delayed(child, server)
         view, seq, run = ((feed.public_view, feed.public_seq, feed.public_run) if delayed
                           else (feed.view, feed.seq, feed.run))
         self.send(child, {"type": "snapshot", "server": server, "seq": seq, "run": run,
                           "delay": self.delay if delayed else 0, "state": view})
 
     def gone(self, child: IConnection) -> None:
-        self.privileged.discard(child.id)
+        self.privileged.pop(child.id, None)
         self._resyncs.pop(child.id, None)
 
     def frame(self, child: IConnection, frame: dict[str, Any]) -> None:
@@ -269,7 +214,8 @@ class LiveService(WebPluginService):
         if self.throttle.wait(address) > 0:
             self.bad_frame(child, "login refused: too many failures, try again later")
             return
-        user = self.tokens.check(token) if self.tokens is not None else None
+        user = (self.tokens.check(token, now=self.clock.seconds())
+                if self.tokens is not None else None)
         if user is None:
             self.throttle.failed(address)
             self.quiet.emit(LogLevel.warn, "live: login refused from {address}",
@@ -277,7 +223,7 @@ class LiveService(WebPluginService):
             self.send(child, {"type": "error", "reason": "login refused"})
             return
         self.throttle.succeeded(address)
-        self.privileged.add(child.id)
+        self.privileged[child.id] = user
         server = self.following.get(child.id)
         if server is not None:
             self.subscribe(child, server)

@@ -125,6 +125,9 @@ class WebPluginService(Service):
     delayed public view (``context.public_events``) instead of the live bus."""
     channel_kind: ClassVar[ChannelKind] = ChannelKind.EVENTS
     """What the server channels do with a browser that reads too slowly."""
+    link_detail: ClassVar[bool] = False
+    """Whether ``link`` frames carry why a link is not up (admins' pages only: the reason
+    can name hosts)."""
     log = Logger()
 
     def __init__(self, context: IPluginContext) -> None:
@@ -313,8 +316,11 @@ class WebPluginService(Service):
 
     def link_frame(self, server: str, state: Any) -> dict[str, Any]:
         game = self.context.servers.get(server)
+        detail = None
+        if self.link_detail and game is not None and link_state_name(state) != "connected":
+            detail = game.status().detail
         return {"type": "link", "server": server, "state": link_state_name(state),
-                "detail": None, "stale": bool(getattr(game, "stale", False))}
+                "detail": detail, "stale": bool(getattr(game, "stale", False))}
 
     def link_changed(self, server: str, state: Any) -> None:
         self.broadcast(server, self.link_frame(server, state))

@@ -16,15 +16,31 @@
   commands fail fast for ``auth_failure_delay`` seconds instead of hammering the server.
 * A periodic ``getstatus`` (every ``status_interval`` s) keeps the link state and the status
   snapshot (server info, players) fresh.
+* The socket is connected to the server once it has answered (until then datagrams from any
+  other address are dropped here), so when the server goes away an ICMP "port unreachable"
+  reaches us and the reactor closes the port.  That is a link event: the link goes ``DOWN``
+  ("port unreachable"), the request in flight fails with :class:`RconLinkLostError` (it
+  never reached a server), a new, unconnected port is opened at once (it gets no ICMP
+  errors, so it is not closed again while the server is away), and the server is probed
+  with ``getstatus`` after a backoff (1 s doubling to 60 s, with jitter) until it answers;
+  the link is then up and the port connected again.  Requests sent meanwhile fail with
+  :class:`RconTimeoutError` after ``timeout`` seconds; a request that cannot be sent (no
+  port: the host name does not resolve) fails the same way once it has waited that long.
+* One log line per change (``rcon link to alpha down: port unreachable; retrying in 8 s``,
+  ``rcon link to alpha up``), through :class:`gamews.rcon.link.StateNotifier`, and two of
+  Twisted's per outage (the old port closed, the new one opened), not per probe.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import DatagramProtocol
@@ -35,6 +51,8 @@ from twisted.python.failure import Failure
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.link import (
     LinkState,
+    RconError,
+    RconLinkLostError,
     RconPasswordRejectedError,
     RconQueueFullError,
     RconStoppedError,
@@ -68,18 +86,26 @@ class _Request:
     kind: _Kind
     datagram: bytes = field(repr=False)  # holds the password
     deferred: Deferred[Any] = field(repr=False)
+    queued_at: float
     chunks: list[str] = field(default_factory=list)
 
 
 class _Quake3Protocol(DatagramProtocol):
+    noisy = False
+
     def __init__(self, client: Quake3RconClient) -> None:
         self._client = client
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        self._client._datagram(datagram)
+        self._client._datagram(datagram, addr)
 
     def connectionRefused(self) -> None:
-        self._client._refused()
+        self._client._port_lost(self, "port unreachable", close=True)
+
+    def stopProtocol(self) -> None:
+        # The reactor closes a connected UDP port on an ICMP error (our own stop and
+        # _port_lost forget the protocol first, so this is then ignored).
+        self._client._port_lost(self, "port unreachable", close=False)
 
 
 class Quake3RconClient:
@@ -90,6 +116,9 @@ class Quake3RconClient:
     request is sent; ``quiet``: silence that ends an rcon reply; ``max_pending``: bound of
     the queue.  ``burst``/``interval``: the pacing budget (the server allows 10, then one
     per second; the defaults leave 3 requests and a 10 % margin to other senders).
+    ``retry_policy(attempt) -> seconds`` spaces the probes of a server that does not answer
+    (default: 1 s doubling to 60 s, + up to 1 s of jitter); probes are ``getstatus``, sent
+    only with a ``status_interval``.
     """
 
     def __init__(
@@ -107,6 +136,7 @@ class Quake3RconClient:
         interval: float = 1.1,
         auth_failure_delay: float = 300.0,
         status_interval: float | None = 30.0,
+        retry_policy: Callable[[int], float] | None = None,
         log: Logger | None = None,
     ) -> None:
         """Describe the link; nothing is sent until :meth:`start`."""
@@ -121,7 +151,14 @@ class Quake3RconClient:
         self.auth_failure_delay = auth_failure_delay
         self.status_interval = status_interval
         self._log = log or Logger(namespace="gamews.rcon.quake3", source=self)
-        self.notifier = StateNotifier(name, self._reactor, self._log)
+        self.notifier = StateNotifier(name, self._reactor, self._log,
+                                      label=f"rcon link to {name}")
+        self._policy = retry_policy or backoffPolicy(1.0, 60.0, 2.0, random.random)
+        self._failures = 0
+        self._expiry: IDelayedCall | None = None
+        self._probe_timer: IDelayedCall | None = None
+        self._protocol: _Quake3Protocol | None = None
+        self._connected = False
         self._bucket = TokenBucket(burst, interval, self._reactor.seconds())
         self._queue: deque[_Request] = deque()
         self._current: _Request | None = None
@@ -166,10 +203,9 @@ class Quake3RconClient:
     def _resolve_failed(self, failure: Failure) -> None:
         if not self._running:
             return
-        self.notifier.set(LinkState.DOWN, f"cannot resolve {self.host}")
-        self._log.warn("cannot resolve game server {name} host {host}: {why}",
-                       name=self.name, host=self.host, why=failure.getErrorMessage())
+        self.notifier.set(LinkState.DOWN, f"cannot resolve {self.host}", retry_in=30.0)
         self._pump_timer = self._reactor.callLater(30.0, self._retry_resolve)
+        self._arm_expiry()
 
     def _retry_resolve(self) -> None:
         self._pump_timer = None
@@ -179,17 +215,106 @@ class Quake3RconClient:
     def _bind(self, address: str) -> None:
         if not self._running:
             return
+        self._address = address
+        if self.status_interval and self._poll is None:
+            self._poll = LoopingCall(self._poll_status)
+            self._poll.clock = self._reactor
+            self._poll.start(self.status_interval, now=False)
+        self._open()
+
+    def _open(self, *, probe: bool = True) -> bool:
+        """Open a UDP port for the server (connected once the server answers) and, with
+        ``probe``, ask for its status now; False if the port could not be opened (retried
+        after a backoff)."""
+        self._pump_timer = None
+        address = self._address
+        if not self._running or address is None or self._port is not None:
+            return False
         ip = ipaddress.ip_address(address)
         interface = ("::1" if ip.version == 6 else "127.0.0.1") if ip.is_loopback else (
             "::" if ip.version == 6 else "")
-        self._port = self._reactor.listenUDP(0, _Quake3Protocol(self), interface=interface)
-        self._port.connect(address, self.port)
-        self._address = address
-        if self.status_interval:
-            self._poll = LoopingCall(self._poll_status)
-            self._poll.clock = self._reactor
-            self._poll.start(self.status_interval, now=True)
+        protocol = _Quake3Protocol(self)
+        try:
+            port = self._reactor.listenUDP(0, protocol, interface=interface)
+        except Exception as e:
+            self._retry_later(f"cannot open a UDP socket: {e}")
+            return False
+        self._port, self._protocol, self._connected = port, protocol, False
+        if probe and self.status_interval and not self._queue:
+            self._poll_status()  # the link is up when the server answers
         self._pump()
+        return True
+
+    def _port_lost(self, protocol: _Quake3Protocol, reason: str, *, close: bool) -> None:
+        """The port of ``protocol`` got an ICMP error (``close`` it) or was closed under us:
+        fail the request in flight, open an unconnected port at once and probe the server
+        after a backoff."""
+        if protocol is not self._protocol or not self._running:
+            return
+        port, self._port, self._protocol = self._port, None, None
+        if port is not None and close:
+            port.stopListening()
+        request = self._done()
+        if self._open(probe=False):
+            self._link_down(reason)
+        if request is not None:  # told after the link's new state, which its caller may read
+            request.deferred.errback(RconLinkLostError(
+                f"{self.name} unreachable ({reason}): the {request.kind} request never "
+                "reached a server"))
+
+    def _link_down(self, reason: str) -> None:
+        """Say the link is down because of ``reason`` and probe the server with backoff."""
+        delay = self._schedule_probe()
+        if self.notifier.state is not LinkState.AUTH_FAILED:
+            self.notifier.set(LinkState.DOWN, reason, retry_in=delay)
+
+    def _schedule_probe(self) -> float | None:
+        """Probe the server after the next backoff delay (None: no probes, no status
+        interval); return that delay."""
+        timer, self._probe_timer = self._probe_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if not self.status_interval:
+            return None
+        self._failures += 1
+        delay = self._policy(self._failures)
+        self._probe_timer = self._reactor.callLater(delay, self._probe)
+        return delay
+
+    def _probe(self) -> None:
+        self._probe_timer = None
+        if not self._running or self._port is None or self.notifier.state is LinkState.UP:
+            return
+        current = self._current
+        if not any(r.kind == "getstatus" for r in self._queue) and (
+                current is None or current.kind != "getstatus"):
+            self._poll_status()
+        self._schedule_probe()
+
+    def _connect(self) -> None:
+        """The server answered: connect the port to it, so that ICMP errors reach us."""
+        if self._connected or self._port is None or self._address is None:
+            return
+        self._port.connect(self._address, self.port)
+        self._connected = True
+
+    def _from_server(self, addr: Any) -> bool:
+        try:
+            return (ipaddress.ip_address(addr[0]) == ipaddress.ip_address(self._address or "")
+                    and addr[1] == self.port)
+        except (ValueError, TypeError, IndexError):
+            return False
+
+    def _retry_later(self, reason: str) -> None:
+        self._failures += 1
+        delay = self._policy(self._failures)
+        timer = self._pump_timer
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._pump_timer = self._reactor.callLater(delay, self._open)
+        if self.notifier.state is not LinkState.AUTH_FAILED:
+            self.notifier.set(LinkState.DOWN, reason, retry_in=delay)
+        self._arm_expiry()
 
     def stop(self) -> Deferred[None]:
         """Close the socket; queued and running requests fail with RconStoppedError."""
@@ -197,22 +322,30 @@ class Quake3RconClient:
         if self._poll is not None and self._poll.running:
             self._poll.stop()
         self._poll = None
-        for timer in (self._reply_timer, self._pump_timer):
+        for timer in (self._reply_timer, self._pump_timer, self._expiry, self._probe_timer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._reply_timer = self._pump_timer = None
+        self._reply_timer = self._pump_timer = self._expiry = self._probe_timer = None
         stopped = RconStoppedError(f"rcon client for {self.name} stopped")
         current, self._current = self._current, None
         queue, self._queue = self._queue, deque()
         for request in ([current] if current is not None else []) + list(queue):
             request.deferred.errback(stopped)
-        port, self._port = self._port, None
+        port, self._port, self._protocol = self._port, None, None
         self.notifier.set(LinkState.STOPPED)
         if port is not None:
             d = port.stopListening()
             if isinstance(d, Deferred):
                 return d.addCallback(lambda _: None)
         return Deferred.fromCoroutine(_nothing())
+
+    def set_password(self, password: Secret) -> None:
+        """Use ``password`` for the rcon commands sent from now on (a reload); a rejected
+        password's wait is over."""
+        self._password = password
+        if self._rejected_at is not None:
+            self._rejected_at = None
+            self.notifier.set(LinkState.CONNECTING)
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -255,10 +388,32 @@ class Quake3RconClient:
             if request in self._queue:
                 self._queue.remove(request)
 
-        request = _Request(kind, datagram, Deferred(cancel))
+        request = _Request(kind, datagram, Deferred(cancel), self._reactor.seconds())
         self._queue.append(request)
         self._pump()
+        self._arm_expiry()
         return request.deferred
+
+    def _arm_expiry(self) -> None:
+        """While there is no port to send on, fail each queued request when it has waited
+        ``timeout`` seconds (with a port, each request is sent in turn and has its own
+        reply timeout; pacing and the queue bound limit the wait)."""
+        if self._expiry is not None or not self._queue or self._port is not None:
+            return
+        wait = self._queue[0].queued_at + self.timeout - self._reactor.seconds()
+        self._expiry = self._reactor.callLater(max(0.0, wait), self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        if self._port is None:
+            now = self._reactor.seconds()
+            why = self.notifier.status.detail or self.notifier.state.value
+            while self._queue and self._queue[0].queued_at + self.timeout <= now:
+                request = self._queue.popleft()
+                request.deferred.errback(RconTimeoutError(
+                    f"{self.name} unreachable ({why}): the {request.kind} request waited "
+                    f"{self.timeout} s unsent"))
+        self._arm_expiry()
 
     def _pump(self) -> None:
         if self._current is not None or self._port is None or self._pump_timer is not None:
@@ -271,7 +426,10 @@ class Quake3RconClient:
             return
         request = self._queue.popleft()
         self._current = request
-        self._port.write(request.datagram)
+        if self._connected:
+            self._port.write(request.datagram)
+        else:
+            self._port.write(request.datagram, (self._address, self.port))
         self._reply_timer = self._reactor.callLater(self.timeout, self._no_reply)
 
     def _pumped(self) -> None:
@@ -289,7 +447,10 @@ class Quake3RconClient:
         self._reply_timer = None
         request = self._done()
         if request is not None:
-            self.notifier.set(LinkState.DOWN, f"no reply within {self.timeout} s")
+            if self.notifier.state is not LinkState.DOWN:
+                self._link_down(f"no reply to {request.kind} within {self.timeout:g} s")
+            elif self._probe_timer is None:
+                self._schedule_probe()  # keep probing; the reason given stays
             request.deferred.errback(RconTimeoutError(
                 f"no reply from {self.name} within {self.timeout} s to {request.kind}"
             ))
@@ -298,15 +459,15 @@ class Quake3RconClient:
         if self._running and self._pump_timer is None:
             self._pump_timer = self._reactor.callLater(self.quiet, self._pumped)
 
-    def _refused(self) -> None:
-        if self._running:
-            self.notifier.set(LinkState.DOWN, "port unreachable")
-
-    def _datagram(self, datagram: bytes) -> None:
+    def _datagram(self, datagram: bytes, addr: Any) -> None:
+        if not self._connected and not self._from_server(addr):
+            return  # not the game server (a connected port gets nothing else)
         message = parse_datagram(datagram)
         request = self._current
         if message is None or request is None or message.keyword != _EXPECT[request.kind]:
             return  # garbage, or a late answer to a request that timed out
+        self._connect()
+        self._up()
         if request.kind == "rcon":
             request.chunks.append(print_text(message.payload))
             timer = self._reply_timer
@@ -327,6 +488,13 @@ class Quake3RconClient:
     def _answered(self) -> None:
         if self.notifier.state is not LinkState.AUTH_FAILED:
             self.notifier.set(LinkState.UP)
+
+    def _up(self) -> None:
+        """The server answered: the backoff starts over, probing stops."""
+        self._failures = 0
+        timer, self._probe_timer = self._probe_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _quiet(self) -> None:
         self._reply_timer = None
@@ -354,8 +522,10 @@ class Quake3RconClient:
 
     def _poll_status(self) -> None:
         def failed(failure: Failure) -> None:
-            self._log.debug("getstatus of {name} failed: {why}",
-                            name=self.name, why=failure.getErrorMessage())
+            # A poll that fails for the link's sake moved the link DOWN, and that was logged
+            # once with its reason; anything else is a bug worth a traceback.
+            if not failure.check(RconError):
+                self._log.failure("getstatus of {name} failed", failure, name=self.name)
 
         if self.pending < self.max_pending:
             self.getstatus().addErrback(failed)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -272,6 +272,11 @@ class GameServer(Service):
         """Close the link; fire when it is closed."""
         super().stopService()  # type: ignore[no-untyped-call]
         return self.client.stop()
+
+    def set_password(self, password: Secret) -> None:
+        """Use a new rcon password (a reload); the link re-authenticates."""
+        self.config = replace(self.config, password=password)
+        self.client.set_password(password)
 
     def rcon(self, command: str) -> Deferred[str]:
         """See :meth:`IGameServer.rcon`."""

@@ -1,5 +1,4 @@
-"""A reconnecting Source RCON client: a thin Protocol over the sans-IO codec, driven by
-``twisted.application.internet.ClientService``.
+"""A reconnecting Source RCON client: a thin Protocol over the sans-IO codec.
 
 * The password is sent in ``prepareConnection``: a connection is used only once authenticated.
 * Commands are pipelined, matched to replies by id, and reassembled with the end marker.
@@ -9,6 +8,11 @@
 * Reconnects use exponential backoff with jitter.  After a password rejection the next attempt
   waits minutes (SRCDS bans an address after a few failed auths) and one error is logged:
   ``rcon password rejected by NAME``.
+* One log line per change an admin should know of (``rcon link to alpha down: connection
+  refused; retrying in 8 s``, then ``rcon link to alpha up``), none per repeated failure; the
+  reason is also the link's ``detail``.  (The retry loop is ours rather than ClientService's,
+  which logs a line of its own per retry and raises ``automat.NoTransition`` when a
+  connection closes during ``prepareConnection``.)
 * Malformed input drops the link (and it reconnects); nothing raises into the reactor.
 """
 
@@ -19,24 +23,19 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from automat import NoTransition
-from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.application.internet import backoffPolicy
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import (
-    IAddress,
     IDelayedCall,
     IProtocol,
-    IProtocolFactory,
     IReactorTime,
     IStreamClientEndpoint,
-    ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from gamews.rcon.link import (
     LinkState,
@@ -46,6 +45,7 @@ from gamews.rcon.link import (
     RconStoppedError,
     RconTimeoutError,
     StateNotifier,
+    describe_failure,
 )
 from gamews.rcon.source_codec import (
     MAX_BODY,
@@ -83,6 +83,7 @@ class SourceRconProtocol(Protocol):
         #: is complete, and with (token, RconLinkLostError) if the link drops first.
         self.deliver: Callable[[Any, str | Exception], object] = lambda token, result: None
         self.closed = False
+        self.lost_reason: Failure | None = None
         self.on_lost: Callable[[SourceRconProtocol], object] | None = None
         self._socket: socket.socket | None = None
 
@@ -141,7 +142,7 @@ class SourceRconProtocol(Protocol):
         d, self._auth = self._auth, None
         self._abort()
         if d is not None:
-            d.errback(RconTimeoutError(f"{self.name}: no answer to auth within {timeout} s"))
+            d.errback(RconTimeoutError(f"no answer to the password within {timeout} s"))
 
     def _abort(self) -> None:
         transport = self.transport
@@ -204,91 +205,18 @@ class SourceRconProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Fail the pending auth and every command in flight with RconLinkLostError."""
         self.closed = True
+        self.lost_reason = reason
         self._stop_auth_timer()
         lost = RconLinkLostError(f"rcon link to {self.name} lost: {reason.getErrorMessage()}")
         auth, self._auth = self._auth, None
         if auth is not None:
-            auth.errback(lost)
+            auth.errback(RconLinkLostError(
+                f"connection closed during authentication ({describe_failure(reason)})"))
         waiting, self._waiting = self._waiting, {}
         for token in waiting.values():
             self.deliver(token, RconLinkLostError(str(lost)))
         if self.on_lost is not None:
             self.on_lost(self)
-
-
-@implementer(IProtocol)
-class _LossGuard:
-    """Wraps ClientService's protocol proxy so a connection lost before it was handed out
-    does not raise into the reactor.
-
-    ``ClientService`` (Twisted 26.10) has no transition for a disconnect while it is
-    *Connecting* (``prepareConnection`` still running) or after it rejected the connection
-    (*Waiting*/*Stopped*): the proxy's notification raises ``automat.NoTransition`` from
-    ``connectionLost``.  Our protocol has already been told by then; the machine has already
-    moved on, so the notification is moot and is swallowed here.
-    """
-
-    def __init__(self, inner: IProtocol) -> None:
-        self.inner = inner
-
-    def makeConnection(self, transport: ITransport) -> None:
-        self.inner.makeConnection(transport)
-
-    def connectionMade(self) -> None:
-        """Never called: makeConnection is delegated whole."""
-
-    def dataReceived(self, data: bytes) -> None:
-        self.inner.dataReceived(data)
-
-    def connectionLost(self, reason: Failure) -> None:
-        try:
-            self.inner.connectionLost(reason)
-        except NoTransition:
-            pass
-
-    def logPrefix(self) -> str:
-        return "SourceRcon"
-
-
-@implementer(IProtocolFactory)
-class _GuardFactory:
-    def __init__(self, inner: IProtocolFactory) -> None:
-        self.inner = inner
-
-    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
-        built = self.inner.buildProtocol(addr)
-        return None if built is None else _LossGuard(built)
-
-    def doStart(self) -> None:
-        self.inner.doStart()
-
-    def doStop(self) -> None:
-        self.inner.doStop()
-
-
-@implementer(IStreamClientEndpoint)
-class _ObservedEndpoint:
-    """Tells the client about each attempt and failure; installs the loss guard."""
-
-    def __init__(self, endpoint: IStreamClientEndpoint, client: SourceRconClient) -> None:
-        self._endpoint = endpoint
-        self._client = client
-
-    def __repr__(self) -> str:
-        return f"<rcon endpoint of {self._client.name!r}: {self._endpoint!r}>"
-
-    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
-        self._client._attempt_started()
-        d = self._endpoint.connect(_GuardFactory(protocolFactory))
-
-        def unwrap(guard: IProtocol) -> IProtocol:
-            return cast(_LossGuard, guard).inner
-
-        def failed(failure: Failure) -> Failure:
-            self._client._attempt_failed(failure)
-            return failure
-
-        return d.addCallbacks(unwrap, failed)
 
 
 @dataclass(eq=False, slots=True)
@@ -335,9 +263,21 @@ class SourceRconClient:
         self._policy = retry_policy or backoffPolicy(1.0, 60.0, 2.0, jitter)
         self.auth_failure_delay = auth_failure_delay
         self._log = log or Logger(namespace="gamews.rcon.source", source=self)
-        self.notifier = StateNotifier(name, self._clock, self._log)
+        self.notifier = StateNotifier(name, self._clock, self._log,
+                                      label=f"rcon link to {name}")
         self._auth_rejected = False
+        self._endpoint = endpoint
+        self._factory = Factory.forProtocol(
+            lambda: SourceRconProtocol(name, self._clock, self._log))
+        self._factory.noisy = False
+        #: The connection being authenticated, or the authenticated one.
+        self._connection: SourceRconProtocol | None = None
+        #: The authenticated connection commands go to.
         self._protocol: SourceRconProtocol | None = None
+        self._connecting: Deferred[None] | None = None
+        self._retry: IDelayedCall | None = None
+        self._failures = 0
+        self._closed_waiters: list[Deferred[None]] = []
         self._queue: deque[_Command] = deque()
         self._in_flight: dict[int, _Command] = {}
         # Every command, in issue order = deadline order (one timeout for all), swept by
@@ -345,14 +285,6 @@ class SourceRconClient:
         self._deadlines: deque[_Command] = deque()
         self._timer: IDelayedCall | None = None
         self._running = False
-        factory = Factory.forProtocol(lambda: SourceRconProtocol(name, self._clock, self._log))
-        self._service = ClientService(
-            _ObservedEndpoint(endpoint, self),
-            factory,
-            retryPolicy=self._retry_delay,
-            clock=self._clock,
-            prepareConnection=self._prepare,
-        )
 
     def __repr__(self) -> str:
         return f"<SourceRconClient {self.name!r} {self.notifier.state.value}>"
@@ -364,25 +296,51 @@ class SourceRconClient:
         if self._running:
             return
         self._running = True
-        self.notifier.set(LinkState.CONNECTING)
-        self._service.startService()
+        self._failures = 0
+        self._attempt()
 
     def stop(self) -> Deferred[None]:
-        """Close the link; waiting commands fail with :class:`RconStoppedError`."""
+        """Close the link; waiting commands fail with :class:`RconStoppedError`.  Fires once
+        the connection (if any) is closed."""
         self._running = False
         queue, self._queue = self._queue, deque()
         for command in queue:
             self._finish(command, RconStoppedError(f"rcon client for {self.name} stopped"))
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-        d: Deferred[None] = self._service.stopService()
+        for timer in (self._timer, self._retry):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = self._retry = None
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()  # the endpoint's attempt, or the authentication (aborts)
+        connection = self._connection
+        d: Deferred[None] = succeed(None)
+        if connection is not None and not connection.closed:
+            d = Deferred()
+            self._closed_waiters.append(d)
+            if connection.transport is not None:
+                connection.transport.loseConnection()
 
         def stopped(result: object) -> None:
             self._protocol = None
             self.notifier.set(LinkState.STOPPED)
 
         return d.addBoth(stopped)
+
+    def set_password(self, password: Secret) -> None:
+        """Use ``password`` from now on (a reload): the link re-authenticates at once (an
+        open connection is closed; commands in flight on it fail with RconLinkLostError),
+        and a rejected password's long wait is over."""
+        self._password = password
+        self._auth_rejected = False
+        if not self._running:
+            return
+        connection = self._connection
+        if connection is not None and connection.transport is not None:
+            connection.transport.loseConnection()
+        elif self._retry is not None and self._retry.active():
+            self._retry.cancel()
+            self._attempt()
 
     @property
     def state(self) -> LinkState:
@@ -493,54 +451,76 @@ class SourceRconClient:
 
     # -- connection management -----------------------------------------------------------------
 
-    def _attempt_started(self) -> None:
-        if self.notifier.state is not LinkState.AUTH_FAILED:
-            self.notifier.set(LinkState.CONNECTING)
-
-    def _attempt_failed(self, failure: Failure) -> None:
-        if failure.check(CancelledError):
+    def _attempt(self) -> None:
+        self._retry = None
+        if not self._running:
             return
         if self.notifier.state is not LinkState.AUTH_FAILED:
-            self.notifier.set(LinkState.DOWN, failure.getErrorMessage())
+            self.notifier.set(LinkState.CONNECTING)
+        d: Deferred[Any] = self._endpoint.connect(self._factory)
+        d.addCallback(self._connected)
+        connecting: Deferred[None] = d.addCallbacks(self._authenticated, self._attempt_failed)
+        if self._retry is None and self._protocol is None and self._running:
+            self._connecting = connecting  # still under way
+
+    def _connected(self, protocol: IProtocol) -> Deferred[SourceRconProtocol]:
+        assert isinstance(protocol, SourceRconProtocol)
+        self._connection = protocol
+        protocol.on_lost = self._connection_lost
+        return protocol.authenticate(self._password, self.timeout)
 
     def _retry_delay(self, attempt: int) -> float:
         if self._auth_rejected:
             return self.auth_failure_delay * (1.0 + 0.2 * self._jitter())
         return self._policy(attempt)
 
-    def _prepare(self, protocol: Any) -> Deferred[None]:
-        d: Deferred[SourceRconProtocol] = protocol.authenticate(self._password, self.timeout)
-        return d.addCallbacks(self._authenticated, self._not_authenticated)
+    def _schedule_retry(self) -> float:
+        self._failures += 1
+        delay = self._retry_delay(self._failures)
+        self._retry = self._clock.callLater(delay, self._attempt)
+        return delay
 
-    def _authenticated(self, protocol: SourceRconProtocol) -> None:
-        self._auth_rejected = False
-        self._protocol = protocol
-        protocol.on_lost = self._connection_lost
-        protocol.deliver = self._deliver
-        self.notifier.set(LinkState.UP)
-        self._log.info("rcon link to {name} up", name=self.name)
-        self._flush()
-
-    def _not_authenticated(self, failure: Failure) -> Failure:
-        if failure.check(RconPasswordRejectedError):
-            if not self._auth_rejected:
-                self._log.error(
-                    "rcon password rejected by {name}; not retrying for {minutes:.0f} minutes "
-                    "(fix its password file or environment variable and restart)",
-                    name=self.name, minutes=self.auth_failure_delay / 60,
-                )
-            self._auth_rejected = True
+    def _attempt_failed(self, failure: Failure) -> None:
+        self._connecting = None
+        if not self._running or failure.check(CancelledError):
+            return
+        rejected = failure.check(RconPasswordRejectedError) is not None
+        if rejected and not self._auth_rejected:
+            self._log.error(
+                "rcon password rejected by {name}; not retrying for {minutes:.0f} minutes "
+                "(fix its password file or environment variable and restart)",
+                name=self.name, minutes=self.auth_failure_delay / 60,
+            )
+        self._auth_rejected = self._auth_rejected or rejected
+        delay = self._schedule_retry()
+        if rejected:
             self.notifier.set(LinkState.AUTH_FAILED, "rcon password rejected")
             queue, self._queue = self._queue, deque()
             for command in queue:
                 self._finish(command, RconPasswordRejectedError(
                     f"rcon password rejected by {self.name}"))
-        elif not failure.check(CancelledError) and not self._auth_rejected:
-            self.notifier.set(LinkState.DOWN, failure.getErrorMessage())
-        return failure
+        elif not self._auth_rejected:
+            self.notifier.set(LinkState.DOWN, describe_failure(failure), retry_in=delay)
+
+    def _authenticated(self, protocol: SourceRconProtocol) -> None:
+        self._connecting = None
+        self._failures = 0
+        self._auth_rejected = False
+        self._protocol = protocol
+        protocol.deliver = self._deliver
+        self.notifier.set(LinkState.UP)
+        self._flush()
 
     def _connection_lost(self, protocol: SourceRconProtocol) -> None:
+        if self._connection is protocol:
+            self._connection = None
+            waiters, self._closed_waiters = self._closed_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
         if self._protocol is protocol:
             self._protocol = None
             if self._running:
-                self.notifier.set(LinkState.DOWN, "connection lost")
+                delay = self._schedule_retry()
+                reason = protocol.lost_reason
+                self.notifier.set(LinkState.DOWN, "connection lost" if reason is None
+                                  else describe_failure(reason), retry_in=delay)

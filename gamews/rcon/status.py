@@ -15,8 +15,8 @@ answer into the same form.
 
 :class:`StatusPoller` queries its game server when the link comes up, every ``interval``
 seconds and shortly after a map change, and publishes each answer on the event bus as a
-:class:`~gamews.events.ServerStatus`, which the match state merges by the rules written in
-:class:`~gamews.events.MatchState`. Only one query is in flight at a time; on Quake 3 the
+:class:`gamews.events.ServerStatus`, which the match state merges by the rules written in
+:class:`gamews.events.MatchState`. Only one query is in flight at a time; on Quake 3 the
 query shares the rcon client's paced budget (``getstatus`` and ``rcon`` are one queue).
 """
 

@@ -38,6 +38,7 @@ _READY_STATES = {
     WebSocketServerProtocol.STATE_CLOSING: ReadyState.CLOSING,
     WebSocketServerProtocol.STATE_CLOSED: ReadyState.CLOSED,
 }
+_CONNECTING = ReadyState.CONNECTING  # a module constant: faster than through the Enum
 # the transport whose socket gamews may write to directly (not TLS, not wrapped)
 _PLAIN_TCP = frozenset({tcp.Server})
 # what Autobahn keeps of the opening handshake, not needed once the child is open
@@ -54,34 +55,37 @@ def peer_host(address: IAddress) -> str:
 
 @implementer(IPushProducer)
 class SendBuffer:
-    """Tells a child when its socket's buffer is full.
+    """Tells a protocol and its child when the socket's buffer is full.
 
     Registered as the transport's producer, it is paused when the kernel and
     the transport hold more than the transport will buffer, and resumed when
-    they have drained; the child counts what is sent in between (what a slow
-    reader costs) and, on resuming, catches up the STATE channels it skipped.
+    they have drained; meanwhile the protocol is ``paused`` and the child counts
+    what is sent (what a slow reader costs). On resuming the child catches up
+    the STATE channels it skipped.
     """
 
-    def __init__(self, child: Child) -> None:
-        self.child = child
-        self.paused = False
+    def __init__(self, protocol: GamewsServerProtocol) -> None:
+        self.protocol = protocol
 
     def pauseProducing(self) -> None:
         # the transport calls this on every write while its buffer is full
-        if not self.paused:
-            self.paused = True
-            self.child.paused()
+        protocol = self.protocol
+        if not protocol.paused:
+            protocol.paused = True
+            protocol.child.buffer_full()
 
     def resumeProducing(self) -> None:
-        self.paused = False
-        self.child.drained()
+        self.protocol.paused = False
+        self.protocol.child.drained()
 
     def stopProducing(self) -> None:
-        self.paused = False
+        self.protocol.paused = False
 
 
 def _refused(failure: Failure) -> None:
-    refusal = failure.trap(Refused) and failure.value
+    """A child's :class:`Refused` as the answer Autobahn gives (an HTTP status)."""
+    failure.trap(Refused)
+    refusal = failure.value
     assert isinstance(refusal, Refused)
     raise ConnectionDeny(refusal.status, refusal.reason)
 
@@ -92,23 +96,18 @@ class GamewsServerProtocol(WebSocketServerProtocol):
 
     factory: GamewsServerFactory
     child: Child
-    send_buffer: SendBuffer
+    paused = False
+    """Whether the socket's buffer is full (set by the :class:`SendBuffer`)."""
 
     # -- the Wire ------------------------------------------------------------------
 
     @property
     def ready_state(self) -> ReadyState:
-        return _READY_STATES.get(self.state, ReadyState.CONNECTING)
+        return _READY_STATES.get(self.state, _CONNECTING)
 
-    @property
-    def paused(self) -> bool:
-        return self.send_buffer.paused
-
-    def send(self, payload: bytes, is_binary: bool) -> None:
-        self.sendMessage(payload, isBinary=is_binary)  # type: ignore[no-untyped-call]
-
-    def send_prepared(self, prepared: Any) -> None:
-        self.sendPreparedMessage(prepared)
+    # Autobahn's own methods (their second argument is isBinary), without a call more
+    send = WebSocketServerProtocol.sendMessage
+    send_prepared = WebSocketServerProtocol.sendPreparedMessage
 
     def close(self, code: int, reason: bytes | None) -> None:
         if self.state == self.STATE_OPEN:
@@ -117,7 +116,7 @@ class GamewsServerProtocol(WebSocketServerProtocol):
                 # a policy violation (a peer sending in a tight loop): read nothing more,
                 # or its frames are parsed until the close timeout drops it
                 cast(IPushProducer, self.transport).pauseProducing()
-        elif self.state != self.STATE_CLOSED and self.transport is not None:
+        elif self.ready_state is _CONNECTING and self.transport is not None:
             self.transport.loseConnection()
 
     def drop(self) -> None:
@@ -129,12 +128,11 @@ class GamewsServerProtocol(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:
         self.child = Child(self, self.factory.route)
-        self.send_buffer = SendBuffer(self.child)
         transport: Any = self.transport
         # the HTTP channel that parsed the upgrade is still the transport's producer
         if getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()
-        transport.registerProducer(self.send_buffer, True)
+        transport.registerProducer(SendBuffer(self), True)
         super().connectionMade()
 
     def onConnect(  # type: ignore[override]  # Autobahn also takes a Deferred
@@ -280,7 +278,7 @@ class GamewsServerProtocol(WebSocketServerProtocol):
         self.factory.route.release(self.child)
         # give everything back now, not at the next cyclic collection: the partial
         # message, the bytes not parsed yet, the inflater; and cut the cycle through
-        # the transport's producer (transport -> send buffer -> child -> protocol)
+        # the transport's producer (transport -> send buffer -> protocol)
         self._release_message()
         # Autobahn 26.11.1: public attributes of WebSocketProtocol
         self.data = b""
@@ -289,7 +287,8 @@ class GamewsServerProtocol(WebSocketServerProtocol):
         # PRIVATE (Autobahn 26.11.1): WebSocketProtocol._perMessageCompress, the inflater
         self._perMessageCompress = None
         transport: Any = self.transport
-        if transport is not None and getattr(transport, "producer", None) is self.send_buffer:
+        producer = getattr(transport, "producer", None)
+        if isinstance(producer, SendBuffer) and producer.protocol is self:
             transport.unregisterProducer()
 
 

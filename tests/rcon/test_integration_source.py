@@ -8,10 +8,11 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.logger import ILogObserver, Logger, formatEvent
 from twisted.trial import unittest
 
-from gamews.rcon.link import LinkState, RconPasswordRejectedError
+from gamews.rcon.link import LinkState, RconPasswordRejectedError, RconTimeoutError
 from gamews.rcon.source import SourceRconClient
 from gamews.secret import Secret
-from tests.rcon.peers import RconxPeer, poll_until
+from tests.rcon.peers import RconxPeer, free_tcp_port, poll_until
+from tests.support import capture_logs, logged_errors
 
 PASSWORD = "rconx-test-pw"
 
@@ -96,3 +97,86 @@ class RconxIntegrationTests(unittest.TestCase):
         self.addCleanup(self.peer.stop)
         self.assertEqual(await queued, "echo: while down")
         self.assertEqual(client.state, LinkState.UP)
+
+
+class RconxRecoveryTests(unittest.TestCase):
+    """The Source link against an rconx peer that is absent at start, then killed and
+    restarted: it recovers within its backoff, says why once, and logs no error."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        """Collect every log event; pick a port with no peer yet."""
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+        self.events = capture_logs(self)
+        self.port = free_tcp_port()
+
+    def peer(self) -> RconxPeer:
+        """A started peer on the test's port, stopped at cleanup."""
+        peer = RconxPeer(PASSWORD, reply, port=self.port)
+        peer.start()
+        self.addCleanup(peer.stop)
+        return peer
+
+    def client(self) -> SourceRconClient:
+        """A started client retrying after 0.2, 0.4, 0.8, 0.8, ... s; timeout 1 s."""
+        endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.port, timeout=5)
+        client = SourceRconClient(
+            "rconx", endpoint, Secret(PASSWORD), clock=self.reactor, timeout=1.0,
+            retry_policy=lambda attempt: min(0.2 * 2 ** (attempt - 1), 0.8))
+        client.start()
+        self.addCleanup(client.stop)
+        return client
+
+    def lines(self) -> list[str]:
+        """Formatted log lines."""
+        return [formatEvent(e) for e in self.events]
+
+    def assert_clean_log(self, downs: int) -> None:
+        """No error or traceback was logged, no line of Twisted's retry machinery, and
+        ``downs`` lines said why the link was down."""
+        self.assertEqual(logged_errors(self.events), [])
+        noise = [line for line in self.lines() if "Scheduling retry" in line
+                 or "Starting factory" in line or "Stopping factory" in line]
+        self.assertEqual(noise, [])
+        down = [line for line in self.lines() if line.startswith("rcon link to rconx down: ")]
+        self.assertEqual(len(down), downs, down)
+
+    async def test_absent_at_start_then_started(self) -> None:
+        """No peer: DOWN with "connection refused", a command fails with its timeout; the
+        peer starts: UP within the backoff, commands answered."""
+        client = self.client()
+        await poll_until(self.reactor, lambda: client.state is LinkState.DOWN)
+        self.assertEqual(client.notifier.status.detail, "connection refused")
+        with self.assertRaises(RconTimeoutError):
+            await client.rcon("while down")
+        self.peer()
+        back = self.reactor.seconds()
+        await poll_until(self.reactor, lambda: client.state is LinkState.UP)
+        self.assertLess(self.reactor.seconds() - back, 0.8 + 0.5)
+        self.assertEqual(await client.rcon("status"), "echo: status")
+        self.assert_clean_log(downs=1)
+        self.assertIn("rcon link to rconx down: connection refused; retrying in 0.2 s",
+                      self.lines())
+        self.assertEqual(self.lines().count("rcon link to rconx up"), 1)
+
+    async def test_killed_and_restarted(self) -> None:
+        """The peer goes away while up: DOWN, commands time out; back: UP within the backoff."""
+        peer = self.peer()
+        client = self.client()
+        self.assertEqual(await client.rcon("before"), "echo: before")
+        peer.stop()
+        await poll_until(self.reactor, lambda: client.state is LinkState.DOWN)
+        with self.assertRaises(RconTimeoutError):
+            await client.rcon("while down")
+        self.peer()
+        back = self.reactor.seconds()
+        await poll_until(self.reactor, lambda: client.state is LinkState.UP)
+        self.assertLess(self.reactor.seconds() - back, 0.8 + 0.5)
+        self.assertEqual(await client.rcon("after"), "echo: after")
+        self.assertEqual(client.pending, 0)
+        # down: "connection lost", then (if an attempt was refused) "connection refused"
+        self.assertIn(len([line for line in self.lines() if " down: " in line]), (1, 2))
+        self.assert_clean_log(downs=len([line for line in self.lines() if " down: " in line]))

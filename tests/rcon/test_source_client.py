@@ -345,6 +345,28 @@ class ReconnectTests(ClientTestCase):
         self.assertEqual(first, 2.25)
         self.assertEqual(gaps[:5], [4.25, 8.25, 16.25, 32.25, 60.25])
 
+    def test_one_line_per_change(self) -> None:
+        """A refused server retried six times logs one "down" line with its reason and
+        delay, the recovery one "up" line; the reason is the link's detail meanwhile."""
+        client = self.make()
+        self.endpoint.peer.answer()
+        self.endpoint.refuse = True
+        self.endpoint.peer.transport.loseConnection()
+        self.clock.advance(0)
+        for _ in range(6):
+            self.clock.advance(60)
+            self.assertEqual(client.notifier.status.detail, "connection refused")
+        self.endpoint.refuse = False
+        self.clock.advance(60)
+        self.endpoint.peer.answer()
+        self.assertEqual(client.state, LinkState.UP)
+        self.assertEqual(self.log_text(), [
+            "rcon link to alpha up",
+            "rcon link to alpha down: connection lost; retrying in 2 s",
+            "rcon link to alpha down: connection refused; retrying in 4 s",
+            "rcon link to alpha up",
+        ])
+
     def test_malformed_drops_and_reconnects(self) -> None:
         """Garbage aborts the connection (logged, not raised) and the link comes back."""
         client = self.make()

@@ -89,7 +89,7 @@
 
   const chrome = {
     conn: null, link: null, toast: null, select: null, selectBox: null,
-    toastTimer: 0, links: {}, stale: {}, server: null, servers: [],
+    toastTimer: 0, links: {}, details: {}, stale: {}, server: null, servers: [],
     remember: true, // follow the server last chosen on this browser (not on the overlay)
 
     init() {
@@ -141,6 +141,8 @@
     /** link: the RCON link of a game server (shown for the server followed). */
     linkFrame(frame) {
       this.links[String(frame.server)] = String(frame.state || 'unknown');
+      // detail: why the link is not up (the console page only; null elsewhere)
+      this.details[String(frame.server)] = typeof frame.detail === 'string' ? frame.detail : '';
       this.stale[String(frame.server)] = frame.stale === true;
       this.showLink();
     },
@@ -159,7 +161,9 @@
       this.link.dataset.state = state;
       this.link.dataset.stale = String(stale);
       document.body.dataset.stale = String(stale);
-      this.link.textContent = `${this.server || 'game'}: ${stale ? 'stale' : (words[state] || state)}`;
+      const detail = this.server === null ? '' : (this.details[this.server] || '');
+      this.link.textContent = `${this.server || 'game'}: ${stale ? 'stale' : (words[state] || state)}`
+        + (detail && !stale ? ` (${detail})` : '');
       this.link.title = stale ? 'No news from the gamews instance holding the game link: '
         + 'showing the last state heard' : 'RCON link to the game server';
     },
@@ -379,8 +383,10 @@
    * Follow a live view socket (`/live/ws`, `/overlay/ws`): a snapshot, then deltas in
    * seq order; a gap asks for a resync. `draw(view)` runs at most once per animation
    * frame with {state, seq, delay, resyncs}. `server`, if given, is selected on hello.
+   * `replay` (replayControls()) makes it a replay of a recorded match (`/matches/ws`):
+   * the same frames, paced by the server's replay clock.
    */
-  function followLive(path, draw, { feed = 10, server: wanted = null } = {}) {
+  function followLive(path, draw, { feed = 10, server: wanted = null, replay = null } = {}) {
     let server = null;
     let seq = null; // the seq of the state shown; null until a snapshot
     let run = null; // the numbering seq belongs to (changes when the origin restarts)
@@ -404,6 +410,7 @@
       run = frame.run ?? null;
       delay = Number(frame.delay) || 0;
       waiting = false;
+      if (replay) replay.at(frame.t);
       render();
     }
 
@@ -431,6 +438,7 @@
       }
       if (Array.isArray(c.kill_feed)) state.kill_feed = state.kill_feed.concat(c.kill_feed).slice(-feed);
       seq = n;
+      if (replay) replay.at(frame.t);
       render();
     }
 
@@ -444,9 +452,13 @@
     }
 
     const socket = new Socket(path, {
-      onOpen() { waiting = true; },
+      onOpen(sock) {
+        waiting = true;
+        if (replay) replay.open(sock);
+      },
       onFrame(frame, sock) {
         if (frame.type === 'error' && frame.reason === 'login refused') token = null;
+        if (replay && replay.frame(frame)) return;
         if (frame.type === 'hello' && wanted && frame.server !== wanted
             && Array.isArray(frame.servers) && frame.servers.includes(wanted)) {
           sock.send({ type: 'select', server: wanted });
@@ -466,6 +478,7 @@
         }
       },
     });
+    if (replay) replay.wire(socket);
     socket.start();
     draw({ state, seq, delay, resyncs });
     return {
@@ -509,7 +522,7 @@
   function livePage() {
     function draw({ state, seq, delay, resyncs }) {
       $('#map').textContent = state.map || '—';
-      document.title = `${state.map ? `${state.map} · ` : ''}Live · gamews`;
+      document.title = `${state.map ? `${state.map} · ` : ''}${document.body.dataset.replay ? 'Replay' : 'Live'} · gamews`;
       $('#round').textContent = state.round ? String(state.round) : '—';
       const teams = teamScores(state);
       $('#teams').replaceChildren(...teamScoreNodes(teams));
@@ -543,7 +556,8 @@
       meta.dataset.seq = seq === null ? '' : String(seq);
     }
 
-    const live = followLive('/live/ws', draw);
+    const replay = replayControls();
+    const live = followLive(replay ? '/matches/ws' : '/live/ws', draw, { replay });
     $('#admin-form').addEventListener('submit', (event) => {
       event.preventDefault();
       const input = $('#admin-token');
@@ -581,6 +595,119 @@
     }
 
     followLive('/overlay/ws', draw, { feed: Math.max(feed, 1), server: params.get('server') });
+  }
+
+  /**
+   * The replay bar of /matches/ID/replay, or null on /live. Position `t` is in seconds
+   * since the match started; `?t=SECONDS` opens the replay paused at that moment.
+   */
+  function replayControls() {
+    const found = location.pathname.match(/^\/matches\/(\d+)\/replay\/?$/);
+    if (!found) return null;
+    const match = Number(found[1]);
+    const params = new URLSearchParams(location.search);
+    const start = Number(params.get('t'));
+    const bar = $('#replay-bar');
+    const seekInput = $('#replay-seek');
+    const playButton = $('#replay-play');
+    const speedSelect = $('#replay-speed');
+    const timeLabel = $('#replay-time');
+    const link = $('#replay-link');
+    let socket = null;
+    let duration = 0;
+    let position = Number.isFinite(start) && start > 0 ? start : 0;
+    let playing = !(params.has('t'));
+    let speed = 1;
+    let wall = performance.now();
+    let dragging = false;
+
+    bar.hidden = false;
+    document.body.dataset.replay = String(match);
+    $('.tabs a[href="/live"]').removeAttribute('aria-current');
+    $('.tabs a[href="/matches"]').setAttribute('aria-current', 'page');
+
+    const fmt = (t) => {
+      const s = Math.max(0, Math.floor(t));
+      return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+    };
+    const now = () => (playing ? Math.min(duration || Infinity,
+      position + ((performance.now() - wall) / 1000) * speed) : position);
+
+    function show() {
+      const t = now();
+      if (!dragging) seekInput.value = String(t);
+      timeLabel.textContent = `${fmt(t)} / ${fmt(duration)}`;
+      timeLabel.dataset.t = String(Math.floor(t));
+      link.href = `/matches/${match}/replay?t=${Math.floor(t)}`;
+      playButton.textContent = playing ? 'Pause' : 'Play';
+      bar.dataset.playing = String(playing);
+    }
+    setInterval(show, 250);
+
+    function seek(t) {
+      position = t;
+      wall = performance.now();
+      if (socket) socket.send({ type: 'seek', t });
+      show();
+    }
+
+    return {
+      open(sock) {
+        socket = sock;
+        sock.send({ type: 'open', match, t: now(), speed, playing });
+      },
+      wire(sock) {
+        socket = sock;
+        playButton.addEventListener('click', () => {
+          sock.send({ type: playing ? 'pause' : 'play' });
+        });
+        speedSelect.addEventListener('change', () => {
+          sock.send({ type: 'speed', speed: Number(speedSelect.value) });
+        });
+        seekInput.addEventListener('input', () => { dragging = true; });
+        seekInput.addEventListener('change', () => {
+          dragging = false;
+          seek(Number(seekInput.value));
+        });
+      },
+      at(t) {
+        if (typeof t !== 'number') return;
+        position = t;
+        wall = performance.now();
+        show();
+      },
+      /** Replay frames (true when handled). */
+      frame(frame) {
+        if (frame.type === 'timeline') {
+          duration = Number(frame.duration) || 0;
+          seekInput.max = String(duration);
+          const mark = (t, kind) => el('span', { class: `mark-${kind}`, dataset: { t: String(t) } });
+          const marks = [];
+          for (const t of frame.kills || []) marks.push(mark(t, 'kill'));
+          for (const t of frame.rounds || []) marks.push(mark(t, 'round'));
+          for (const node of marks) {
+            node.style.left = `${duration ? (Number(node.dataset.t) / duration) * 100 : 0}%`;
+          }
+          $('#replay-marks').replaceChildren(...marks);
+          const m = frame.match || {};
+          document.title = `Replay #${match}${m.map ? ` · ${m.map}` : ''} · gamews`;
+          show();
+          return true;
+        }
+        if (frame.type === 'replay') {
+          playing = frame.playing === true;
+          speed = Number(frame.speed) || 1;
+          speedSelect.value = String(speed);
+          duration = Number(frame.duration) || duration;
+          position = Number(frame.t) || 0;
+          wall = performance.now();
+          timeLabel.dataset.state = frame.ended ? 'ended' : (playing ? 'playing' : 'paused');
+          show();
+          return true;
+        }
+        return false;
+      },
+    };
   }
 
   // -- console ------------------------------------------------------------------
