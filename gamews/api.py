@@ -103,10 +103,13 @@ from gamews.events import (
 )
 from gamews.logs.bridge import valid_channel
 from gamews.plugin_settings import setting, settings_from_table
+from gamews.quietlog import RepeatLimiter
 from gamews.ratelimit import TokenBucket
 from gamews.rcon.commands import change_map, clean_text, kick, kick_slot, say
 from gamews.rcon.link import LinkState
 from gamews.rcon.server import IGameServer
+from gamews.redact import redact_command, truncate
+from gamews.throttle import LoginThrottle, ThrottleConfig
 from gamews.view import diff_views, view_of
 
 if TYPE_CHECKING:
@@ -154,6 +157,7 @@ __all__ = [
     "ItemPickup",
     "Kill",
     "LinkState",
+    "LoginThrottle",
     "MapChange",
     "MatchEnd",
     "MatchStart",
@@ -168,6 +172,7 @@ __all__ = [
     "PointCaptured",
     "RconSeen",
     "ReadyState",
+    "RepeatLimiter",
     "Request",
     "RoundEnd",
     "RoundStart",
@@ -181,6 +186,7 @@ __all__ = [
     "TeamScore",
     "TeamScores",
     "TeamTriggered",
+    "ThrottleConfig",
     "TokenBucket",
     "TokenProof",
     "TokenStore",
@@ -196,9 +202,11 @@ __all__ = [
     "kick",
     "kick_slot",
     "page",
+    "redact_command",
     "say",
     "setting",
     "settings_from_table",
+    "truncate",
     "valid_channel",
     "view_of",
 ]
@@ -456,8 +464,16 @@ class IPluginContext(Interface):
     servers: Mapping[str, IGameServer] = Attribute(
         "The configured game servers by name (:class:`IGameServer`).")
     events: EventBus = Attribute(
-        "The event bus (:class:`EventBus`): typed game events in envelopes, match states. "
-        "See the module docstring for the rules subscribers live by.")
+        "The event bus (:class:`EventBus`): typed game events in envelopes, match states, "
+        "live (for token holders only). See the module docstring for the rules "
+        "subscribers live by.")
+    public_events: EventBus = Attribute(
+        "The public view of the event bus (``gamews.spectator.PublicEvents``, an "
+        ":class:`EventBus`): the same events and states ``spectator_delay`` seconds late, "
+        "without team chat unless allowed. Anything shown to browsers without a token "
+        "reads this one.")
+    spectator_delay: float = Attribute(
+        "Seconds every public view lags the game (``[spectator] delay``).")
     base_dir: Any = Attribute(
         "The directory relative paths in the plugin's table resolve against (or None).")
 

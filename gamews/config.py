@@ -36,6 +36,11 @@ class WebSocketLimits:
     """Largest message (after reassembly and decompression) in bytes; bigger closes 1009."""
     max_frame_size: int = 1 * MiB
     """Largest single frame payload in bytes."""
+    max_unfinished_bytes: int = 256 * MiB
+    """Bytes all connections together may hold in messages not finished yet (fragments
+    waiting for their last frame); a connection adding bytes past it is closed with
+    1008. The default lets 256 of the 10,000 connections each hold a whole 1 MiB
+    message at once on a small machine."""
     fragment_size: int = 64 * 1024
     """Outgoing messages larger than this are sent as several frames."""
     max_send_buffer: int = 2 * MiB
@@ -51,8 +56,12 @@ class WebSocketLimits:
     ping_timeout: float = 10.0
     """Seconds without a pong before a peer is declared dead and dropped."""
     allowed_origins: tuple[str, ...] = ()
-    """Origins (``https://example.org``) allowed besides same-origin and
-    loopback pages; ``*`` allows all."""
+    """Origins (``https://example.org``) allowed besides same-origin pages and
+    loopback pages on the same port; ``*`` allows all."""
+    allowed_hosts: tuple[str, ...] = ()
+    """``Host`` names (``example.org`` or ``example.org:443``) served besides the
+    address a request came in on (and ``localhost`` on loopback); any other gets 421.
+    Needed behind a proxy or a NAT, or to serve a domain name; ``*`` allows all."""
     max_connections: int = 10_000
     """Children open at once over the whole process."""
     max_connections_per_ip: int = 64
@@ -72,6 +81,7 @@ class WebSocketLimits:
 _LIMIT_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "max_message_size": int,
     "max_frame_size": int,
+    "max_unfinished_bytes": int,
     "fragment_size": int,
     "max_send_buffer": int,
     "handshake_timeout": (int, float),
@@ -79,6 +89,7 @@ _LIMIT_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "ping_interval": (int, float),
     "ping_timeout": (int, float),
     "allowed_origins": list,
+    "allowed_hosts": list,
     "max_connections": int,
     "max_connections_per_ip": int,
     "max_pending_per_ip": int,
@@ -113,6 +124,8 @@ class GamewsConfig:
     """Directory relative paths in the file are resolved against."""
     fanout: Mapping[str, Any] | None = None
     """The raw ``[fanout]`` table (validated by :mod:`gamews.fanout.config`), if any."""
+    spectator: Mapping[str, Any] | None = None
+    """The raw ``[spectator]`` table (validated by :mod:`gamews.spectator`), if any."""
     archive: Mapping[str, Any] | bool | None = None
     """The raw ``[archive]`` table (validated by :mod:`gamews.archive.config`), ``False``
     for ``archive = false``, or ``None`` (the default archive; none on an edge)."""
@@ -170,6 +183,10 @@ def _parse_limits(table: Mapping[str, Any]) -> WebSocketLimits:
             if not all(isinstance(o, str) and o for o in value):
                 raise ConfigError(full, "expected a list of origins such as 'https://example.org'")
             value = tuple(o.rstrip("/").lower() for o in value)
+        elif key == "allowed_hosts":
+            if not all(isinstance(h, str) and h and "/" not in h for h in value):
+                raise ConfigError(full, "expected a list of host names such as 'example.org'")
+            value = tuple(h.strip().lower().rstrip(".") for h in value)
         elif key in ("permessage_deflate",):
             pass
         elif key == "trusted_proxies":
@@ -189,7 +206,7 @@ def _parse_limits(table: Mapping[str, Any]) -> WebSocketLimits:
 
 _TOP_KEYS: Final = frozenset({"listen", "plugins", "plugin", "websocket", "shutdown_timeout",
                               "server", "manhole", "metrics", "demo", "fanout",
-                              "archive"})
+                              "spectator", "archive"})
 
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> GamewsConfig:
@@ -198,7 +215,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Ga
         if key not in _TOP_KEYS:
             raise ConfigError(key, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
     kwargs: dict[str, Any] = {"base_dir": base_dir}
-    for table in ("manhole", "metrics", "fanout"):
+    for table in ("manhole", "metrics", "fanout", "spectator"):
         if table in data:
             _check(data[table], dict, table)
             kwargs[table] = dict(data[table])

@@ -112,6 +112,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gamews.redact import redact_event
+
 __all__ = [
     "EVENT_TYPES",
     "Assist",
@@ -1178,6 +1180,8 @@ class EventBus:
         self._count = 0
         self._pending: deque[Envelope] = deque()
         self._publishing = False
+        self.restore_listeners: list[Callable[[str, Mapping[str, Any]], object]] = []
+        """Called with ``(server, snapshot)`` after each :meth:`restore`."""
 
     # servers and states
 
@@ -1209,14 +1213,16 @@ class EventBus:
     def publish(self, server: str, event: Event) -> Envelope:
         """Stamp ``event`` with ``server``'s next ``seq``, update its state, deliver it.
 
-        The event is first completed from the match state (:meth:`MatchState.resolve`).
+        The event is first completed from the match state (:meth:`MatchState.resolve`);
+        secrets in its text and IP addresses outside its private fields are removed
+        (:func:`gamews.redact.redact_event`), so no subscriber ever holds them.
         """
         seq = self._seq.get(server, 0) + 1
         self._seq[server] = seq
         state = self._states.get(server)
         if state is None:
             state = self.add_server(server)
-        envelope = Envelope(seq, server, self.clock.seconds(), state.resolve(event))
+        envelope = Envelope(seq, server, self.clock.seconds(), state.resolve(redact_event(event)))
         state.apply(envelope)
         self._dispatch(envelope)
         return envelope
@@ -1225,8 +1231,12 @@ class EventBus:
         """Deliver an envelope published by another bus (another gamews instance), keeping its
         ``seq`` and time stamp: the state is updated and subscribers get it as if published here.
 
-        The envelope's event is already resolved (:meth:`MatchState.resolve`) by its origin.
+        The envelope's event is already resolved (:meth:`MatchState.resolve`) by its origin;
+        it is redacted again here (:func:`gamews.redact.redact_event`).
         """
+        event = redact_event(envelope.event)
+        if event is not envelope.event:
+            envelope = replace(envelope, event=event)
         self._seq[envelope.server] = envelope.seq
         self.add_server(envelope.server).apply(envelope)
         self._dispatch(envelope)
@@ -1240,6 +1250,8 @@ class EventBus:
         self._seq[server] = state.seq
         for sub in self._by_server.get(server, ()):
             sub.after = 0
+        for listener in tuple(self.restore_listeners):
+            listener(server, snapshot)
 
     def _dispatch(self, envelope: Envelope) -> None:
         self._pending.append(envelope)

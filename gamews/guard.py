@@ -17,18 +17,25 @@
   share the per-address cap (at accept), the deadline (the channel's, until the
   head is whole), and the handshake's checks (Autobahn's, then the registry's
   admission: Origin, caps).
+* Both ways answer 421 (Misdirected Request) to a request whose ``Host`` is not the address
+  the connection came in on (``localhost`` for loopback) on its port, nor one of
+  ``allowed_hosts``: a page of another site whose name an attacker pointed at this
+  address (DNS rebinding) reaches nothing.
+* Its requests (:class:`BoundedRequest`) may not carry a body past
+  :data:`MAX_REQUEST_BODY`.
 * :func:`raise_file_limit` lifts the process's open-file limit to what
   ``max_connections`` needs.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import resource
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, ISSLTransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -38,9 +45,124 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from gamews.websocket import GamewsServerFactory, hand_over
 
-__all__ = ["GuardedChannel", "GuardedSite", "UpgradeResource", "raise_file_limit"]
+__all__ = ["MAX_REQUEST_BODY", "BoundedRequest", "GuardedChannel", "GuardedSite",
+           "UpgradeResource", "host_allowed", "host_port", "raise_file_limit"]
 
 log = Logger(namespace="gamews.guard")
+
+MAX_REQUEST_BODY = 1024 * 1024
+"""The largest HTTP request body a guarded port takes (a CS2 log POST is far smaller)."""
+
+_TOO_LARGE = (b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\n"
+              b"Content-Length: 0\r\n\r\n")
+
+
+class BoundedRequest(Request):
+    """A request whose body may not pass :data:`MAX_REQUEST_BODY`: a larger one is
+    answered 413 and its connection closed as soon as it is known (from the
+    ``Content-Length``, or while a chunked body arrives), before it is stored and
+    before any resource sees it."""
+
+    _refused = False
+    _received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > MAX_REQUEST_BODY:
+            self._refuse()
+            length = 0
+        super().gotLength(length)  # type: ignore[no-untyped-call]
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > MAX_REQUEST_BODY:
+            self._refuse()
+            return
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:
+            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+
+    def _refuse(self) -> None:
+        self._refused = True
+        transport: Any = self.channel.transport
+        transport.write(_TOO_LARGE)
+        transport.loseConnection()
+
+
+
+def host_port(value: str, default_port: int | None) -> tuple[str, int | None] | None:
+    """A ``Host`` header's lower-case host name (IPv6 without brackets) and port
+    (``default_port`` when it has none), or ``None`` if it is malformed."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        port_text = rest[1:]
+    else:
+        host, _, port_text = value.partition(":")
+    host = host.rstrip(".")
+    if not host:
+        return None
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        return None
+    return host, int(port_text)
+
+
+def host_allowed(host_header: str | None, local: IAddress, *, secure: bool,
+                 allowed_hosts: tuple[str, ...]) -> bool:
+    """Whether a request for ``Host: host_header`` that came in on ``local`` is for us:
+    the local address itself (or ``localhost`` on a loopback address) on the local port
+    (if the header names a port; no name can be rebound to an address literal), or a
+    name (``name`` or ``name:port``) in ``allowed_hosts`` (``*``: any). Requests on a
+    UNIX socket (behind a proxy) pass unless ``allowed_hosts`` is given."""
+    local_host, local_port = getattr(local, "host", None), getattr(local, "port", None)
+    if "*" in allowed_hosts or (not isinstance(local_host, str) and not allowed_hosts):
+        return True
+    parsed = host_port(host_header or "", None)
+    if parsed is None:
+        return False
+    host, port = parsed
+    if host in allowed_hosts or f"{host}:{port or (443 if secure else 80)}" in allowed_hosts:
+        return True
+    if not isinstance(local_host, str) or port not in (None, local_port):
+        return False
+    if host == local_host.lower().split("%")[0]:
+        return True
+    try:
+        return host == "localhost" and ipaddress.ip_address(local_host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _field(fields: bytes, name: bytes) -> str | None:
+    """The value of header ``name`` (lower case) in a lower-cased request head, or
+    ``None`` (absent, or not ASCII)."""
+    start = fields.find(b"\r\n" + name + b":")
+    if start < 0:
+        return None
+    start += len(name) + 3
+    stop = fields.find(b"\r\n", start)
+    try:
+        return fields[start:stop if stop >= 0 else len(fields)].strip().decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+class _Misdirected(Resource):
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(421, b"Misdirected Request")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"connection", b"close")
+        return b"Misdirected Request: this server does not serve that host name.\n"
+
 
 
 class GuardedChannel(HTTPChannel):
@@ -81,7 +203,10 @@ class GuardedChannel(HTTPChannel):
         factory = None
         # twisted.web's limits on a head hold on both ways: past them it refuses
         if 0 <= end < self.totalHeadersSize and head.count(b"\r\n", 0, end) < self.maxHeaders:
-            factory = self.site.upgrade_for(head, end)
+            transport = self.transport
+            assert transport is not None  # data arrives on a connected channel
+            factory = self.site.upgrade_for(head, end, transport.getHost(),
+                                            secure=ISSLTransport.providedBy(transport))
         if factory is None:
             super().dataReceived(head)  # type: ignore[no-untyped-call]
             return
@@ -122,11 +247,19 @@ class GuardedSite(Site):
 
     protocol = GuardedChannel  # type: ignore[assignment]
 
+    requestFactory = BoundedRequest
+    displayTracebacks = False
+
     def __init__(self, resource: IResource, *, timeout: float,
-                 max_pending_per_ip: int | None, reactor: Any = None) -> None:
+                 max_pending_per_ip: int | None, reactor: Any = None,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:
         super().__init__(resource, timeout=timeout,  # type: ignore[no-untyped-call]
                          reactor=reactor)
         self.max_pending_per_ip = max_pending_per_ip
+        self.allowed_hosts = allowed_hosts
+        """Host names (``name`` or ``name:port``) served besides the local address."""
+        self.misdirected = 0
+        """Requests answered 421 for their ``Host``."""
         self.pending: Counter[str] = Counter()
         """Sockets per peer address that are not WebSockets."""
         self.upgrades: Mapping[bytes, UpgradeResource] = {}
@@ -152,11 +285,13 @@ class GuardedSite(Site):
         channel.counted = host
         return channel
 
-    def upgrade_for(self, head: bytes, end: int) -> GamewsServerFactory | None:
+    def upgrade_for(self, head: bytes, end: int, local: IAddress, *,
+                    secure: bool) -> GamewsServerFactory | None:
         """The WebSocket factory a request's head (whole: ``head[:end]`` ends before
-        its empty line) goes to without twisted.web: a ``GET`` of a WebSocket path
-        (exactly) without a body. ``None``: twisted.web takes it (pages, bodies to
-        cap, 404s, a path under a mount)."""
+        its empty line), come in on ``local``, goes to without twisted.web: a ``GET``
+        of a WebSocket path (exactly) without a body, for a ``Host`` of ours
+        (:func:`host_allowed`). ``None``: twisted.web takes it (pages, bodies to cap,
+        404s, a path under a mount, and the 421 for a foreign ``Host``)."""
         if not head.startswith(b"GET /"):
             return None
         target_end = head.find(b" ", 4, end)
@@ -169,7 +304,21 @@ class GuardedSite(Site):
         fields = head[:end].lower()
         if b"\ncontent-length:" in fields or b"\ntransfer-encoding:" in fields:
             return None  # a body: twisted.web caps it first
+        if not host_allowed(_field(fields, b"host"), local, secure=secure,
+                            allowed_hosts=self.allowed_hosts):
+            return None  # twisted.web answers 421 (getResourceFor), counted there
         return resource.factory
+
+    def getResourceFor(self, request: Request) -> IResource:
+        """The resource for ``request``, or a 421 when its ``Host`` is not ours."""
+        host: str | None = request.getHeader("host")
+        if not host_allowed(host,
+                            request.getHost(), secure=request.isSecure(),
+                            allowed_hosts=self.allowed_hosts):
+            self.misdirected += 1
+            return _Misdirected()  # type: ignore[no-untyped-call]
+        resource: IResource = super().getResourceFor(request)  # type: ignore[no-untyped-call]
+        return resource
 
     def settle(self, host: str) -> None:
         """One of ``host``'s counted sockets became a WebSocket or closed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from gamews.api import IGamewsPlugin
+from gamews.pages import secure
 
 if TYPE_CHECKING:
     from gamews.registry import Registry
@@ -20,7 +22,7 @@ _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>gamews</title>
-<style>
+<style nonce="{nonce}">
 body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto;
         padding: 0 1rem; color: #1d2330; background: #f6f7fb; }}
 h1 {{ margin-bottom: 0; }} .sub {{ color: #5a6275; margin-top: 0; }}
@@ -45,7 +47,7 @@ code {{ background: #eef0f6; padding: 0 .25rem; border-radius: 3px; }}
 _ECHO = """<div id="echo"><strong>Echo test</strong>
 <form id="f"><input id="msg" value="hello gamews" size="30"> <button>send</button></form>
 <div id="log"></div></div>
-<script>
+<script nonce="{nonce}">
 const log = (t) => document.getElementById('log').textContent += t + '\\n';
 const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '{path}';
 const ws = new WebSocket(url);
@@ -62,6 +64,12 @@ class IndexPage(Resource):
     """Lists the running plugins and the WebSocket paths of the port it is served on."""
 
     isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        """Any method: the strict headers first (a HEAD answer has them too)."""
+        secure(request)
+        result: bytes = super().render(request)  # type: ignore[no-untyped-call]
+        return result
 
     def __init__(self, registry: Registry, plugins: Sequence[IGamewsPlugin]) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -92,8 +100,9 @@ class IndexPage(Resource):
             f"<tr><td><code>{escape(path)}</code></td><td>{escape(', '.join(owners))}</td></tr>"
             for path, owners in sorted(routes.items())
         ) or "<tr><td colspan=2>none</td></tr>"
-        echo = _ECHO.format(path="/echo") if "/echo" in routes else ""
+        nonce = secrets.token_urlsafe(16)
+        echo = _ECHO.format(path="/echo", nonce=nonce) if "/echo" in routes else ""
+        secure(request, nonce=nonce)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        return _PAGE.format(pages=pages_html, plugins=rows, paths=paths,
-                            echo=echo).encode("utf-8")
+        return _PAGE.format(pages=pages_html, plugins=rows, paths=paths, echo=echo,
+                            nonce=nonce).encode("utf-8")

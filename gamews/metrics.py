@@ -32,12 +32,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import EncodingResourceWrapper, IResource, Resource
-from twisted.web.server import GzipEncoderFactory, Request, Site
+from twisted.web.server import GzipEncoderFactory, Request
 
 from gamews import __version__
+from gamews.config import WebSocketLimits
 from gamews.endpoints import Listening, endpoint_setting, is_loopback_endpoint
 from gamews.errors import ConfigError
 from gamews.fanout.link import FanoutStats
+from gamews.guard import GuardedSite
 from gamews.logs.service import HttpLogService
 from gamews.logs.tail import FileTailService
 from gamews.logs.udp import UdpLogService
@@ -302,8 +304,8 @@ class MetricsResource(Resource):
         return body
 
 
-class _QuietSite(Site):
-    """A Site without an access log line per scrape."""
+class _QuietSite(GuardedSite):
+    """A guarded Site without an access log line per scrape."""
 
     noisy = False
 
@@ -311,24 +313,31 @@ class _QuietSite(Site):
         pass
 
 
-def metrics_site(metrics: GamewsMetrics) -> Site:
-    """A Site serving ``/metrics`` (gzip when asked) and nothing else."""
+def metrics_site(metrics: GamewsMetrics, limits: WebSocketLimits | None = None,
+                 reactor: Any = None) -> GuardedSite:
+    """A Site serving ``/metrics`` (gzip when asked) and nothing else, behind the same
+    guard as the web ports (:mod:`gamews.guard`): the request deadline
+    (``handshake_timeout``), the per-address cap on open sockets (``max_pending_per_ip``),
+    the body cap and the ``Host`` check (``allowed_hosts``)."""
+    limits = limits or WebSocketLimits()
     root = Resource()
     resource: IResource = EncodingResourceWrapper(MetricsResource(metrics), [GzipEncoderFactory()])
     root.putChild(b"metrics", resource)
-    site = _QuietSite(root)  # type: ignore[no-untyped-call]
-    site.displayTracebacks = False
-    return site
+    return _QuietSite(root, timeout=limits.handshake_timeout,
+                      max_pending_per_ip=limits.max_pending_per_ip,
+                      allowed_hosts=limits.allowed_hosts, reactor=reactor)
 
 
 class MetricsService(Service):
     """Serves ``/metrics`` on an endpoint while running."""
 
-    def __init__(self, endpoint: str, metrics: GamewsMetrics, *, reactor: Any) -> None:
-        """Listen on ``endpoint`` (strports syntax) with ``reactor`` when started."""
+    def __init__(self, endpoint: str, metrics: GamewsMetrics, *, reactor: Any,
+                 limits: WebSocketLimits | None = None) -> None:
+        """Listen on ``endpoint`` (strports syntax) with ``reactor`` when started, guarded
+        by ``limits`` (the web ports' request limits)."""
         self.endpoint = endpoint
         self.metrics = metrics
-        self.site = metrics_site(metrics)
+        self.site = metrics_site(metrics, limits, reactor)
         self._listening = Listening(reactor, endpoint, self.site,
                                     on_listening=self._listened, on_failed=self._listen_failed)
         self.setName("metrics")  # type: ignore[no-untyped-call]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from twisted.web.resource import Resource
+from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Request
 from twisted.web.static import File
 
@@ -19,9 +19,16 @@ _CSP: Final = (b"default-src 'none'; script-src 'self'; style-src 'self'; img-sr
                b"frame-ancestors 'none'")
 
 
-def secure(request: Request) -> None:
-    """Set the strict headers every gamews page is served with."""
-    request.setHeader(b"content-security-policy", _CSP)
+def secure(request: Request, *, nonce: str | None = None) -> None:
+    """Set the strict headers every page and asset is served with (whatever the method):
+    the Content-Security-Policy (with ``frame-ancestors 'none'``); with ``nonce``, the
+    page's own inline ``<script nonce=...>`` and ``<style nonce=...>`` may run too."""
+    csp = _CSP
+    if nonce is not None:
+        own = f"'self' 'nonce-{nonce}'".encode()
+        csp = csp.replace(b"script-src 'self'", b"script-src " + own).replace(
+            b"style-src 'self'", b"style-src " + own)
+    request.setHeader(b"content-security-policy", csp)
     request.setHeader(b"x-content-type-options", b"nosniff")
     request.setHeader(b"referrer-policy", b"no-referrer")
     request.setHeader(b"cache-control", b"no-cache")
@@ -36,16 +43,26 @@ class Page(Resource):
         super().__init__()  # type: ignore[no-untyped-call]
         self.path = path
 
-    def render_GET(self, request: Request) -> bytes:
+    def render(self, request: Request) -> bytes:
         secure(request)
+        result: bytes = super().render(request)  # type: ignore[no-untyped-call]
+        return result
+
+    def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return self.path.read_bytes()
 
 
 class _SecureFile(File):
-    def render_GET(self, request: Request) -> bytes | int:
+    """Files only: a directory (``/static/`` itself) is not found, never listed or
+    redirected."""
+
+    def render(self, request: Request) -> bytes | int:
         secure(request)
-        result: bytes | int = super().render_GET(request)  # type: ignore[no-untyped-call]
+        if self.isdir():
+            missing: bytes = NoResource().render(request)
+            return missing
+        result: bytes | int = super().render(request)  # type: ignore[no-untyped-call]
         return result
 
 

@@ -39,7 +39,7 @@ from gamews.api import (
 )
 from gamews.config import WebSocketLimits
 from gamews.endpoints import EndpointKey, Listening, normalize_endpoint
-from gamews.guard import GuardedSite, UpgradeResource
+from gamews.guard import MAX_REQUEST_BODY, GuardedSite, UpgradeResource, host_port
 from gamews.isolation import call_plugin
 from gamews.reactor import maybe_global_reactor
 from gamews.stats import WebSocketStats
@@ -49,10 +49,12 @@ from gamews.websocket import (
     GamewsServerFactory,
     ListenerLike,
     OutgoingMessage,
+    UnfinishedBudget,
     send_to_many,
 )
 
-__all__ = ["Listener", "Mount", "PathView", "PortView", "Registry", "origin_allowed"]
+__all__ = ["MAX_REQUEST_BODY", "Listener", "Mount", "PathView", "PortView", "Registry",
+           "origin_allowed"]
 
 log = Logger(namespace="gamews.registry")
 
@@ -62,7 +64,8 @@ log = Logger(namespace="gamews.registry")
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
     """Whether a handshake's ``Origin`` passes: no Origin (not a browser), an
     allowed origin (or ``*``), the same origin as the ``Host`` asked for, or a
-    page served from a loopback address."""
+    page served from a loopback address on the same port as ``Host`` (another local
+    program's page, on another port, is not let in)."""
     if origin is None:
         return True
     value = origin.strip().lower().rstrip("/")
@@ -77,12 +80,13 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
         return False
     if host is not None and parts.netloc == host.strip().lower():
         return True
-    if hostname == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(hostname).is_loopback
+        loopback = hostname == "localhost" or ipaddress.ip_address(hostname).is_loopback
+        origin_port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return False
+    asked = host_port(host or "", 443 if parts.scheme == "https" else 80)
+    return loopback and asked is not None and asked[1] == origin_port
 
 
 # -- the read-only view ---------------------------------------------------------
@@ -116,48 +120,6 @@ class PortView:
 
 
 # -- routing ------------------------------------------------------------------
-
-
-MAX_REQUEST_BODY = 1024 * 1024
-"""The largest HTTP request body a shared port takes (a CS2 log POST is far smaller)."""
-
-_TOO_LARGE = (b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\n"
-              b"Content-Length: 0\r\n\r\n")
-
-
-class BoundedRequest(Request):
-    """A request whose body may not pass :data:`MAX_REQUEST_BODY`: a larger one is
-    answered 413 and its connection closed as soon as it is known (from the
-    ``Content-Length``, or while a chunked body arrives), before it is stored and
-    before any resource sees it."""
-
-    _refused = False
-    _received = 0
-
-    def gotLength(self, length: int | None) -> None:
-        if length is not None and length > MAX_REQUEST_BODY:
-            self._refuse()
-            length = 0
-        super().gotLength(length)  # type: ignore[no-untyped-call]
-
-    def handleContentChunk(self, data: bytes) -> None:
-        if self._refused:
-            return
-        self._received += len(data)
-        if self._received > MAX_REQUEST_BODY:
-            self._refuse()
-            return
-        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
-
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        if not self._refused:
-            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
-
-    def _refuse(self) -> None:
-        self._refused = True
-        transport: Any = self.channel.transport
-        transport.write(_TOO_LARGE)
-        transport.loseConnection()
 
 
 class _Router(Resource):
@@ -195,6 +157,7 @@ class _Route:
         self._listeners: list[Listener] = []
         self.children: set[Child] = set()
         self.stats = port.registry.stats.path(path)
+        self.budget = port.registry.unfinished
         self.factory = GamewsServerFactory(self, port.registry.reactor)
         self.resource = UpgradeResource(self.factory)
 
@@ -253,8 +216,8 @@ class _Port:
         limits = registry.limits
         self.site = GuardedSite(
             self.router, timeout=limits.handshake_timeout,
-            max_pending_per_ip=None if limits.trusted_proxies else limits.max_pending_per_ip)
-        self.site.requestFactory = BoundedRequest
+            max_pending_per_ip=None if limits.trusted_proxies else limits.max_pending_per_ip,
+            allowed_hosts=limits.allowed_hosts)
         self.site.displayTracebacks = False
         self.upgrades: dict[bytes, UpgradeResource] = {}
         self.site.upgrades = self.upgrades  # WebSocket upgrades skip twisted.web
@@ -473,6 +436,8 @@ class Registry:
         self.shutting_down = False
         self.stats = WebSocketStats()
         """Per-path message, byte and handshake counters (read by :mod:`gamews.metrics`)."""
+        self.unfinished = UnfinishedBudget(self.limits.max_unfinished_bytes)
+        """The bytes all children hold in unfinished messages (``max_unfinished_bytes``)."""
 
     # -- opening ---------------------------------------------------------------
 

@@ -82,7 +82,7 @@ def restart_needed(old: Settings, new: Settings) -> list[str]:
         keys.append("server")
     keys += [f"server.{name}" for name, server in new_servers.items()
              if name in old_servers and _server_shape(old_servers[name]) != _server_shape(server)]
-    for key in ("manhole", "metrics", "fanout"):
+    for key in ("manhole", "metrics", "fanout", "spectator"):
         if getattr(old, key) != getattr(new, key):
             keys.append(key)
     return keys

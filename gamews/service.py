@@ -41,6 +41,7 @@ from gamews.rcon.status import StatusPoller
 from gamews.registry import Listener, Mount, Registry
 from gamews.reload import Reloader
 from gamews.settings import CommandLine, PluginSettings, ServerSettings, Settings
+from gamews.spectator import PublicEvents
 from gamews.startup import ListenCheck, check_listening
 from gamews.websocket import tune_autobahn
 
@@ -57,7 +58,8 @@ class PluginContext:
     def __init__(self, name: str, registry: Registry, endpoints: tuple[str, ...],
                  config: Mapping[str, Any], *, settings: Any = None,
                  servers: Mapping[str, IGameServer] | None = None,
-                 events: EventBus | None = None, base_dir: Path | None = None) -> None:
+                 events: EventBus | None = None, public_events: PublicEvents | None = None,
+                 base_dir: Path | None = None) -> None:
         self.name = name
         self.registry = registry
         self.endpoints = endpoints
@@ -66,6 +68,9 @@ class PluginContext:
         self.reactor = registry.reactor
         self.servers: Mapping[str, IGameServer] = servers or {}
         self.events = events if events is not None else EventBus(self.reactor)
+        self.public_events = (public_events if public_events is not None
+                              else PublicEvents(self.events))
+        self.spectator_delay = self.public_events.delay
         self.base_dir = base_dir
         self._handles: list[Listener | Mount] = []
 
@@ -175,6 +180,8 @@ class GamewsService(MultiService):
                                  shutdown_timeout=config.shutdown_timeout)
         reactor = self.registry.reactor
         self.events = EventBus(reactor)
+        self.public_events = PublicEvents(self.events, settings.spectator)
+        """The events as every public view shows them (:mod:`gamews.spectator`)."""
         self.servers: dict[str, IGameServer] = {}
         self.log_sources: dict[str, Service] = {}
         """Each game server's log source service, by server name."""
@@ -213,7 +220,8 @@ class GamewsService(MultiService):
                 chosen = PluginSettings.of(chosen.plugin, table, base_dir=config.base_dir)
             context = PluginContext(name, self.registry, config.listen, chosen.table,
                                     settings=chosen.settings, servers=self.servers,
-                                    events=self.events, base_dir=config.base_dir)
+                                    events=self.events, public_events=self.public_events,
+                                    base_dir=config.base_dir)
             host = _PluginHost(chosen.plugin, context)
             host.setServiceParent(self)  # type: ignore[no-untyped-call]
         if settings.archive is not None:
@@ -250,7 +258,7 @@ class GamewsService(MultiService):
             self.metrics = GamewsMetrics(self.registry, links, self.log_sources,
                                          self.fanout_stats if settings.fanout else None)
             metrics_service = MetricsService(settings.metrics.listen, self.metrics,
-                                             reactor=reactor)
+                                             reactor=reactor, limits=config.websocket)
             metrics_service.setServiceParent(self)  # type: ignore[no-untyped-call]
             self._must_listen.append(("metrics.listen", settings.metrics.listen,
                                       metrics_service))
@@ -362,6 +370,7 @@ class GamewsService(MultiService):
             return DeferredList([m.close() for m in mounts]).addCallback(lambda _: None)
 
         def cleanup(result: object) -> object:
+            self.public_events.drop_held()
             if self.demo is not None:
                 self.demo.cleanup()
             return result

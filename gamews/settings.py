@@ -30,6 +30,7 @@ from gamews.manhole import ManholeConfig
 from gamews.metrics import MetricsConfig
 from gamews.plugin_settings import plugin_settings
 from gamews.rcon.server import GameServerConfig
+from gamews.spectator import SpectatorConfig
 
 __all__ = [
     "CommandLine",
@@ -123,6 +124,8 @@ class Settings:
     fanout: FanoutConfig | None = None
     archive: ArchiveConfig | None = None
     """The match archive (on unless ``archive = false``; on an edge, only with a table)."""
+    spectator: SpectatorConfig = field(default_factory=SpectatorConfig)
+    """What the public views show, and how late (``[spectator]``)."""
 
 
 def parse_settings(data: Mapping[str, Any], cli: CommandLine = CommandLine(), *,
@@ -180,7 +183,10 @@ def parse_settings(data: Mapping[str, Any], cli: CommandLine = CommandLine(), *,
         archive = ArchiveConfig.from_table(
             config.archive if isinstance(config.archive, dict) else {}, base_dir=base_dir,
             environ=environ)
-    return Settings(config, chosen, tuple(servers), demo, manhole, metrics, fanout, archive)
+    spectator = SpectatorConfig.from_tables(config.spectator, config.plugin_config.get("live"),
+                                            config.plugin_config.get("overlay"))
+    return Settings(config, chosen, tuple(servers), demo, manhole, metrics, fanout, archive,
+                    spectator)
 
 
 def settings_from_text(cli: CommandLine, text: str | None, *,

@@ -60,6 +60,7 @@ from gamews.api import (
     ReadyState,
 )
 from gamews.rcon.server import GameServerStatus
+from gamews.spectator import PublicEvents, SpectatorConfig
 
 __all__ = [
     "FakeBrowser",
@@ -132,7 +133,7 @@ class FakeBrowser:
         self.frames.append(text)
         try:
             self.sent.append(json.loads(text))
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
             pass
         return True
 
@@ -367,13 +368,17 @@ class PluginTestContext:
                  servers: Mapping[str, ScriptedGameServer] | None = None,
                  base_dir: Path | None = None, *,
                  endpoints: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",),
-                 settings: Any = None) -> None:
+                 settings: Any = None, spectator: SpectatorConfig | None = None) -> None:
         self.name = name
         self.config: Mapping[str, Any] = dict(config or {})
         self.settings = settings
         self.reactor = MemoryReactorClock()  # type: ignore[no-untyped-call]
         self.endpoints = endpoints
         self.events = EventBus(self.reactor)
+        self.public_events = PublicEvents(self.events, spectator)
+        """The public (delayed) view of :attr:`events` (``spectator``: its delay and
+        team chat rule, ``[spectator]``)."""
+        self.spectator_delay = self.public_events.delay
         self.servers: dict[str, ScriptedGameServer] = {}
         self.base_dir = base_dir
         self.listeners: list[FakeListener] = []
@@ -385,8 +390,8 @@ class PluginTestContext:
     def for_plugin(cls, plugin: IGamewsPlugin, table: Mapping[str, Any] | None = None, *,
                    servers: Mapping[str, ScriptedGameServer] | None = None,
                    base_dir: Path | None = None,
-                   endpoints: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
-                   ) -> PluginTestContext:
+                   endpoints: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",),
+                   spectator: SpectatorConfig | None = None) -> PluginTestContext:
         """A context for ``plugin`` with its ``[plugin.NAME]`` ``table`` checked as gamews
         checks it (``context.settings``); a bad key raises :class:`ConfigError` naming
         ``plugin.NAME.KEY``."""
@@ -395,8 +400,10 @@ class PluginTestContext:
         settings_type = getattr(plugin, "settings_type", None)
         settings = (plugin_settings(plugin.name, settings_type, table or {}, base_dir=base_dir)
                     if settings_type is not None else None)
+        if spectator is None and plugin.name in ("live", "overlay"):  # the older spelling
+            spectator = SpectatorConfig.from_tables(None, table)
         return cls(plugin.name, table, servers, base_dir, endpoints=endpoints,
-                   settings=settings)
+                   settings=settings, spectator=spectator)
 
     def add_server(self, server: str | ScriptedGameServer, kind: str = "source"
                    ) -> ScriptedGameServer:

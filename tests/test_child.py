@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from gamews.api import ChannelKind, IConnection, ReadyState
 from gamews.config import WebSocketLimits
 from gamews.stats import PathStats
-from gamews.websocket import Channel, Child, ConnectionHandle, ListenerLike, Wire
+from gamews.websocket import Channel, Child, ConnectionHandle, ListenerLike, UnfinishedBudget, Wire
 from gamews.websocket._child import PUBLISH_BACKLOG, PUBLISH_SLICE
 
 TICK = 0.1
@@ -100,6 +100,7 @@ class FakeRoute:
     def __init__(self, limits: WebSocketLimits) -> None:
         self.limits = limits
         self.stats = PathStats()
+        self.budget = UnfinishedBudget(limits.max_unfinished_bytes)
 
     def listeners(self) -> list[ListenerLike]:
         return []

@@ -19,6 +19,7 @@ _HOMES = {
     "Wire": _child,
     "encode_message": _child,
     "send_to_many": _child,
+    "UnfinishedBudget": _child,
     "GamewsServerFactory": _protocol,
     "GamewsServerProtocol": _protocol,
     "SendBuffer": _protocol,

@@ -87,9 +87,18 @@ class OriginTests(SynchronousTestCase):
                                        ()))
 
     def test_loopback_pages(self) -> None:
-        """Pages from localhost, 127.0.0.0/8 and ::1 may connect."""
-        for origin in ("http://localhost:3000", "http://127.0.0.5", "http://[::1]:8000"):
-            self.assertTrue(origin_allowed(origin, "game.example.org", ()), origin)
+        """Pages from localhost, 127.0.0.0/8 and ::1 may connect on the port asked for only:
+        another local program's page (another port) is refused unless allowlisted."""
+        for origin, host in (("http://localhost:3000", "127.0.0.1:3000"),
+                             ("http://127.0.0.5", "localhost"),
+                             ("http://[::1]:8000", "[::1]:8000")):
+            self.assertTrue(origin_allowed(origin, host, ()), origin)
+        for origin, host in (("http://localhost:3000", "127.0.0.1:18080"),
+                             ("http://127.0.0.5", "localhost:8080"),
+                             ("http://[::1]:8000", "game.example.org")):
+            self.assertFalse(origin_allowed(origin, host, ()), origin)
+        self.assertTrue(origin_allowed("http://localhost:3000", "127.0.0.1:18080",
+                                       ("http://localhost:3000",)))
 
     def test_foreign_origin_refused(self) -> None:
         """Another site's page is refused, as are null and odd schemes."""
@@ -348,7 +357,7 @@ class LoopbackRegistryTests(TestCase):
 
         def post(port: int, head: bytes, body_chunks: list[bytes]) -> bytes:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")
+                s.sendall(b"POST /sink HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head + b"\r\n")
                 try:
                     for chunk in body_chunks:
                         s.sendall(chunk)

@@ -21,6 +21,7 @@ from gamews.websocket import GamewsServerProtocol
 from tests.test_websocket_units import Transport, handshake, masked
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+HOST = IPv4Address("TCP", "127.0.0.1", 8080)  # the port the requests name in Host
 
 
 class Socket(Transport):
@@ -67,7 +68,7 @@ class UpgradeRoutingTests(SynchronousTestCase):
         assert isinstance(channel, GuardedChannel)
         # the deadline, on the test's clock
         channel.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
-        transport = Socket(peerAddress=PEER)
+        transport = Socket(peerAddress=PEER, hostAddress=HOST)
         transport.protocol = channel
         channel.makeConnection(transport)
         self.assertEqual(self.site.pending["127.0.0.1"], pending + 1)

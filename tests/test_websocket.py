@@ -289,7 +289,7 @@ class ContractTests(ContractTestBase):
         """A malformed upgrade gets HTTP 400 and the next client is served."""
         def raw() -> bytes:
             with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-                s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                s.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                           b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
                 return s.recv(100)
 
@@ -440,7 +440,8 @@ class LimitTests(ContractTestBase):
                              max_message_size=MiB, max_frame_size=MiB)
 
     def test_foreign_origin_refused(self) -> Deferred[None]:
-        """A page from another site is refused with 403; a loopback page is let in."""
+        """A page from another site is refused with 403, as is a loopback page on another
+        port; a loopback page on this port is let in."""
         def attempt(origin: str) -> int:
             try:
                 websockets.sync.client.connect(self.ws_url(), origin=Origin(origin),
@@ -451,7 +452,9 @@ class LimitTests(ContractTestBase):
 
         async def run() -> None:
             self.assertEqual(await deferToThread(attempt, "https://evil.example"), 403)
-            self.assertEqual(await deferToThread(attempt, "http://localhost:3000"), 101)
+            self.assertEqual(await deferToThread(attempt, "http://localhost:3000"), 403)
+            self.assertEqual(await deferToThread(
+                attempt, self.ws_url().replace("ws://", "http://").rsplit("/", 1)[0]), 101)
 
         return ensureDeferred(run())
 
@@ -491,7 +494,7 @@ class LimitTests(ContractTestBase):
         """A client that opens TCP and never finishes the handshake is dropped."""
         def silent() -> bytes:
             with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-                s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # never finishes
+                s.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finishes
                 return s.recv(100)
 
         return deferToThread(silent).addCallback(self.assertEqual, b"")

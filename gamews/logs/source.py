@@ -67,6 +67,8 @@ from gamews.events import (
     WorldTriggered,
 )
 from gamews.logs.common import MAX_LINE, IgnoredKind, parse_safely
+from gamews.redact import REDACTED, redact_command
+from gamews.redact import is_sensitive_name as is_sensitive
 
 __all__ = [
     "IGNORED", "MAX_LINE", "REDACTED", "is_sensitive", "make_player", "normalise_steam_id",
@@ -78,12 +80,6 @@ STEAM64_BASE: Final = 76561197960265728
 
 """Longer lines are not parsed (Unknown): the engine never writes them, and it bounds the
 time a hostile line can cost the patterns."""
-
-REDACTED: Final = "<redacted>"
-"""What stands in for a secret value in events."""
-
-_SENSITIVE: Final = ("password", "secret", "token", "setsteamaccount", "logaddress_add_http",
-                     "_key")
 
 _STAMP: Final = re.compile(
     r"(?:L )?(\d\d)/(\d\d)/(\d{4}) - (\d\d):(\d\d):(\d\d)(\.\d{1,6})?(?:: | - )")
@@ -533,20 +529,6 @@ def _loading(m: re.Match[str], t: str | None) -> Event | None:
 def _started(m: re.Match[str], t: str | None) -> Event | None:
     props, _ = parse_properties(m["rest"])
     return MapChange(m["map"], "started", props, log_time=t)
-
-
-def is_sensitive(name: str) -> bool:
-    """Whether a cvar or command ``name`` carries a secret (passwords, tokens, log URLs)."""
-    lowered = name.lower()
-    return any(word in lowered for word in _SENSITIVE)
-
-
-def redact_command(command: str) -> str:
-    """``command`` with the arguments of secret-setting commands replaced."""
-    first = command.split(None, 1)
-    if first and is_sensitive(first[0]) and len(first) > 1:
-        return f"{first[0]} {REDACTED}"
-    return command
 
 
 def _cvar(m: re.Match[str], t: str | None) -> Event | None:

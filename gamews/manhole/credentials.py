@@ -31,6 +31,7 @@ from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
 from gamews.errors import ConfigError
+from gamews.throttle import VerificationGate
 
 __all__ = ["AuthorizedKeys", "ScryptPasswordChecker", "hash_password", "load_authorized_keys",
            "load_password_file", "main", "verify_password"]
@@ -140,12 +141,17 @@ def load_password_file(path: Path) -> dict[bytes, str]:
     return users
 
 
+MAX_VERIFYING: Final = 2
+"""Password verifications (scrypt) running at once at most."""
+
+
 @implementer(ICredentialsChecker)
 class ScryptPasswordChecker:
     """A ``twisted.cred`` checker for user names and passwords against scrypt hashes.
 
-    Runs scrypt in the reactor's thread pool. An unknown user costs as much as
-    a known one (a dummy hash is checked), and digests are compared in constant
+    Runs scrypt in the reactor's thread pool, at most :data:`MAX_VERIFYING` at once
+    (each takes tens of MiB), the others waiting their turn. An unknown user costs as
+    much as a known one (a dummy hash is checked), and digests are compared in constant
     time, so timing tells nothing about which users exist.
     """
 
@@ -155,6 +161,7 @@ class ScryptPasswordChecker:
         self._users = {name: _ScryptHash.parse(h) for name, h in users.items()}
         self._dummy = _ScryptHash.parse(hash_password(secrets.token_hex(16)))
         self._reactor = reactor
+        self.gate = VerificationGate(MAX_VERIFYING)
 
     def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[bytes | tuple[()]]:
         """Fire with the user name, or fail with ``UnauthorizedLogin``."""
@@ -166,8 +173,10 @@ class ScryptPasswordChecker:
         def check() -> bool:
             return entry.matches(password)
 
-        d: Deferred[bool] = deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                                              check)
+        def verify() -> Deferred[bool]:
+            return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), check)
+
+        d: Deferred[bool] = self.gate.run(verify)
 
         def verdict(ok: bool) -> bytes | tuple[()]:
             if ok and known:

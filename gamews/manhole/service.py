@@ -7,7 +7,7 @@ import os
 import secrets
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -19,11 +19,13 @@ from twisted.conch.insults import insults
 from twisted.conch.manhole_ssh import ConchFactory
 from twisted.conch.ssh import keys
 from twisted.conch.ssh.transport import SSHServerTransport
+from twisted.conch.ssh.userauth import SSHUserAuthServer
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.interfaces import IAddress, IListeningPort
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from gamews.endpoints import (
@@ -40,7 +42,9 @@ from gamews.manhole.credentials import (
     load_password_file,
 )
 from gamews.manhole.shell import GamewsManhole, ManholeRealm, default_banner
+from gamews.quietlog import RepeatLimiter
 from gamews.reactor import maybe_global_reactor
+from gamews.throttle import LoginThrottle, ThrottleConfig, throttle_config
 
 __all__ = ["DEFAULT_ENDPOINT", "HOST_KEY_NAME", "NO_CREDENTIALS", "ManholeConfig",
            "ManholeService", "load_host_key", "make_manhole_service"]
@@ -54,7 +58,8 @@ HOST_KEY_NAME: Final = "manhole_host_ed25519_key"
 NO_CREDENTIALS: Final = "no credentials configured: set authorized_keys or password_file"
 """The message of the error for a manhole without credentials (key ``manhole``)."""
 
-_KEYS: Final = ("endpoint", "authorized_keys", "password_file", "data_dir")
+_KEYS: Final = ("endpoint", "authorized_keys", "password_file", "data_dir", "lockout_after",
+                 "lockout")
 
 
 # -- configuration ------------------------------------------------------------------
@@ -73,6 +78,9 @@ class ManholeConfig:
     """A file of ``USER:scrypt$...`` lines (see :func:`hash_password`)."""
     data_dir: Path = Path("gamews-data")
     """Directory holding the host key (created with mode 0700 if missing)."""
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    """Failed passwords per address before a lockout, and its length (``lockout_after``,
+    ``lockout``); delays of 1, 2, 4 … s come before it."""
 
     def __post_init__(self) -> None:
         if self.authorized_keys is None and self.password_file is None:
@@ -115,7 +123,8 @@ class ManholeConfig:
         data_dir = path("data_dir") or (base_dir if base_dir is not None else Path.cwd()) / (
             "gamews-data")
         return cls(endpoint=endpoint, authorized_keys=path("authorized_keys"),
-                   password_file=path("password_file"), data_dir=data_dir)
+                   password_file=path("password_file"), data_dir=data_dir,
+                   throttle=throttle_config(table, "manhole"))
 
 
 # -- the host key -----------------------------------------------------------------------
@@ -174,6 +183,37 @@ def load_host_key(data_dir: Path) -> keys.Key:
     return key
 
 
+class ThrottledUserAuth(SSHUserAuthServer):
+    """SSH user authentication whose password tries are throttled per peer address
+    (:class:`~gamews.throttle.LoginThrottle`): a throttled address is refused without a
+    check; failures are logged at warning level with the address."""
+
+    transport: _ManholeTransport
+
+    def auth_password(self, packet: bytes) -> Deferred[Any]:
+        factory = self.transport.factory
+        socket: Any = self.transport.transport
+        host = str(getattr(socket.getPeer(), "host", "unix"))
+        if factory.throttle.wait(host) > 0:
+            factory.quiet.emit(LogLevel.warn, "manhole: password refused from {address}: "
+                               "too many failures", kind=host, address=host)
+            return fail(UnauthorizedLogin("too many failures, try again later"))
+        d: Deferred[Any] = super().auth_password(packet)  # type: ignore[no-untyped-call]
+
+        def succeeded(result: Any) -> Any:
+            factory.throttle.succeeded(host)
+            return result
+
+        def failed(failure: Failure) -> Failure:
+            if failure.check(UnauthorizedLogin):
+                factory.throttle.failed(host)
+                factory.quiet.emit(LogLevel.warn, "manhole: wrong password from {address}",
+                                   kind=("wrong", host), address=host)
+            return failure
+
+        return d.addCallbacks(succeeded, failed)
+
+
 class _ManholeTransport(SSHServerTransport):
     factory: _ManholeFactory
 
@@ -189,9 +229,13 @@ class _ManholeTransport(SSHServerTransport):
 class _ManholeFactory(ConchFactory):
     protocol = _ManholeTransport
 
-    def __init__(self, portal: Portal, host_key: keys.Key) -> None:
+    def __init__(self, portal: Portal, host_key: keys.Key, *, clock: Any,
+                 throttle: ThrottleConfig) -> None:
         super().__init__(portal)  # type: ignore[no-untyped-call]
         self.host_key = host_key
+        self.services = {**self.services, b"ssh-userauth": ThrottledUserAuth}
+        self.throttle = LoginThrottle(clock, throttle)
+        self.quiet = RepeatLimiter(log)
         # ConchFactory's key dicts are class attributes: give this one its own.
         key_type: bytes = host_key.sshType()  # type: ignore[no-untyped-call]
         public: keys.Key = host_key.public()  # type: ignore[no-untyped-call]
@@ -303,4 +347,5 @@ def make_manhole_service(
         return protocol
 
     portal = Portal(ManholeRealm(shell), checkers)
-    return ManholeService(config, _ManholeFactory(portal, host_key), reactor)
+    factory = _ManholeFactory(portal, host_key, clock=reactor, throttle=config.throttle)
+    return ManholeService(config, factory, reactor)

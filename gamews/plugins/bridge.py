@@ -8,7 +8,8 @@ that asked for that channel::
     ws://HOST:8080/bridge/ws?channel=bomb&channel=score&server=alpha
 
 ``channel`` (one or more, required) names the channels; ``server`` (optional) keeps only
-that game server's events. Each event arrives as one text frame, the event's JSON
+that game server's events, as late as every public view (``[spectator] delay``). Each event
+arrives as one text frame, the event's JSON
 (``{"type": "custom", "server", "seq", "received", "log_time", "game_clock", "channel",
 "data"}``), encoded once for every browser. Browsers only read: a browser that sends
 anything is closed with 1008.
@@ -82,7 +83,9 @@ class BridgeService(Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self.listener = self.context.open(PATH, incoming=self.incoming)
-        self.subscription = self.context.events.subscribe(self.event, name="plugin:bridge")
+        # browsers here hold no token: they get the public view, ``[spectator] delay`` late
+        self.subscription = self.context.public_events.subscribe(self.event,
+                                                                 name="plugin:bridge")
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]

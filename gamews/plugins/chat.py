@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred, succeed
@@ -38,7 +38,7 @@ from gamews.api import (
     setting,
 )
 from gamews.plugins.lines import WEB_PREFIX, line_of
-from gamews.plugins.web import WebPluginService
+from gamews.plugins.web import FrameSchema, WebPluginService
 
 __all__ = ["ChatPlugin", "ChatService", "ChatSettings"]
 
@@ -63,6 +63,9 @@ class ChatService(WebPluginService):
     """The chat plugin's service."""
 
     plugin = "chat"
+    public = True
+    frames: ClassVar[FrameSchema] = {"select": {"server": str},
+                                     "say": {"name": str, "text": str}}
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
@@ -113,7 +116,7 @@ class ChatService(WebPluginService):
         this plugin never saw (a fan-out edge that started from the origin's snapshot),
         those before the event ``before`` (default: all of them)."""
         backlog = self.backlogs[server] = deque(maxlen=self.backlog_size)
-        state = self.context.events.state(server)
+        state = self.events.state(server)
         if state is None or state.seq == 0:
             return
         mark = state.seq if before is None else before - 1
@@ -129,7 +132,7 @@ class ChatService(WebPluginService):
         mark = self._seeded.get(server)
         if mark is None:
             return False
-        state = self.context.events.state(server)
+        state = self.events.state(server)
         if seq <= mark and state is not None and state.seq >= mark:
             return True
         del self._seeded[server]
@@ -189,12 +192,16 @@ class ChatService(WebPluginService):
             if "error" in reply:
                 self.send(child, {"type": "error", "reason": str(reply["error"])})
             elif reply.get("kind") == "quake3":
-                # Quake 3 servers do not log an rcon say: show it from the reply
-                self.post(server, {"seq": self.last_seq.get(server, 0),
-                                   "time": self.clock.seconds(), "kind": "web",
-                                   "source": "web", "name": reply.get("name"),
-                                   "text": reply.get("text"), "team": None,
-                                   "team_only": False, "dead": False})
+                # Quake 3 servers do not log an rcon say: show it from the reply, as late
+                # as the public view shows the game
+                line = {"seq": self.last_seq.get(server, 0), "time": self.clock.seconds(),
+                        "kind": "web", "source": "web", "name": reply.get("name"),
+                        "text": reply.get("text"), "team": None, "team_only": False,
+                        "dead": False}
+                if self.context.spectator_delay > 0:
+                    self.clock.callLater(self.context.spectator_delay, self.post, server, line)
+                else:
+                    self.post(server, line)
 
         self.submit(server, request).addCallback(replied)
 
@@ -205,10 +212,10 @@ class ChatService(WebPluginService):
         name = clean_text(str(raw_name or ""), max_length=MAX_NAME).replace(":", "").strip()
         text = clean_text(str(raw_text or ""), max_length=MAX_TEXT).strip()
         game = self.context.servers.get(server)
+        if request.via is not None and self._limited(request):  # refused lines count too
+            return succeed({"error": "rate limited"})
         if not name or not text or game is None:
             return succeed({"error": "say needs a name and a text"})
-        if request.via is not None and self._limited(request):
-            return succeed({"error": "rate limited"})
         d: Deferred[str] = game.rcon(say(f"{WEB_PREFIX}{name}: {text}"))
         return d.addCallbacks(
             lambda _: {"ok": True, "kind": game.kind, "name": name, "text": text},

@@ -6,9 +6,9 @@ a ``resync``. Each frame is encoded and framed once for all spectators of a serv
 (a STATE channel per server: a spectator that reads too slowly skips deltas and gets
 a fresh snapshot once its socket drains, so it never holds the server's memory).
 
-A spectator delay (like SourceTV's ``tv_delay``) holds the public view ``delay``
-seconds behind the game, so a player cannot ghost through it; a browser that logs in
-with a console token sees it live.
+A spectator delay (like SourceTV's ``tv_delay``; ``[spectator] delay``, see
+:mod:`gamews.spectator`) holds the public view that many seconds behind the game, so a
+player cannot ghost through it; a browser that logs in with a console token sees it live.
 
 The same view also serves the stream overlay (:class:`OverlayPlugin`: ``/overlay`` and
 ``/overlay/ws``), a transparent page for OBS with the score and the kill feed.
@@ -16,9 +16,11 @@ The same view also serves the stream overlay (:class:`OverlayPlugin`: ``/overlay
 Config (``[plugin.overlay]`` takes the same keys)::
 
     [plugin.live]
-    delay = 0          # seconds the public view lags the game (0: live)
+    delay = 0          # older spelling of [spectator] delay (every public view lags by it)
     kill_feed = 10     # kill feed entries kept
     tokens_file = "tokens.txt"   # console tokens whose holders see the view live
+    lockout_after = 10 # failed logins from one address before a lockout...
+    lockout = 900      # ...of this many seconds (delays of 1, 2, 4... s before)
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import LogLevel
 from zope.interface import implementer
 
 from gamews.api import (
@@ -39,16 +42,25 @@ from gamews.api import (
     IConnection,
     IGamewsPlugin,
     IPluginContext,
+    LoginThrottle,
+    ThrottleConfig,
+    TokenBucket,
     TokenStore,
     User,
     diff_views,
     setting,
     view_of,
 )
-from gamews.plugins.web import WebPluginService
+from gamews.plugins.web import FrameSchema, WebPluginService
 
 __all__ = ["LivePlugin", "LiveService", "LiveSettings", "OverlayPlugin", "OverlayService",
            "diff_views", "view_of"]
+
+RESYNC_BURST = 3
+RESYNC_INTERVAL = 5.0
+"""A spectator may ask for ``RESYNC_BURST`` snapshots at once, then one per
+``RESYNC_INTERVAL`` seconds (each is a whole snapshot); more get ``error``."""
+
 
 
 @dataclass(frozen=True)
@@ -56,11 +68,15 @@ class LiveSettings:
     """The ``[plugin.live]`` table."""
 
     delay: float = setting(0.0, at_least=0)
-    """Seconds the public view lags the game (0: live)."""
+    """The older spelling of ``[spectator] delay`` (every public view lags by it)."""
     kill_feed: int = setting(10, at_least=0)
     """Kill feed entries kept."""
     tokens_file: Path | None = None
     """Console tokens whose holders see the game live (:mod:`gamews.auth`)."""
+    lockout_after: int = setting(10, at_least=1)
+    """Failed logins from one address before a lockout..."""
+    lockout: float = setting(900.0, at_least=0)
+    """...of this many seconds (delays of 1, 2, 4 ... s before it)."""
 
 
 def _public(server: str) -> str:
@@ -86,16 +102,23 @@ class LiveService(WebPluginService):
     """The live plugin's service."""
 
     plugin = "live"
+    frames: ClassVar[FrameSchema] = {"select": {"server": str}, "resync": {},
+                                     "login": {"token": str}}
     channel_kind = ChannelKind.STATE
 
     def __init__(self, context: IPluginContext) -> None:
         super().__init__(context)
         settings: LiveSettings = context.settings
-        self.delay = settings.delay
+        # one delay for every public view (``[spectator] delay``; this table's ``delay`` is
+        # its older spelling, folded into it by the config)
+        self.delay = context.spectator_delay
         self.kill_feed = settings.kill_feed
         self.feeds: dict[str, _Feed] = {}
         self.privileged: dict[int, User] = {}
         """Logged-in children (no delay on the servers their token reaches)."""
+        self.throttle = LoginThrottle(self.clock, ThrottleConfig(settings.lockout_after,
+                                                                 settings.lockout))
+        self._resyncs: dict[int, TokenBucket] = {}
         self.tokens = (TokenStore.load(settings.tokens_file,
                                        key=f"plugin.{self.plugin}.tokens_file")
                        if settings.tokens_file is not None else None)
@@ -164,22 +187,42 @@ class LiveService(WebPluginService):
 
     def gone(self, child: IConnection) -> None:
         self.privileged.pop(child.id, None)
+        self._resyncs.pop(child.id, None)
 
     def frame(self, child: IConnection, frame: dict[str, Any]) -> None:
         server = self.following.get(child.id)
         if frame["type"] == "resync" and server is not None:
-            self.joined(child, server)
+            now = self.clock.seconds()
+            bucket = self._resyncs.setdefault(child.id, TokenBucket(RESYNC_BURST,
+                                                                    RESYNC_INTERVAL, now))
+            if bucket.take(now) > 0:
+                self.bad_frame(child, "rate limited")
+            else:
+                self.joined(child, server)
         elif frame["type"] == "login":
-            self._login(child, frame.get("token"))
+            self._login(child, frame["token"])
         else:
             super().frame(child, frame)
 
-    def _login(self, child: IConnection, token: object) -> None:
+    def _login(self, child: IConnection, token: str) -> None:
+        address = child.request.peer_host
+        if self.throttle.locked(address):
+            self.quiet.emit(LogLevel.warn, "live: login refused from {address}: locked out",
+                            kind=address, address=address)
+            child.close(1008, "login refused")
+            return
+        if self.throttle.wait(address) > 0:
+            self.bad_frame(child, "login refused: too many failures, try again later")
+            return
         user = (self.tokens.check(token, now=self.clock.seconds())
-                if self.tokens is not None and isinstance(token, str) else None)
+                if self.tokens is not None else None)
         if user is None:
+            self.throttle.failed(address)
+            self.quiet.emit(LogLevel.warn, "live: login refused from {address}",
+                            kind=address, address=address)
             self.send(child, {"type": "error", "reason": "login refused"})
             return
+        self.throttle.succeeded(address)
         self.privileged[child.id] = user
         server = self.following.get(child.id)
         if server is not None:
@@ -250,7 +293,8 @@ class OverlayService(LiveService):
     ``width`` in pixels (200-3840, default 420), ``scale`` the text size (0.5-4, default
     1), ``feed`` kill feed entries (0-20, default 5), ``server`` the game server to follow,
     ``score=0`` or ``kills=0`` to hide a part. Its settings are the live view's, in its own
-    ``[plugin.overlay]`` table (its own ``delay``, like ``tv_delay``).
+    ``[plugin.overlay]`` table; its delay is every public view's (``[spectator] delay``, of
+    which the table's ``delay`` is an older spelling).
     """
 
     plugin = "overlay"

@@ -8,14 +8,15 @@ Built only on :mod:`gamews.api`, as a third-party plugin would be.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
 from gamews.api import (
     ChannelKind,
@@ -26,12 +27,14 @@ from gamews.api import (
     IPluginContext,
     IRequestForwarder,
     ReadyState,
+    RepeatLimiter,
     Request,
     TokenBucket,
     page,
 )
 
-__all__ = ["PROTOCOL_VERSION", "SUBPROTOCOL", "WebPluginService", "link_state_name"]
+__all__ = ["MAX_DEPTH", "PROTOCOL_VERSION", "SUBPROTOCOL", "FrameSchema", "WebPluginService",
+           "link_state_name", "read_frame"]
 
 STATIC = Path(__file__).parent / "static"
 PROTOCOL_VERSION = 1
@@ -41,6 +44,64 @@ FRAME_RATE = 20.0
 """Frames a second a browser may send (after a burst of twice as many): far above what the
 pages send. Past it the connection is closed with 1008, so that one browser sending in a
 tight loop cannot hold the reactor (every frame costs a parse and an answer)."""
+MAX_DEPTH = 32
+"""The deepest nesting of arrays and objects a frame may have."""
+BAD_FRAMES_BURST = 10
+BAD_FRAMES_INTERVAL = 1.0
+"""A connection may send ``BAD_FRAMES_BURST`` bad frames at once, then one per
+``BAD_FRAMES_INTERVAL`` seconds; one more and it is closed with 1008."""
+
+FieldType = type | tuple[type, ...]
+FrameSchema = Mapping[str, Mapping[str, FieldType]]
+"""Frame type → field name → the type(s) its value may have (``type(None)`` among
+them: the field may be left out or null)."""
+
+_TYPE_NAMES = {str: "a string", int: "a number", float: "a number", bool: "true or false",
+               type(None): "null", list: "a list", dict: "an object"}
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` deep."""
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        level = [v for item in level
+                 for v in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(v, dict | list)] if level else []
+        if not level:
+            return False
+    return True
+
+
+def read_frame(data: str | bytes, schema: FrameSchema) -> tuple[dict[str, Any] | None, str]:
+    """Parse and check one browser frame against ``schema``: ``(frame, "")``, or
+    ``(None, reason)`` for anything else (binary, too big, not JSON, nested deeper than
+    :data:`MAX_DEPTH`, not an object with a known ``type``, a field of the wrong type).
+    Numbers are never booleans and never NaN or infinite."""
+    if isinstance(data, bytes) or len(data) > MAX_FRAME:
+        return None, "frames are JSON text up to 16 KiB"
+    try:
+        frame = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None, "expected a JSON object with a type"
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        return None, "expected a JSON object with a type"
+    fields = schema.get(frame["type"])
+    if fields is None:
+        return None, f"unknown frame type {frame['type'][:40]!r}"
+    if _too_deep(frame, MAX_DEPTH - 1):
+        return None, f"frames nest at most {MAX_DEPTH} deep"
+    for name, kind in fields.items():
+        value = frame.get(name)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not (isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))):
+            wanted = " or ".join(dict.fromkeys(_TYPE_NAMES.get(k, k.__name__) for k in kinds))
+            return None, f"{frame['type']}: {name} must be {wanted}"
+    return frame, ""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
 
 _LINK_NAMES = {"up": "connected", "connecting": "connecting", "down": "reconnecting",
                "auth_failed": "password_rejected", "stopped": "stopped"}
@@ -56,6 +117,12 @@ class WebPluginService(Service):
     """A page at ``/NAME`` and its WebSocket at ``/NAME/ws`` on every web port."""
 
     plugin: ClassVar[str]
+    frames: ClassVar[FrameSchema] = {"select": {"server": str}}
+    """The frames browsers may send: each type's fields and their types (see
+    :func:`read_frame`); anything else is answered with ``error`` before plugin code."""
+    public: ClassVar[bool] = False
+    """Whether the plugin shows events to browsers without a token: it then reads the
+    delayed public view (``context.public_events``) instead of the live bus."""
     channel_kind: ClassVar[ChannelKind] = ChannelKind.EVENTS
     """What the server channels do with a browser that reads too slowly."""
     link_detail: ClassVar[bool] = False
@@ -73,6 +140,9 @@ class WebPluginService(Service):
         self._frame_buckets: dict[int, TokenBucket] = {}
         self._unsubscribe: list[Callable[[], object]] = []
         self._mounts: list[Any] = []
+        self._bad: dict[int, TokenBucket] = {}
+        self.quiet = RepeatLimiter(self.log)
+        """This plugin's log for lines a browser can repeat at will (once a minute each)."""
 
     # -- life ------------------------------------------------------------------
 
@@ -86,7 +156,7 @@ class WebPluginService(Service):
             self.listeners.append(listener)
         for server in self.context.servers.values():
             self._unsubscribe.append(server.subscribe(partial(self.link_changed, server.name)))
-        subscription = self.context.events.subscribe(self.event, name=f"plugin:{self.plugin}")
+        subscription = self.events.subscribe(self.event, name=f"plugin:{self.plugin}")
         self._unsubscribe.append(subscription.cancel)
 
     def stopService(self) -> Deferred[None]:
@@ -97,6 +167,11 @@ class WebPluginService(Service):
         closing = [lst.close() for lst in self.listeners] + [m.close() for m in self._mounts]
         self.listeners, self._mounts = [], []
         return DeferredList(closing).addCallback(lambda _: None)
+
+    @property
+    def events(self) -> Any:
+        """The event bus this plugin shows: the public (delayed) one if :attr:`public`."""
+        return self.context.public_events if self.public else self.context.events
 
     # -- connections -----------------------------------------------------------
 
@@ -127,6 +202,7 @@ class WebPluginService(Service):
         self.following.pop(child.id, None)
         self.children.pop(child.id, None)
         self.subscribed.pop(child.id, None)
+        self._bad.pop(child.id, None)
         self._frame_buckets.pop(child.id, None)
         self.gone(child)
 
@@ -141,28 +217,39 @@ class WebPluginService(Service):
                                                                  1 / FRAME_RATE, now)
         if bucket.take(now) > 0:  # what follows until the close is ignored
             if child.ready_state is ReadyState.OPEN:
-                self.log.info("{plugin}: closing {peer}: over {rate:g} frames a second",
-                              plugin=self.plugin, peer=child.request.peer, rate=FRAME_RATE)
+                self.quiet.emit(LogLevel.info, "{plugin}: closing {peer}: over {rate:g} frames "
+                                "a second", kind=child.request.peer_host, plugin=self.plugin,
+                                peer=child.request.peer, rate=FRAME_RATE)
                 child.close(1008, "sending too fast")
             return
-        if isinstance(data, bytes) or len(data) > MAX_FRAME:
-            self.send(child, {"type": "error", "reason": "frames are JSON text up to 16 KiB"})
-            return
-        try:
-            frame = json.loads(data)
-        except ValueError:
-            frame = None
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            self.send(child, {"type": "error", "reason": "expected a JSON object with a type"})
+        frame, why = read_frame(data, self.frames)
+        if frame is None:
+            self.bad_frame(child, why)
             return
         if frame["type"] == "select" and self.may_select(child):
-            server = frame.get("server")
-            if server not in self.context.servers:
-                self.send(child, {"type": "error", "reason": "unknown server"})
+            if frame.get("server") not in self.context.servers:
+                self.bad_frame(child, "unknown server")
             else:
-                self.follow(child, str(server))
+                self.follow(child, frame["server"])
             return
-        self.frame(child, frame)
+        try:
+            self.frame(child, frame)
+        except Exception:
+            failure = Failure()
+            self.quiet.emit(LogLevel.error, "{plugin}: a {type} frame failed", failure=failure,
+                            kind=(frame["type"], failure.type), plugin=self.plugin,
+                            type=frame["type"])
+            self.send(child, {"type": "error", "reason": "internal error"})
+
+    def bad_frame(self, child: IConnection, reason: str) -> None:
+        """Answer a frame that breaks the protocol (or a rate limit) with ``error``; a
+        connection that keeps sending them is closed with 1008."""
+        self.send(child, {"type": "error", "reason": reason})
+        now = self.clock.seconds()
+        bucket = self._bad.setdefault(child.id, TokenBucket(BAD_FRAMES_BURST,
+                                                            BAD_FRAMES_INTERVAL, now))
+        if bucket.take(now) > 0:
+            child.close(1008, "too many bad frames")
 
     def may_select(self, child: IConnection) -> bool:
         """Whether ``child`` may follow another server now (override to require a login)."""

@@ -107,11 +107,36 @@ class ListenerLike(Protocol):
     def offer(self, child: IConnection) -> Deferred[None] | None: ...
 
 
+class UnfinishedBudget:
+    """The bytes every connection of the process holds in unfinished messages, and
+    their cap (``max_unfinished_bytes``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        """Bytes held now."""
+        self.refused = 0
+        """Connections closed for adding bytes past the cap."""
+
+    def take(self, size: int) -> bool:
+        """Hold ``size`` more bytes, or ``False`` (nothing held) if that passes the cap."""
+        if self.held + size > self.limit:
+            self.refused += 1
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        """Stop holding ``size`` bytes."""
+        self.held -= size
+
+
 class Route(Protocol):
     """What a child needs of the path it arrived on (the registry's route)."""
 
     limits: WebSocketLimits
     stats: PathStats
+    budget: UnfinishedBudget
 
     def listeners(self) -> list[ListenerLike]: ...
 

@@ -295,9 +295,36 @@ class GamewsServerProtocol(WebSocketServerProtocol):
         if written < len(data):
             transport.write(data[written:])
 
+    unfinished = 0
+    """Bytes of the message being received, counted in the route's
+    :class:`~gamews.websocket._child.UnfinishedBudget` until it ends or the
+    connection does."""
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        if not self.failedByMe:
+            if not self.factory.route.budget.take(len(payload)):
+                # PRIVATE (Autobahn 26.11.1): WebSocketProtocol._fail_connection, how
+                # Autobahn itself closes on a limit (close frame, then drop)
+                self._fail_connection(1008, "too many unfinished messages on this server")
+                self._release_message()
+                return
+            self.unfinished += len(payload)
+        super().onMessageFrameData(payload)
+
+    def _release_message(self) -> None:
+        """Forget the message being received: its bytes leave the budget and memory."""
+        if self.unfinished:
+            self.factory.route.budget.give(self.unfinished)
+            self.unfinished = 0
+        self.message_data = None  # type: ignore[assignment]
+        self.frame_data = None  # type: ignore[assignment]
+
     def onMessageEnd(self) -> None:
         # Autobahn's also fires a "message" observable event through a Deferred per
         # message (nobody observes it here): hand the message straight to the child
+        if self.unfinished:
+            self.factory.route.budget.give(self.unfinished)
+            self.unfinished = 0
         if not self.failedByMe:
             payload = b"".join(self.message_data)
             stats = self.factory.route.stats
@@ -326,6 +353,20 @@ class GamewsServerProtocol(WebSocketServerProtocol):
         if not self.child.lost:  # Autobahn skips onClose for some early failures
             self.child.closed(False, None, "connection lost")
         self.factory.route.release(self.child)
+        # give everything back now, not at the next cyclic collection: the partial
+        # message, the bytes not parsed yet, the inflater; and cut the cycle through
+        # the transport's producer (transport -> send buffer -> protocol)
+        self._release_message()
+        # Autobahn 26.11.1: public attributes of WebSocketProtocol
+        self.data = b""
+        self.current_frame = None  # type: ignore[assignment]
+        self.control_frame_data = None  # type: ignore[assignment]
+        # PRIVATE (Autobahn 26.11.1): WebSocketProtocol._perMessageCompress, the inflater
+        self._perMessageCompress = None
+        transport: Any = self.transport
+        producer = getattr(transport, "producer", None)
+        if isinstance(producer, SendBuffer) and producer.protocol is self:
+            transport.unregisterProducer()
 
 
 for _name, _value in _AT_REST.items():

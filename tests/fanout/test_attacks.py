@@ -207,7 +207,8 @@ class ForwardedTokenTests(FanoutTestCase):
             self.assertEqual(sorted((r["user"] or "", r["role"] or "", r["command"], r["status"],
                                      r["via"]) for r in audit),
                              [("", "", "status", "refused", "edge-1"),
-                              ("mo", "moderator", "rcon_password x", "refused", "edge-1")])
+                              ("mo", "moderator", "rcon_password <redacted>", "refused",
+                               "edge-1")])  # secrets never reach the audit log
             self.assertNotIn("eve-token", self.origin.audit.read_text())
 
         return ensureDeferred(run())

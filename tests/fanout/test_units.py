@@ -490,8 +490,9 @@ class LateEdgeChatTests(SynchronousTestCase):
     """A chat page on an edge that started from a snapshot."""
 
     def test_backlog_seeded_from_the_snapshot(self) -> None:
-        """The first browser gets the chat lines and kills the snapshot keeps; events the
-        snapshot already holds are not shown twice; later ones are."""
+        """The first browser gets the chat lines and kills the snapshot keeps (team chat
+        left out of the public view); events the snapshot already holds are not shown
+        twice; later ones are."""
         origin, events = demo_bus(60)
         context = PluginTestContext.for_plugin(ChatPlugin(),
                                                servers={"demo": ScriptedGameServer("demo")})
@@ -501,14 +502,16 @@ class LateEdgeChatTests(SynchronousTestCase):
         context.events.restore("demo", snapshot)
         child = context.listeners[0].connect()
         (backlog,) = child.of_type("backlog")
-        kept = sorted(snapshot["chat"] + snapshot["kill_feed"], key=lambda e: e["seq"])
+        kept = sorted((e for e in snapshot["chat"] + snapshot["kill_feed"]
+                       if not (e["type"] == "chat" and e["team"])), key=lambda e: e["seq"])
         self.assertEqual([line["seq"] for line in backlog["lines"]],
                          [e["seq"] for e in kept][-50:])
         chat.event(envelope_from_json(kept[-1]))  # late delivery of a snapshot event
         self.assertEqual(child.of_type("line"), [])
         _, more = demo_bus(90)  # the same match, played on for longer
         self.assertEqual(more[:len(events)], events)
-        later = next(e for e in more[len(events):] if e["type"] in ("kill", "chat"))
+        later = next(e for e in more[len(events):]
+                     if e["type"] == "kill" or (e["type"] == "chat" and not e["team"]))
         for obj in more[len(events):more.index(later) + 1]:
             context.events.replay(envelope_from_json(obj))
         self.assertEqual(child.of_type("line")[-1]["line"]["seq"], later["seq"])
@@ -542,7 +545,7 @@ class ForwardedRequestTests(SynchronousTestCase):
         directory.mkdir()
         (directory / "tokens.txt").write_text(f"mo:moderator:{hash_token('mod')}\n")
         context = PluginTestContext.for_plugin(
-            ConsolePlugin(), {"tokens_file": "tokens.txt", "burst": 1,
+            ConsolePlugin(), {"tokens_file": "tokens.txt", "burst": 2,
                               "audit_log": "audit.jsonl", "rate": 1.0},
             servers={"alpha": game}, base_dir=directory)
         service = ConsoleService(context)
