@@ -222,7 +222,7 @@ class PluginReloadTests(SynchronousTestCase):
         from tests.support import capture_logs
 
         path = Path(self.mktemp())
-        text = ('listen = ["tcp:8080:interface=127.0.0.1"]\ndemo = false\n'
+        text = ('listen = ["tcp:8080:interface=127.0.0.1"]\ndemo = false\narchive = false\n'
                 'plugins = ["chat", "live"]\n[plugin.chat]\nrate = 1.0\n')
         path.write_text(text)
         cli = CommandLine(config=str(path))
