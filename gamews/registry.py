@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -540,6 +540,13 @@ class Registry:
             self._per_host[host] -= 1
             if self._per_host[host] <= 0:
                 del self._per_host[host]
+
+    def allow_hosts(self, hosts: tuple[str, ...]) -> None:
+        """Serve requests for these ``Host`` names (besides the local address) from now on,
+        on every port (a reload's ``[websocket] allowed_hosts``); open sockets stay."""
+        self.limits = replace(self.limits, allowed_hosts=hosts)
+        for port in self._ports.values():
+            port.site.allowed_hosts = hosts
 
     # -- introspection ---------------------------------------------------------
 

@@ -6,7 +6,8 @@ the same one-line errors as at start); an invalid one is refused with one log li
 running configuration stays.  A valid one is applied where it can be, live, without closing
 any WebSocket:
 
-* ``[websocket] allowed_origins``: new handshakes are checked against the new list;
+* ``[websocket] allowed_origins`` and ``allowed_hosts``: new handshakes and requests are
+  checked against the new lists;
 * a ``[[server]]``'s RCON password: the link re-authenticates (Source: reconnects);
 * a ``[[server]]``'s log secret (``log_secret_file``/``log_secret_env``): the next datagram
   or post must carry the new one;
@@ -63,8 +64,8 @@ def restart_needed(old: Settings, new: Settings) -> list[str]:
     keys: list[str] = []
     if old.config.listen != new.config.listen:
         keys.append("listen")
-    if replace(old.config.websocket, allowed_origins=()) != replace(
-            new.config.websocket, allowed_origins=()):
+    if replace(old.config.websocket, allowed_origins=(), allowed_hosts=()) != replace(
+            new.config.websocket, allowed_origins=(), allowed_hosts=()):
         keys.append("websocket")
     if old.config.shutdown_timeout != new.config.shutdown_timeout:
         keys.append("shutdown_timeout")
@@ -154,7 +155,11 @@ class Reloader:
         if registry.limits.allowed_origins != origins:
             registry.limits = replace(registry.limits, allowed_origins=origins)
             applied.append("websocket.allowed_origins")
-        return replace(old.config.websocket, allowed_origins=origins)
+        hosts = new.config.websocket.allowed_hosts
+        if registry.limits.allowed_hosts != hosts:
+            registry.allow_hosts(hosts)
+            applied.append("websocket.allowed_hosts")
+        return replace(old.config.websocket, allowed_origins=origins, allowed_hosts=hosts)
 
     def _servers(self, old: Settings, new: Settings, applied: list[str]
                  ) -> tuple[ServerSettings, ...]:

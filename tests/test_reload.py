@@ -256,3 +256,32 @@ class RestartNeededTests(SynchronousTestCase):
                         '[plugin.chat]\nrate = 5.0\n')
         new = load_settings(CommandLine(config=str(path)), plugins)
         self.assertEqual(restart_needed(old, new), ["listen", "plugin.chat"])
+
+
+class AllowedHostsTests(SynchronousTestCase):
+    """``[websocket] allowed_hosts`` changes live: no restart, every port's Site checks
+    new requests against the new names."""
+
+    def test_not_a_restart(self) -> None:
+        plugins = available_plugins()
+        old = load_settings(CommandLine(), plugins)
+        path = Path(self.mktemp())
+        path.write_text('[websocket]\nallowed_hosts = ["games.example.org"]\n')
+        new = load_settings(CommandLine(config=str(path)), plugins)
+        self.assertEqual(new.config.websocket.allowed_hosts, ("games.example.org",))
+        self.assertEqual(restart_needed(old, new), [])
+
+    def test_every_port_gets_the_new_names(self) -> None:
+        from twisted.internet.testing import MemoryReactorClock
+
+        from gamews.config import WebSocketLimits
+        from gamews.registry import Registry
+
+        registry = Registry(WebSocketLimits(), reactor=MemoryReactorClock())
+        for port in (8080, 8081):
+            registry.open(f"tcp:{port}:interface=127.0.0.1", "/ws", owner="p",
+                          incoming=lambda child: None)
+        registry.allow_hosts(("games.example.org",))
+        self.assertEqual(registry.limits.allowed_hosts, ("games.example.org",))
+        self.assertEqual([p.site.allowed_hosts for p in registry.ports()],
+                         [("games.example.org",)] * 2)
