@@ -3,7 +3,7 @@
 A plugin callback that raises (or returns a Deferred that fails) is logged
 with its traceback and the plugin's name; the caller carries on. The same error
 (plugin, callback, exception type and message) is logged once a minute at most,
-with a count of the repeats (:class:`~gamews.quietlog.RepeatLimiter`).
+with a count of the repeats (:class:`gamews.quietlog.RepeatLimiter`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ MAX_KINDS: Final = 10_000
 
 
 class RepeatLimiter:
-    """Rate-limits repeated identical log events of one :class:`Logger`."""
+    """Rate-limits repeated identical log events of one ``twisted.logger.Logger``."""
 
     def __init__(self, log: Logger, *, window: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:

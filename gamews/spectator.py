@@ -4,7 +4,7 @@ A player who watches the game in a browser must not learn from it what their scr
 does not show (ghosting), and one team's ``say_team`` talk must not reach the other. So
 every view anyone can open without a token (the chat page's lines and backlog, and any
 plugin that shows events to the public) reads :class:`PublicEvents`, a second
-:class:`~gamews.events.EventBus` that replays the live bus's events ``delay`` seconds
+:class:`gamews.events.EventBus` that replays the live bus's events ``delay`` seconds
 after they happened (in order, with their ``seq`` and time), with a match state that is
 that far behind too. Team chat is left out of it unless ``team_chat = "delayed"``. Token
 holders (the console, a live view after a login) read the live bus.
@@ -84,7 +84,7 @@ def _without_team_chat(snapshot: Mapping[str, Any]) -> dict[str, Any]:
 class PublicEvents(EventBus):
     """The live bus's events, ``delay`` seconds late, without team chat unless allowed.
 
-    Subscribe to it, and read its :meth:`state`, as from the live bus. A snapshot
+    Subscribe to it, and read its ``state``, as from the live bus. A snapshot
     restored on the live bus (a fan-out edge catching up) is restored here after the
     same delay.
     """

@@ -37,7 +37,7 @@ class ThrottleConfig:
 
 def throttle_config(table: Any, where: str) -> ThrottleConfig:
     """The ``lockout_after`` and ``lockout`` keys of a config table (defaults otherwise);
-    a bad value raises :class:`~gamews.errors.ConfigError` naming ``where.KEY``."""
+    a bad value raises :class:`gamews.errors.ConfigError` naming ``where.KEY``."""
     from gamews.errors import ConfigError
 
     after, seconds = table.get("lockout_after", 10), table.get("lockout", 900.0)

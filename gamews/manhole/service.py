@@ -185,7 +185,7 @@ def load_host_key(data_dir: Path) -> keys.Key:
 
 class ThrottledUserAuth(SSHUserAuthServer):
     """SSH user authentication whose password tries are throttled per peer address
-    (:class:`~gamews.throttle.LoginThrottle`): a throttled address is refused without a
+    (:class:`gamews.throttle.LoginThrottle`): a throttled address is refused without a
     check; failures are logged at warning level with the address."""
 
     transport: _ManholeTransport

@@ -297,7 +297,7 @@ class GamewsServerProtocol(WebSocketServerProtocol):
 
     unfinished = 0
     """Bytes of the message being received, counted in the route's
-    :class:`~gamews.websocket._child.UnfinishedBudget` until it ends or the
+    :class:`gamews.websocket._child.UnfinishedBudget` until it ends or the
     connection does."""
 
     def onMessageFrameData(self, payload: bytes) -> None:
