@@ -162,14 +162,19 @@ class _EventStream:
         self.done = True
 
 
-class ApiResource(Resource):
-    """``/api/v1/``: matches, a match, its events (NDJSON), its export, players."""
+class _ArchiveResource(Resource):
+    """A leaf resource answering from the archive's database."""
 
     isLeaf = True
 
     def __init__(self, db: Database) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.db = db
+
+
+class ApiResource(_ArchiveResource):
+    """``/api/v1/``: matches, a match, its events (NDJSON), its export, players."""
+
 
     def render_GET(self, request: Request) -> bytes | int:
         parts = [p.decode("utf-8", "replace") for p in request.postpath or [] if p]
@@ -412,14 +417,9 @@ def _player_html(p: dict[str, Any] | None) -> bytes | None:
     return _html(str(p["name"]), "Players", body)
 
 
-class MatchesPage(Resource):
+class MatchesPage(_ArchiveResource):
     """``/matches``, ``/matches/ID`` and ``/matches/ID/replay``."""
 
-    isLeaf = True
-
-    def __init__(self, db: Database) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.db = db
 
     def render_GET(self, request: Request) -> bytes | int:
         parts = [p.decode("utf-8", "replace") for p in request.postpath or [] if p]
@@ -440,14 +440,9 @@ class MatchesPage(Resource):
         return b"No such page.\n"
 
 
-class PlayersPage(Resource):
+class PlayersPage(_ArchiveResource):
     """``/players`` and ``/players/ID``."""
 
-    isLeaf = True
-
-    def __init__(self, db: Database) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.db = db
 
     def render_GET(self, request: Request) -> bytes | int:
         parts = [p.decode("utf-8", "replace") for p in request.postpath or [] if p]
